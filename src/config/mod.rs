@@ -1,0 +1,498 @@
+//! The configuration file: one TOML document, `deny_unknown_fields` everywhere.
+//!
+//! In: the file's text. `${NAME}` and `${NAME:-default}` are replaced by
+//! environment variables before parsing, so secrets and per-box values need
+//! not be written into the file. Relative paths are taken relative to the
+//! file's folder.
+//!
+//! Out: [`Config`], checked by [`Config::validate`]. Every error names the
+//! key it is about (`camera[gate].fps`), and the binary exits with code 2.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+mod env;
+
+pub use env::expand_env;
+
+/// A configuration that could not be used. The binary maps every variant to exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub mqtt: MqttConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub detector: DetectorConfig,
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    #[serde(default, rename = "camera")]
+    pub cameras: Vec<CameraConfig>,
+    /// The file this was read from; relative paths were resolved against its folder.
+    #[serde(skip)]
+    pub source_path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This box's name in topics and events; unique in the city.
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host[:port]` or `mqtts://host[:port]`.
+    pub url: String,
+    /// First topic level of everything this node publishes.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// MQTT client id; defaults to `streetwatch-{node.id}`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Seconds between keep-alive pings.
+    #[serde(default = "default_keep_alive_s")]
+    pub keep_alive_s: u64,
+    /// Events sent but not yet acknowledged by the broker, at most.
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: u16,
+}
+
+fn default_topic_prefix() -> String {
+    "streetwatch".into()
+}
+fn default_keep_alive_s() -> u64 {
+    30
+}
+fn default_max_inflight() -> u16 {
+    32
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The `.onnx` file; defaults to the default model in the cache.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// The model manifest; defaults to `<model>.toml` beside the model.
+    #[serde(default)]
+    pub manifest: Option<PathBuf>,
+    /// Detections scoring below this are ignored; defaults to the manifest's value.
+    #[serde(default)]
+    pub min_score: Option<f32>,
+    /// IoU above which two boxes of one class are the same object.
+    #[serde(default)]
+    pub nms_iou: Option<f32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    /// `libonnxruntime.so` to load; defaults to `$ORT_DYLIB_PATH`, then the cached 1.31.1.
+    #[serde(default)]
+    pub ort_library: Option<PathBuf>,
+    /// Threads ONNX Runtime uses for one inference; 0 lets it choose.
+    #[serde(default)]
+    pub intra_threads: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// The SQLite file that holds events until the broker acknowledges them.
+    #[serde(default = "default_outbox_path")]
+    pub path: PathBuf,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            path: default_outbox_path(),
+        }
+    }
+}
+
+fn default_outbox_path() -> PathBuf {
+    "/var/lib/streetwatch/outbox.sqlite".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub id: String,
+    /// `rtsp://…`, `http://…`, a file path, or `/dev/videoN`.
+    pub url: String,
+    /// Frames per second to analyse (the stream may deliver more).
+    #[serde(default = "default_fps")]
+    pub fps: f64,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default, rename = "zone")]
+    pub zones: Vec<ZoneConfig>,
+}
+
+fn default_fps() -> f64 {
+    5.0
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    pub id: String,
+    /// Corners in normalised image coordinates: `[[x, y], …]`, 0..1, at least three.
+    pub polygon: Vec<[f64; 2]>,
+    #[serde(default)]
+    pub crowding: Option<CrowdingConfig>,
+}
+
+/// Too many objects of some classes in a zone for a sustained time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrowdingConfig {
+    /// Model labels that count.
+    #[serde(default = "default_crowding_classes")]
+    pub classes: Vec<String>,
+    /// The incident starts when at least this many are in the zone…
+    pub min_count: u32,
+    /// …for at least this long.
+    #[serde(default = "default_min_duration_s")]
+    pub min_duration_s: f64,
+    /// It ends after the count stays below `min_count` this long.
+    #[serde(default = "default_clear_duration_s")]
+    pub clear_duration_s: f64,
+    /// While it lasts, an `update` at most this often (when the count changed).
+    #[serde(default = "default_update_interval_s")]
+    pub update_interval_s: f64,
+}
+
+fn default_crowding_classes() -> Vec<String> {
+    vec!["person".into()]
+}
+fn default_min_duration_s() -> f64 {
+    2.0
+}
+fn default_clear_duration_s() -> f64 {
+    5.0
+}
+fn default_update_interval_s() -> f64 {
+    30.0
+}
+
+impl Config {
+    /// Reads, expands, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_str_at(&text, path)
+    }
+
+    /// Parses `text` as if it had been read from `path` (used for relative paths and messages).
+    pub fn from_str_at(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let parse_err = |message: String| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        };
+        let text = expand_env(text).map_err(parse_err)?;
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| parse_err(e.to_string().trim_end().to_owned()))?;
+        config.source_path = path.to_owned();
+        config.resolve_paths();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self) {
+        let base = self
+            .source_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(p) = self.model.path.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = self.model.manifest.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = self.detector.ort_library.as_mut() {
+            resolve(p);
+        }
+        resolve(&mut self.outbox.path);
+        for cam in &mut self.cameras {
+            if !cam.url.contains("://") && Path::new(&cam.url).is_relative() {
+                cam.url = base.join(&cam.url).to_string_lossy().into_owned();
+            }
+        }
+    }
+
+    fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.source_path.clone(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Checks what the types alone cannot: ranges, uniqueness, polygons, URLs.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_id(&self.node.id).map_err(|m| self.invalid("node.id", m))?;
+        crate::mqtt::BrokerUrl::parse(&self.mqtt.url).map_err(|e| self.invalid("mqtt.url", e))?;
+        if self.mqtt.topic_prefix.is_empty()
+            || self.mqtt.topic_prefix.contains(['+', '#'])
+            || self.mqtt.topic_prefix.starts_with('/')
+            || self.mqtt.topic_prefix.ends_with('/')
+        {
+            return Err(self.invalid(
+                "mqtt.topic_prefix",
+                "must be non-empty, without `+`, `#` or a leading/trailing `/`",
+            ));
+        }
+        if self.mqtt.max_inflight == 0 {
+            return Err(self.invalid("mqtt.max_inflight", "must be at least 1"));
+        }
+        if let Some(s) = self.model.min_score
+            && !(0.0..=1.0).contains(&s)
+        {
+            return Err(self.invalid("model.min_score", "must be between 0 and 1"));
+        }
+        if let Some(s) = self.model.nms_iou
+            && !(s > 0.0 && s <= 1.0)
+        {
+            return Err(self.invalid("model.nms_iou", "must be in (0, 1]"));
+        }
+        if self.cameras.is_empty() {
+            return Err(self.invalid("camera", "at least one [[camera]] is needed"));
+        }
+        let mut camera_ids = HashSet::new();
+        for (i, cam) in self.cameras.iter().enumerate() {
+            let key = format!("camera[{i}]");
+            check_id(&cam.id).map_err(|m| self.invalid(format!("{key}.id"), m))?;
+            if !camera_ids.insert(cam.id.as_str()) {
+                return Err(self.invalid(
+                    format!("{key}.id"),
+                    format!("camera id {:?} is used twice", cam.id),
+                ));
+            }
+            let key = format!("camera[{}]", cam.id);
+            if cam.url.trim().is_empty() {
+                return Err(self.invalid(format!("{key}.url"), "must not be empty"));
+            }
+            if !(cam.fps > 0.0 && cam.fps <= 60.0) {
+                return Err(self.invalid(format!("{key}.fps"), "must be > 0 and ≤ 60"));
+            }
+            let mut zone_ids = HashSet::new();
+            for (j, zone) in cam.zones.iter().enumerate() {
+                let zkey = format!("{key}.zone[{j}]");
+                check_id(&zone.id).map_err(|m| self.invalid(format!("{zkey}.id"), m))?;
+                if !zone_ids.insert(zone.id.as_str()) {
+                    return Err(self.invalid(
+                        format!("{zkey}.id"),
+                        format!("zone id {:?} is used twice in this camera", zone.id),
+                    ));
+                }
+                let zkey = format!("{key}.zone[{}]", zone.id);
+                if zone.polygon.len() < 3 {
+                    return Err(self.invalid(
+                        format!("{zkey}.polygon"),
+                        "needs at least three [x, y] corners",
+                    ));
+                }
+                if let Some(p) = zone
+                    .polygon
+                    .iter()
+                    .find(|[x, y]| !(0.0..=1.0).contains(x) || !(0.0..=1.0).contains(y))
+                {
+                    return Err(self.invalid(
+                        format!("{zkey}.polygon"),
+                        format!(
+                            "corner {p:?} is outside 0..1 (coordinates are fractions of the image width and height)"
+                        ),
+                    ));
+                }
+                if let Some(c) = &zone.crowding {
+                    let rkey = format!("{zkey}.crowding");
+                    if c.classes.is_empty() {
+                        return Err(self.invalid(format!("{rkey}.classes"), "must not be empty"));
+                    }
+                    if c.min_count == 0 {
+                        return Err(self.invalid(format!("{rkey}.min_count"), "must be at least 1"));
+                    }
+                    for (name, v) in [
+                        ("min_duration_s", c.min_duration_s),
+                        ("clear_duration_s", c.clear_duration_s),
+                        ("update_interval_s", c.update_interval_s),
+                    ] {
+                        if !(v.is_finite() && v >= 0.0) {
+                            return Err(
+                                self.invalid(format!("{rkey}.{name}"), "must be ≥ 0 seconds")
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The class names every rule refers to, with the key that names them, for checking
+    /// against the model's labels once the model is loaded.
+    pub fn referenced_classes(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for cam in &self.cameras {
+            for zone in &cam.zones {
+                if let Some(c) = &zone.crowding {
+                    for class in &c.classes {
+                        out.push((
+                            format!("camera[{}].zone[{}].crowding.classes", cam.id, zone.id),
+                            class.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Error for a key whose value is only found wrong after start-up checks (e.g. labels).
+    pub fn key_error(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        self.invalid(key, message)
+    }
+}
+
+/// Ids appear in MQTT topics: keep them to letters, digits, `-`, `_` and `.`.
+fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if id.len() > 64 {
+        return Err("must be at most 64 characters".into());
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "{id:?} contains {c:?}; use letters, digits, `-`, `_` and `.` (ids are MQTT topic levels)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[node]
+id = "pole-17"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+[outbox]
+path = "/tmp/x.sqlite"
+[[camera]]
+id = "gate"
+url = "clip.mp4"
+fps = 4
+[[camera.zone]]
+id = "road"
+polygon = [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]
+[camera.zone.crowding]
+min_count = 3
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_str_at(text, Path::new("/etc/streetwatch/test.toml"))
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults_and_resolves_paths() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.mqtt.topic_prefix, "streetwatch");
+        assert_eq!(c.cameras[0].url, "/etc/streetwatch/clip.mp4");
+        let crowd = c.cameras[0].zones[0].crowding.as_ref().unwrap();
+        assert_eq!(crowd.classes, vec!["person".to_string()]);
+        assert_eq!(crowd.min_count, 3);
+        assert_eq!(
+            c.referenced_classes(),
+            vec![(
+                "camera[gate].zone[road].crowding.classes".to_string(),
+                "person".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse(&GOOD.replace("fps = 4", "fsp = 4")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("unknown field `fsp`"), "{msg}");
+    }
+
+    #[test]
+    fn missing_url_is_named() {
+        let err = parse(&GOOD.replace("url = \"clip.mp4\"", "")).unwrap_err();
+        assert!(err.to_string().contains("missing field `url`"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (from, to, key) in [
+            ("fps = 4", "fps = 0", "camera[gate].fps"),
+            ("id = \"road\"", "id = \"ro ad\"", "camera[gate].zone[0].id"),
+            (
+                "[1, 1], [0, 1]]",
+                "[1, 1.5], [0, 1]]",
+                "camera[gate].zone[road].polygon",
+            ),
+            (
+                "min_count = 3",
+                "min_count = 0",
+                "camera[gate].zone[road].crowding.min_count",
+            ),
+            ("mqtt://127.0.0.1:1883", "http://127.0.0.1:1883", "mqtt.url"),
+        ] {
+            let err = parse(&GOOD.replace(from, to)).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { key: k, .. } if k == key),
+                "{to}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_camera_ids_are_refused() {
+        let text = format!("{GOOD}\n[[camera]]\nid = \"gate\"\nurl = \"other.mp4\"\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.to_string().contains("used twice"), "{err}");
+    }
+}

@@ -1,0 +1,124 @@
+//! Model output → detections in source pixels: thresholding, scaling, class-aware NMS.
+
+/// One detected object, in source-image pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    pub class_id: usize,
+    pub score: f32,
+    /// `[x0, y0, x1, y1]` in source pixels.
+    pub bbox: [f32; 4],
+}
+
+impl Detection {
+    pub fn area(&self) -> f32 {
+        (self.bbox[2] - self.bbox[0]).max(0.0) * (self.bbox[3] - self.bbox[1]).max(0.0)
+    }
+}
+
+/// Intersection over union of two `[x0, y0, x1, y1]` boxes.
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let union = area(a) + area(b) - inter;
+    if union <= 0.0 { 0.0 } else { inter / union }
+}
+
+/// Decodes `boxes [N, 4]` (input pixels) + `scores [N, C]`: every (anchor, class) pair scoring
+/// at least `min_score` is a candidate, its box scaled by `(sx, sy)` and clipped to the source.
+pub fn decode_boxes_scores(
+    boxes: &[f32],
+    scores: &[f32],
+    classes: usize,
+    min_score: f32,
+    scale: (f32, f32),
+    source: (u32, u32),
+) -> Vec<Detection> {
+    let (sx, sy) = scale;
+    let (w, h) = (source.0 as f32, source.1 as f32);
+    let mut out = Vec::new();
+    for (anchor, row) in scores.chunks_exact(classes).enumerate() {
+        for (class_id, &score) in row.iter().enumerate() {
+            if score >= min_score {
+                let b = &boxes[anchor * 4..anchor * 4 + 4];
+                out.push(Detection {
+                    class_id,
+                    score,
+                    bbox: [
+                        (b[0] * sx).clamp(0.0, w),
+                        (b[1] * sy).clamp(0.0, h),
+                        (b[2] * sx).clamp(0.0, w),
+                        (b[3] * sy).clamp(0.0, h),
+                    ],
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Greedy non-maximum suppression within each class. Returns detections sorted by score.
+pub fn nms_per_class(mut dets: Vec<Detection>, iou_threshold: f32) -> Vec<Detection> {
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut keep: Vec<Detection> = Vec::with_capacity(dets.len().min(256));
+    for d in dets {
+        if keep
+            .iter()
+            .all(|k| k.class_id != d.class_id || iou(&k.bbox, &d.bbox) <= iou_threshold)
+        {
+            keep.push(d);
+        }
+    }
+    keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(class_id: usize, score: f32, bbox: [f32; 4]) -> Detection {
+        Detection {
+            class_id,
+            score,
+            bbox,
+        }
+    }
+
+    #[test]
+    fn iou_of_known_boxes() {
+        assert_eq!(iou(&[0., 0., 2., 2.], &[1., 0., 3., 2.]), 2.0 / 6.0);
+        assert_eq!(iou(&[0., 0., 1., 1.], &[2., 2., 3., 3.]), 0.0);
+        assert_eq!(iou(&[0., 0., 1., 1.], &[0., 0., 1., 1.]), 1.0);
+    }
+
+    #[test]
+    fn nms_suppresses_within_class_only() {
+        let out = nms_per_class(
+            vec![
+                det(0, 0.6, [0., 0., 10., 10.]),
+                det(0, 0.9, [1., 1., 11., 11.]),
+                det(1, 0.5, [0., 0., 10., 10.]),
+                det(0, 0.4, [50., 50., 60., 60.]),
+            ],
+            0.5,
+        );
+        let got: Vec<(usize, f32)> = out.iter().map(|d| (d.class_id, d.score)).collect();
+        assert_eq!(got, vec![(0, 0.9), (1, 0.5), (0, 0.4)]);
+    }
+
+    #[test]
+    fn decode_thresholds_scales_and_clips() {
+        // Two anchors, two classes.
+        let boxes = [10., 20., 30., 40., -5., 0., 500., 100.];
+        let scores = [0.1, 0.8, 0.5, 0.2];
+        let out = decode_boxes_scores(&boxes, &scores, 2, 0.35, (2.0, 0.5), (800, 600));
+        assert_eq!(
+            out,
+            vec![
+                det(1, 0.8, [20., 10., 60., 20.]),
+                det(0, 0.5, [0., 0., 800., 50.]),
+            ]
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! The `streetwatch` command line: run the daemon, check a config, try the detector, watch events.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use streetwatch::config::Config;
+use streetwatch::detect::{self, DetectError, Detector, DetectorOptions, RgbView};
+use streetwatch::supervisor::{self, StartError};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "streetwatch",
+    version,
+    about = "Edge daemon for street cameras: video → ONNX detector → zone rules → MQTT events"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration (and its model) without starting cameras. Exit code 2 if wrong.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the detector on one still image and print what it finds (source pixels).
+    Detect {
+        image: PathBuf,
+        /// Use this config's [model] and [detector] settings.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Model file (default: the configured one, else the default model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Subscribe to a broker and print events as they arrive, one line each.
+    Tail {
+        /// Broker, e.g. mqtt://127.0.0.1:1883
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "streetwatch")]
+        prefix: String,
+        /// Node id to follow (`+` for all).
+        #[arg(long, default_value = "+")]
+        node: String,
+        /// Print each event's JSON as received instead of a summary line.
+        #[arg(long)]
+        json: bool,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn,rumqttc=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let result = match cli.command {
+        Command::Run { config } => cmd_run(config),
+        Command::CheckConfig { config } => cmd_check(config),
+        Command::Detect {
+            image,
+            config,
+            model,
+            json,
+        } => cmd_detect(image, config, model, json),
+        Command::Tail {
+            url,
+            prefix,
+            node,
+            json,
+            count,
+        } => cmd_tail(url, prefix, node, json, count),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("streetwatch: error: {err:#}");
+            if is_usage_error(&err) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Configuration and model problems exit with 2: the box needs fixing, not restarting.
+fn is_usage_error(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.is::<streetwatch::config::ConfigError>()
+            || e.is::<DetectError>()
+            || matches!(
+                e.downcast_ref::<StartError>(),
+                Some(StartError::Config(_) | StartError::Detector(_) | StartError::Outbox(_))
+            )
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn cmd_run(config_path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&config_path)?;
+    let rt = runtime()?;
+    let summary = rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down (a second signal exits at once)");
+                shutdown.cancel();
+                wait_for_signal().await;
+                eprintln!("streetwatch: second signal, exiting now");
+                std::process::exit(130);
+            });
+        }
+        let hook = Box::new(|ev: &streetwatch::event::Event| {
+            tracing::info!(
+                seq = ev.seq,
+                camera = %ev.camera,
+                zone = %ev.zone,
+                r#type = %ev.kind,
+                phase = ev.phase.as_str(),
+                count = ev.metrics.get("count").copied().unwrap_or(0.0),
+                "event stored"
+            );
+        });
+        supervisor::run(config, shutdown, hook).await
+    })?;
+    let t = summary.total();
+    eprintln!(
+        "streetwatch: summary: {} cameras, {} frames decoded, {} analysed ({} dropped, {} decode errors), {} detections, {} events ({} delivered, {} left in outbox), mean inference {:.1} ms, wall {:.1} s",
+        summary.cameras.len(),
+        t.frames_decoded,
+        t.frames_analysed,
+        t.frames_dropped,
+        t.decode_errors,
+        t.detections,
+        t.events,
+        summary.publisher.acked,
+        summary.publisher.left_in_outbox,
+        t.mean_inference_ms(),
+        summary.wall.as_secs_f64()
+    );
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn cmd_check(config_path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&config_path)?;
+    let detector = supervisor::open_detector(&config)?;
+    println!(
+        "{}: ok — node {:?}, {} camera(s), model {} ({})",
+        config_path.display(),
+        config.node.id,
+        config.cameras.len(),
+        detector.manifest().name,
+        detector.model_path().display()
+    );
+    Ok(())
+}
+
+fn cmd_detect(
+    image: PathBuf,
+    config: Option<PathBuf>,
+    model: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut opts = match &config {
+        Some(p) => DetectorOptions::from_config(&Config::load(p)?),
+        None => DetectorOptions {
+            model: detect::manifest::default_model_path(),
+            manifest: None,
+            ort_library: None,
+            intra_threads: 0,
+            min_score: None,
+            nms_iou: None,
+        },
+    };
+    if let Some(m) = model {
+        opts.model = m;
+    }
+    let mut detector = Detector::open(&opts)?;
+    let img = detect::load_image(&image)?;
+    let out = detector.detect(RgbView {
+        width: img.width(),
+        height: img.height(),
+        data: img.as_raw(),
+    })?;
+    if json {
+        let dets: Vec<serde_json::Value> = out
+            .detections
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "class": detector.label(d.class_id),
+                    "class_id": d.class_id,
+                    "score": (d.score * 1000.0).round() / 1000.0,
+                    "box": d.bbox.map(|v| (v * 10.0).round() / 10.0),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "image": image.display().to_string(),
+            "width": img.width(),
+            "height": img.height(),
+            "model": detector.manifest().name,
+            "inference_ms": (out.elapsed.as_secs_f64() * 10000.0).round() / 10.0,
+            "detections": dets,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!(
+            "{} ({}x{}), model {}, {:.1} ms",
+            image.display(),
+            img.width(),
+            img.height(),
+            detector.manifest().name,
+            out.elapsed.as_secs_f64() * 1000.0
+        );
+        for d in &out.detections {
+            println!(
+                "  {:<14} {:.3}  [{:.0}, {:.0}, {:.0}, {:.0}]",
+                detector.label(d.class_id),
+                d.score,
+                d.bbox[0],
+                d.bbox[1],
+                d.bbox[2],
+                d.bbox[3]
+            );
+        }
+    }
+    Ok(())
+}
+
+fn cmd_tail(
+    url: String,
+    prefix: String,
+    node: String,
+    json: bool,
+    count: Option<u64>,
+) -> anyhow::Result<()> {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let broker =
+        streetwatch::mqtt::BrokerUrl::parse(&url).map_err(|m| anyhow::anyhow!("--url: {m}"))?;
+    let id = format!("streetwatch-tail-{}", std::process::id());
+    let mut opts = MqttOptions::new(id, broker.host, broker.port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_max_packet_size(16 << 20, 16 << 20);
+    if broker.tls {
+        opts.set_transport(rumqttc::Transport::tls_with_default_config());
+    }
+    let (client, mut connection) = Client::new(opts, 16);
+    let topic = format!("{prefix}/{node}/events/#");
+    let mut seen = 0u64;
+    for notification in connection.iter() {
+        match notification {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                client.subscribe(&topic, QoS::AtLeastOnce)?;
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                eprintln!("streetwatch: listening on {topic}");
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if json {
+                    println!("{}", String::from_utf8_lossy(&p.payload));
+                } else {
+                    println!("{}", describe_event(&p.topic, &p.payload));
+                }
+                seen += 1;
+                if count.is_some_and(|c| seen >= c) {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("streetwatch: broker {url}: {e}; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One readable line per event: time, camera/zone, type and phase, the numbers, the objects.
+fn describe_event(topic: &str, payload: &[u8]) -> String {
+    let Ok(ev) = serde_json::from_slice::<streetwatch::event::Event>(payload) else {
+        return format!("{topic}: {}", String::from_utf8_lossy(payload));
+    };
+    let mut classes = std::collections::BTreeMap::<&str, usize>::new();
+    for o in &ev.objects {
+        *classes.entry(o.class.as_str()).or_default() += 1;
+    }
+    let objects: Vec<String> = classes.iter().map(|(c, n)| format!("{n} {c}")).collect();
+    let metrics: Vec<String> = ev
+        .metrics
+        .iter()
+        .map(|(k, v)| format!("{k}={}", (v * 10.0).round() / 10.0))
+        .collect();
+    format!(
+        "{}  #{:<4} {}/{}  {} {:<6} t={:>6.1}s  {}  [{}]",
+        ev.ts,
+        ev.seq,
+        ev.camera,
+        ev.zone,
+        ev.kind,
+        ev.phase.as_str(),
+        ev.stream_time_s,
+        metrics.join(" "),
+        objects.join(", ")
+    )
+}

@@ -1,0 +1,475 @@
+//! The broker connection: publishes events from the outbox, deletes them on PUBACK.
+//!
+//! In: events (committed to the outbox here, then published). Out: MQTT
+//! packets to the broker, acks back into the outbox.
+//!
+//! rumqttc's own queue is memory-only and is cleared when it reconnects
+//! without a session, so the outbox is the source of truth: after every
+//! ConnAck the publisher starts again from the oldest unacknowledged event.
+//! A PUBACK is matched to its event through the packet id that rumqttc
+//! reports in `Outgoing::Publish(pkid)`, in the order publishes were queued.
+//!
+//! The event loop is polled on its own task (polling is not cancel-safe),
+//! with exponential backoff and jitter between failed connection attempts.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime};
+
+use rumqttc::{AsyncClient, Event as MqttEvent, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::{Event, rfc3339};
+use crate::outbox::Outbox;
+
+/// A parsed `[mqtt] url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl BrokerUrl {
+    pub fn parse(url: &str) -> Result<BrokerUrl, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("mqtts://") {
+            (true, r)
+        } else {
+            return Err(format!("{url:?} must start with mqtt:// or mqtts://"));
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('@') {
+            return Err("credentials do not belong in the URL".into());
+        }
+        let default_port = if tls { 8883 } else { 1883 };
+        let parse_port = |p: &str| {
+            p.parse::<u16>()
+                .map_err(|_| format!("port {p:?} is not a number from 1 to 65535"))
+        };
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("{url:?}: unclosed `[`"))?;
+            match after.strip_prefix(':') {
+                Some(p) => (h, parse_port(p)?),
+                None if after.is_empty() => (h, default_port),
+                None => return Err(format!("{url:?}: unexpected {after:?} after the host")),
+            }
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h, parse_port(p)?),
+                None => (rest, default_port),
+            }
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(format!("{url:?} has no host"));
+        }
+        if port == 0 {
+            return Err("port must not be 0".into());
+        }
+        Ok(BrokerUrl {
+            host: host.to_string(),
+            port,
+            tls,
+        })
+    }
+}
+
+/// What the publisher needs to know.
+#[derive(Debug, Clone)]
+pub struct PublisherOptions {
+    pub broker: BrokerUrl,
+    pub client_id: String,
+    pub keep_alive: Duration,
+    pub topic_prefix: String,
+    pub node: String,
+    pub max_inflight: u16,
+    /// After shutdown is asked for, how long to keep trying to deliver stored events.
+    pub drain_timeout: Duration,
+}
+
+impl PublisherOptions {
+    pub fn from_config(c: &crate::config::Config) -> Result<Self, String> {
+        Ok(Self {
+            broker: BrokerUrl::parse(&c.mqtt.url)?,
+            client_id: c
+                .mqtt
+                .client_id
+                .clone()
+                .unwrap_or_else(|| format!("streetwatch-{}", c.node.id)),
+            keep_alive: Duration::from_secs(c.mqtt.keep_alive_s.max(5)),
+            topic_prefix: c.mqtt.topic_prefix.clone(),
+            node: c.node.id.clone(),
+            max_inflight: c.mqtt.max_inflight,
+            drain_timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// `{prefix}/{node}/status`: retained `online`; `offline` as Last Will and on shutdown.
+    pub fn status_topic(&self) -> String {
+        format!("{}/{}/status", self.topic_prefix, self.node)
+    }
+}
+
+fn status_payload(state: &str, started_at: SystemTime) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "state": state,
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at": rfc3339(started_at),
+        "ts": rfc3339(SystemTime::now()),
+    }))
+    .expect("status encodes")
+}
+
+/// How a publisher run ended.
+#[derive(Debug, Clone, Default)]
+pub struct PublisherReport {
+    pub committed: u64,
+    pub acked: u64,
+    /// Events still in the outbox (delivered on the next start).
+    pub left_in_outbox: u64,
+}
+
+/// Called with every event once it is committed (for logs and the demo's console).
+pub type CommitHook = Box<dyn FnMut(&Event) + Send>;
+
+/// Exponential backoff with ±25 % jitter, from 0.5 s up to `cap`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    cap: Duration,
+    seed: u64,
+}
+
+impl Backoff {
+    pub fn new(cap: Duration) -> Self {
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            | 1;
+        Self {
+            next: Duration::from_millis(500),
+            cap,
+            seed,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Duration::from_millis(500);
+    }
+
+    /// The delay before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        // xorshift64: jitter only, no need for a real RNG.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let jitter = 0.75 + (self.seed % 1000) as f64 / 2000.0;
+        let d = self.next.mul_f64(jitter).min(self.cap);
+        self.next = (self.next * 2).min(self.cap);
+        d
+    }
+}
+
+enum Note {
+    Mqtt(MqttEvent),
+    Down(String),
+}
+
+/// Runs until `events` is closed (every camera ended) or `shutdown` fires, then
+/// drains: stored events are delivered for up to `drain_timeout`, `offline` is
+/// published, and the connection is closed.
+pub async fn run_publisher(
+    opts: PublisherOptions,
+    mut outbox: Outbox,
+    mut events: mpsc::Receiver<Event>,
+    shutdown: CancellationToken,
+    mut on_commit: CommitHook,
+) -> PublisherReport {
+    let started_at = SystemTime::now();
+    let mut mqtt = MqttOptions::new(&opts.client_id, &opts.broker.host, opts.broker.port);
+    mqtt.set_keep_alive(opts.keep_alive);
+    mqtt.set_clean_session(true);
+    mqtt.set_inflight(opts.max_inflight.saturating_add(4));
+    mqtt.set_last_will(LastWill::new(
+        opts.status_topic(),
+        status_payload("offline", started_at),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    if opts.broker.tls {
+        mqtt.set_transport(rumqttc::Transport::tls_with_default_config());
+    }
+    let cap = opts.max_inflight as usize * 2 + 8;
+    let (client, mut eventloop) = AsyncClient::new(mqtt, cap);
+
+    let (note_tx, mut notes) = mpsc::channel::<Note>(256);
+    let poll_stop = CancellationToken::new();
+    let poller = {
+        let stop = poll_stop.clone();
+        let broker = format!("{}:{}", opts.broker.host, opts.broker.port);
+        tokio::spawn(async move {
+            let mut backoff = Backoff::new(Duration::from_secs(30));
+            loop {
+                let polled = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    p = eventloop.poll() => p,
+                };
+                match polled {
+                    Ok(ev) => {
+                        if matches!(ev, MqttEvent::Incoming(Packet::ConnAck(_))) {
+                            backoff.reset();
+                        }
+                        let done = matches!(ev, MqttEvent::Outgoing(Outgoing::Disconnect));
+                        if note_tx.send(Note::Mqtt(ev)).await.is_err() || done {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let delay = backoff.next_delay();
+                        if note_tx
+                            .send(Note::Down(format!(
+                                "{broker}: {e}; retrying in {delay:.1?}"
+                            )))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let mut st = PubState {
+        client: client.clone(),
+        connected: false,
+        queued: VecDeque::new(),
+        inflight: HashMap::new(),
+        last_queued_seq: 0,
+        max_inflight: opts.max_inflight as usize,
+        report: PublisherReport::default(),
+        was_down: false,
+    };
+
+    // Phase 1: take events until the producers are gone or shutdown is asked.
+    let mut producers_open = true;
+    while producers_open {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            ev = events.recv() => match ev {
+                Some(ev) => st.commit(&mut outbox, ev, &opts.topic_prefix, &mut on_commit),
+                None => producers_open = false,
+            },
+            note = notes.recv() => match note {
+                Some(n) => st.handle(n, &mut outbox, &opts, started_at),
+                None => break,
+            },
+        }
+        st.fill(&outbox);
+    }
+    // Whatever the cameras already handed over is committed, never dropped.
+    events.close();
+    while let Ok(ev) = events.try_recv() {
+        st.commit(&mut outbox, ev, &opts.topic_prefix, &mut on_commit);
+    }
+    st.fill(&outbox);
+
+    // Phase 2: deliver what is stored, for a bounded time.
+    let deadline = Instant::now() + opts.drain_timeout;
+    while outbox.depth().unwrap_or(0) > 0 && Instant::now() < deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::select! {
+            note = notes.recv() => match note {
+                Some(n) => st.handle(n, &mut outbox, &opts, started_at),
+                None => break,
+            },
+            _ = tokio::time::sleep(left) => break,
+        }
+        st.fill(&outbox);
+    }
+
+    // Phase 3: say goodbye.
+    if st.connected {
+        let _ = client
+            .publish(
+                opts.status_topic(),
+                QoS::AtLeastOnce,
+                true,
+                status_payload("offline", started_at),
+            )
+            .await;
+        let _ = client.disconnect().await;
+        let wait = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < wait {
+            let left = wait.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, notes.recv()).await {
+                Ok(Some(Note::Mqtt(MqttEvent::Outgoing(Outgoing::Disconnect)))) => break,
+                Ok(Some(n)) => st.handle(n, &mut outbox, &opts, started_at),
+                _ => break,
+            }
+        }
+    }
+    poll_stop.cancel();
+    let _ = poller.await;
+    st.report.left_in_outbox = outbox.depth().unwrap_or(0);
+    st.report
+}
+
+struct PubState {
+    client: AsyncClient,
+    connected: bool,
+    /// Publishes handed to rumqttc, awaiting their packet id: `Some(seq)` for events.
+    queued: VecDeque<Option<u64>>,
+    /// Packet id → event seq, awaiting PUBACK.
+    inflight: HashMap<u16, u64>,
+    /// Highest seq handed to rumqttc on this connection.
+    last_queued_seq: u64,
+    max_inflight: usize,
+    report: PublisherReport,
+    was_down: bool,
+}
+
+impl PubState {
+    fn commit(&mut self, outbox: &mut Outbox, ev: Event, prefix: &str, on_commit: &mut CommitHook) {
+        match outbox.commit(ev, prefix) {
+            Ok(ev) => {
+                self.report.committed += 1;
+                on_commit(&ev);
+            }
+            // The event cannot be stored: nothing else can keep it; say so loudly.
+            Err(e) => tracing::error!(error = %e, "event lost: outbox write failed"),
+        }
+    }
+
+    fn handle(
+        &mut self,
+        note: Note,
+        outbox: &mut Outbox,
+        opts: &PublisherOptions,
+        started_at: SystemTime,
+    ) {
+        match note {
+            Note::Down(msg) => {
+                if self.connected || !self.was_down {
+                    tracing::warn!(broker = %msg, "MQTT broker unreachable; events are kept in the outbox");
+                } else {
+                    tracing::debug!(broker = %msg, "MQTT reconnect failed");
+                }
+                self.connected = false;
+                self.was_down = true;
+                self.queued.clear();
+                self.inflight.clear();
+            }
+            Note::Mqtt(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
+                tracing::info!(code = ?ack.code, "connected to MQTT broker");
+                self.connected = true;
+                self.was_down = false;
+                // rumqttc forgot everything unacknowledged: start over from the outbox.
+                self.queued.clear();
+                self.inflight.clear();
+                self.last_queued_seq = 0;
+                if self
+                    .client
+                    .try_publish(
+                        opts.status_topic(),
+                        QoS::AtLeastOnce,
+                        true,
+                        status_payload("online", started_at),
+                    )
+                    .is_ok()
+                {
+                    self.queued.push_back(None);
+                }
+            }
+            Note::Mqtt(MqttEvent::Outgoing(Outgoing::Publish(pkid))) => {
+                if let Some(Some(seq)) = self.queued.pop_front() {
+                    self.inflight.insert(pkid, seq);
+                }
+            }
+            Note::Mqtt(MqttEvent::Incoming(Packet::PubAck(ack))) => {
+                if let Some(seq) = self.inflight.remove(&ack.pkid) {
+                    match outbox.ack(seq) {
+                        Ok(()) => self.report.acked += 1,
+                        Err(e) => {
+                            tracing::error!(error = %e, seq, "cannot delete acknowledged event")
+                        }
+                    }
+                }
+            }
+            Note::Mqtt(_) => {}
+        }
+    }
+
+    /// Hands stored events to rumqttc while the in-flight window has room.
+    fn fill(&mut self, outbox: &Outbox) {
+        if !self.connected {
+            return;
+        }
+        let busy = self.inflight.len() + self.queued.len();
+        if busy >= self.max_inflight {
+            return;
+        }
+        let rows = match outbox.pending_after(self.last_queued_seq, self.max_inflight - busy) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the outbox");
+                return;
+            }
+        };
+        for row in rows {
+            match self
+                .client
+                .try_publish(row.topic, QoS::AtLeastOnce, false, row.payload)
+            {
+                Ok(()) => {
+                    self.queued.push_back(Some(row.seq));
+                    self.last_queued_seq = row.seq;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            BrokerUrl::parse("mqtt://127.0.0.1:1884").unwrap(),
+            BrokerUrl {
+                host: "127.0.0.1".into(),
+                port: 1884,
+                tls: false
+            }
+        );
+        assert_eq!(BrokerUrl::parse("mqtts://brain.city").unwrap().port, 8883);
+        assert_eq!(BrokerUrl::parse("mqtt://[::1]:1999").unwrap().host, "::1");
+        assert!(BrokerUrl::parse("tcp://x:1").is_err());
+        assert!(BrokerUrl::parse("mqtt://x:http").is_err());
+        assert!(BrokerUrl::parse("mqtt://u:p@x:1").is_err());
+        assert!(BrokerUrl::parse("mqtt://").is_err());
+    }
+
+    #[test]
+    fn backoff_grows_to_cap_with_jitter() {
+        let mut b = Backoff::new(Duration::from_secs(8));
+        let d: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        assert!(d[0] >= Duration::from_millis(375) && d[0] <= Duration::from_millis(625));
+        assert!(d[3] >= Duration::from_secs(3) && d[3] <= Duration::from_secs(5));
+        assert!(d.iter().all(|x| *x <= Duration::from_secs(8)));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(625));
+    }
+}

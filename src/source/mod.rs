@@ -1,0 +1,159 @@
+//! Frame sources: decoding video into RGB frames at the camera's analytic fps.
+//!
+//! In: a camera URL. Out: [`Frame`]s through a [`FrameSlot`].
+//!
+//! Decoding runs on a blocking thread per camera. Frames are sampled by
+//! stream time (PTS) before colour conversion, so frames that will not be
+//! analysed cost only their decode. Live sources hand frames over through a
+//! latest-frame slot: a slow consumer makes stale frames be replaced and
+//! counted, never queued. Files are read as fast as the pipeline takes them,
+//! every sampled frame analysed.
+
+pub mod ffmpeg;
+mod slot;
+
+use std::time::{Duration, SystemTime};
+
+pub use slot::{FrameSlot, SlotMode};
+
+/// A decoded frame, RGB 8-bit, rows packed (`data.len() == width * height * 3`).
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+    /// Stream time of this frame, from the first frame of the stream.
+    pub pts: Duration,
+    /// Wall-clock time the frame was captured (live) or the stream start plus `pts` (files).
+    pub captured_at: SystemTime,
+    /// Decoded-frame index in the stream (counts frames that were not sampled too).
+    pub index: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("camera {camera}: cannot open {url}: {message}")]
+    Open {
+        camera: String,
+        url: String,
+        message: String,
+    },
+    #[error("camera {camera}: {url} has no video stream")]
+    NoVideo { camera: String, url: String },
+    #[error("camera {camera}: read error: {message}")]
+    Read { camera: String, message: String },
+}
+
+/// Something that yields frames. `Ok(None)` means the stream ended.
+///
+/// Sources are created and used on their camera's decode thread (FFmpeg
+/// contexts are not `Send`).
+pub trait FrameSource {
+    fn next_frame(&mut self) -> Result<Option<Frame>, SourceError>;
+    /// Whether the source is live (frames arrive at their own pace and may be dropped).
+    fn is_live(&self) -> bool;
+}
+
+/// Chooses which frames to analyse: at most `fps` per second of stream time.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    interval: Duration,
+    next_due: Option<Duration>,
+}
+
+impl Sampler {
+    pub fn new(fps: f64) -> Self {
+        Self {
+            interval: Duration::from_secs_f64(1.0 / fps),
+            next_due: None,
+        }
+    }
+
+    /// True if the frame at `pts` should be analysed.
+    pub fn take(&mut self, pts: Duration) -> bool {
+        match self.next_due {
+            Some(due) if pts < due => {
+                // A stream that jumps backwards (reconnect, loop) starts over.
+                if due.saturating_sub(pts) > self.interval * 4 {
+                    self.next_due = Some(pts + self.interval);
+                    return true;
+                }
+                false
+            }
+            Some(due) => {
+                // Keep the cadence, but do not try to catch up after a gap.
+                let next = due + self.interval;
+                self.next_due = Some(if next <= pts {
+                    pts + self.interval
+                } else {
+                    next
+                });
+                true
+            }
+            None => {
+                self.next_due = Some(pts + self.interval);
+                true
+            }
+        }
+    }
+}
+
+/// Hides the password in `scheme://user:pass@host/…` so URLs can be logged.
+pub fn mask_credentials(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..scheme_end], user, &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    #[test]
+    fn sampler_takes_fps_frames_per_second_of_stream_time() {
+        let mut s = Sampler::new(5.0);
+        // 25 fps stream for 2 s → 10 frames at 5 fps.
+        let taken = (0..50).filter(|i| s.take(ms(i * 40))).count();
+        assert_eq!(taken, 10);
+    }
+
+    #[test]
+    fn sampler_does_not_burst_after_a_gap() {
+        let mut s = Sampler::new(5.0);
+        assert!(s.take(ms(0)));
+        assert!(s.take(ms(5000)));
+        assert!(!s.take(ms(5040)));
+        assert!(s.take(ms(5200)));
+    }
+
+    #[test]
+    fn sampler_restarts_when_stream_time_goes_back() {
+        let mut s = Sampler::new(5.0);
+        assert!(s.take(ms(10_000)));
+        assert!(s.take(ms(0)));
+    }
+
+    #[test]
+    fn credentials_are_masked() {
+        assert_eq!(
+            mask_credentials("rtsp://admin:secret@10.0.0.5:554/stream1"),
+            "rtsp://admin:***@10.0.0.5:554/stream1"
+        );
+        assert_eq!(mask_credentials("rtsp://cam/x"), "rtsp://cam/x");
+        assert_eq!(mask_credentials("/data/a@b.mp4"), "/data/a@b.mp4");
+    }
+}
