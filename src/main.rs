@@ -80,6 +80,7 @@ fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn,rumqttc=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -347,8 +348,13 @@ fn describe_event(topic: &str, payload: &[u8]) -> String {
         .iter()
         .map(|(k, v)| format!("{k}={}", (v * 10.0).round() / 10.0))
         .collect();
+    let objects = if objects.is_empty() {
+        String::new()
+    } else {
+        format!("  [{}]", objects.join(", "))
+    };
     format!(
-        "{}  #{:<4} {}/{}  {} {:<6} t={:>6.1}s  {}  [{}]",
+        "{}  #{:<4} {}/{}  {} {:<6} t={:>6.1}s  {}{}",
         ev.ts,
         ev.seq,
         ev.camera,
@@ -357,6 +363,6 @@ fn describe_event(topic: &str, payload: &[u8]) -> String {
         ev.phase.as_str(),
         ev.stream_time_s,
         metrics.join(" "),
-        objects.join(", ")
+        objects
     )
 }

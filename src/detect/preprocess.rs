@@ -45,10 +45,9 @@ impl Preprocessor {
                 img.width, img.height
             )
         })?;
-        // Interpolation (fixed 2×2 kernel) matches OpenCV's INTER_LINEAR, which the
-        // reference preprocessing of common detectors uses.
-        let options =
-            ResizeOptions::new().resize_alg(ResizeAlg::Interpolation(FilterType::Bilinear));
+        // Convolution bilinear (widened kernel when shrinking) matches PIL's bilinear
+        // resize, with which the reference detections were made.
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
         self.resizer
             .resize(&src, &mut self.resized, &options)
             .map_err(|e| format!("resize failed: {e}"))?;

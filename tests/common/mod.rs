@@ -1,0 +1,171 @@
+//! Test harness: real peers (mosquitto started on a free loopback port), the
+//! real model and media from the set-up cache, and the daemon binary itself.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A file set-up put in the cache; a clear failure if it is missing.
+pub fn cached(rel: &str) -> PathBuf {
+    let p = streetwatch::cache_dir().join(rel);
+    assert!(
+        p.exists(),
+        "{} is missing: run `make setup` (or `make test`, which runs it) first",
+        p.display()
+    );
+    p
+}
+
+pub fn media(name: &str) -> PathBuf {
+    cached(&format!("media/{name}"))
+}
+
+pub fn default_model() -> PathBuf {
+    cached("models/nanodet-m-416.onnx")
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_streetwatch")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real mosquitto broker on 127.0.0.1, killed on drop.
+pub struct Mosquitto {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        Self::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("mosquitto.conf");
+        let mut f = std::fs::File::create(&conf).unwrap();
+        writeln!(
+            f,
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false"
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto must be installed (make setup)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Mosquitto {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A message a [`Subscriber`] received.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+/// An MQTT subscriber on its own thread; messages arrive on a channel.
+pub struct Subscriber {
+    rx: mpsc::Receiver<Message>,
+}
+
+impl Subscriber {
+    /// Connects, subscribes to `filter` and returns once the broker confirmed it.
+    pub fn connect(port: u16, filter: &str) -> Subscriber {
+        use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+        let id = format!("test-sub-{}-{}", std::process::id(), free_port());
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        let (client, mut conn) = Client::new(opts, 64);
+        let (tx, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let filter = filter.to_string();
+        std::thread::spawn(move || {
+            for n in conn.iter() {
+                match n {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        client.subscribe(&filter, QoS::AtLeastOnce).unwrap();
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let m = Message {
+                            topic: p.topic.clone(),
+                            payload: p.payload.to_vec(),
+                            retain: p.retain,
+                        };
+                        if tx.send(m).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("subscription confirmed by the broker");
+        Subscriber { rx }
+    }
+
+    pub fn recv(&self, timeout: Duration) -> Option<Message> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// Everything that arrives until nothing has come for `quiet`.
+    pub fn drain(&self, quiet: Duration) -> Vec<Message> {
+        let mut out = Vec::new();
+        while let Some(m) = self.recv(quiet) {
+            out.push(m);
+        }
+        out
+    }
+}
+
+/// Writes `text` as a config file in `dir`.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("streetwatch.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}

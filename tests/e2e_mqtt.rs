@@ -1,0 +1,247 @@
+//! End to end: the daemon decodes real video, runs the real model, applies a
+//! real zone rule and publishes events to a real mosquitto, where a
+//! subscriber receives them as valid JSON.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn config(broker: &str, outbox: &std::path::Path, clip: &std::path::Path) -> String {
+    format!(
+        r#"
+[node]
+id = "e2e-node"
+
+[mqtt]
+url = "{broker}"
+topic_prefix = "swtest"
+
+[outbox]
+path = "{outbox}"
+
+[[camera]]
+id = "campus"
+url = "{clip}"
+fps = 2
+
+[[camera.zone]]
+id = "plaza"
+polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
+
+[camera.zone.crowding]
+classes = ["person"]
+min_count = 4
+min_duration_s = 1
+clear_duration_s = 2
+update_interval_s = 5
+"#,
+        outbox = outbox.display(),
+        clip = clip.display()
+    )
+}
+
+/// Checks one event against the v1 shape; returns it.
+fn check_event(topic: &str, payload: &[u8]) -> Value {
+    let v: Value = serde_json::from_slice(payload).unwrap_or_else(|e| {
+        panic!(
+            "{topic}: not JSON ({e}): {}",
+            String::from_utf8_lossy(payload)
+        )
+    });
+    assert_eq!(v["schema"], "streetwatch.event/1", "{v}");
+    assert_eq!(v["node"], "e2e-node");
+    assert_eq!(v["camera"], "campus");
+    assert_eq!(v["zone"], "plaza");
+    assert_eq!(v["type"], "crowding");
+    assert_eq!(topic, "swtest/e2e-node/events/campus/crowding");
+    assert!(
+        ["start", "update", "end"].contains(&v["phase"].as_str().unwrap()),
+        "{v}"
+    );
+    assert!(
+        uuid::Uuid::parse_str(v["id"].as_str().unwrap()).is_ok(),
+        "{v}"
+    );
+    assert!(
+        uuid::Uuid::parse_str(v["incident"].as_str().unwrap()).is_ok(),
+        "{v}"
+    );
+    assert!(v["seq"].as_u64().unwrap() >= 1, "{v}");
+    for key in ["ts", "started_at"] {
+        let s = v[key].as_str().unwrap();
+        s.parse::<jiff::Timestamp>()
+            .unwrap_or_else(|e| panic!("{key} {s:?} is not RFC 3339: {e}"));
+    }
+    if v["phase"] == "end" {
+        v["ended_at"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap();
+    }
+    for o in v["objects"].as_array().unwrap() {
+        assert_eq!(o["class"], "person", "{o}");
+        let s = o["score"].as_f64().unwrap();
+        assert!((0.35..=1.0).contains(&s), "{o}");
+        let b: Vec<f64> = o["box"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(b.len(), 4);
+        assert!(b.iter().all(|x| (0.0..=1.0).contains(x)), "{o}");
+        assert!(b[0] < b[2] && b[1] < b[3], "{o}");
+    }
+    v
+}
+
+#[test]
+fn daemon_publishes_crowding_events_from_real_video_to_mosquitto() {
+    let broker = common::Mosquitto::start();
+    let sub = common::Subscriber::connect(broker.port, "swtest/#");
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox.sqlite");
+    let cfg = common::write_config(
+        dir.path(),
+        &config(&broker.url(), &outbox, &common::media("vtest.avi")),
+    );
+
+    let out = Command::new(common::bin())
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "daemon failed: {stderr}");
+    assert!(stderr.contains("summary"), "{stderr}");
+
+    let msgs = sub.drain(Duration::from_secs(2));
+    let status: Vec<Value> = msgs
+        .iter()
+        .filter(|m| m.topic == "swtest/e2e-node/status")
+        .map(|m| serde_json::from_slice(&m.payload).unwrap())
+        .collect();
+    assert!(status.iter().any(|s| s["state"] == "online"), "{status:?}");
+    assert_eq!(
+        status.last().unwrap()["state"],
+        "offline",
+        "clean shutdown says offline"
+    );
+
+    let events: Vec<Value> = msgs
+        .iter()
+        .filter(|m| m.topic.contains("/events/"))
+        .map(|m| check_event(&m.topic, &m.payload))
+        .collect();
+    assert!(!events.is_empty(), "no events; stderr: {stderr}");
+
+    // seq: exactly 1..=n, in order (one camera, one publisher, no broker outage).
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
+    let ids: HashSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), events.len(), "ids are unique");
+
+    // Every incident starts first, ends last, and the run closes them all.
+    let mut open: Vec<String> = Vec::new();
+    for e in &events {
+        let inc = e["incident"].as_str().unwrap().to_string();
+        match e["phase"].as_str().unwrap() {
+            "start" => {
+                assert!(!open.contains(&inc));
+                assert!(e["metrics"]["count"].as_f64().unwrap() >= 4.0, "{e}");
+                assert!(e["objects"].as_array().unwrap().len() >= 4, "{e}");
+                open.push(inc);
+            }
+            "update" => assert!(open.contains(&inc), "update before start: {e}"),
+            _ => {
+                assert!(open.contains(&inc), "end before start: {e}");
+                open.retain(|i| *i != inc);
+            }
+        }
+    }
+    assert!(open.is_empty(), "incidents left open: {open:?}");
+
+    // Delivered means acknowledged: nothing is left in the outbox.
+    let conn = rusqlite::Connection::open(&outbox).unwrap();
+    let left: i64 = conn
+        .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn events_wait_in_the_outbox_until_the_broker_is_back() {
+    // The broker is down for the whole run: events are committed, not lost,
+    // and the next run delivers them with their original ids and seqs.
+    let port = common::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox.sqlite");
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let cfg = common::write_config(
+        dir.path(),
+        &config(&url, &outbox, &common::media("vtest.avi")),
+    );
+    let out = Command::new(common::bin())
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = rusqlite::Connection::open(&outbox).unwrap();
+    let stored: Vec<(i64, String)> = conn
+        .prepare("SELECT seq, id FROM outbox ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    drop(conn);
+    assert!(
+        !stored.is_empty(),
+        "events were stored while the broker was down"
+    );
+
+    let broker = common::Mosquitto::start_on(port);
+    let sub = common::Subscriber::connect(broker.port, "swtest/+/events/#");
+    // A camera that ends at once: the run only delivers what is stored.
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(
+        &empty,
+        config(&url, &outbox, &dir.path().join("no-such-clip.mp4")),
+    )
+    .unwrap();
+    let out = Command::new(common::bin())
+        .args(["run", "--config"])
+        .arg(&empty)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<(i64, String)> = sub
+        .drain(Duration::from_secs(2))
+        .iter()
+        .map(|m| {
+            let v = check_event(&m.topic, &m.payload);
+            (
+                v["seq"].as_i64().unwrap(),
+                v["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got, stored);
+}
