@@ -1,0 +1,35 @@
+# streetwatch — two commands do everything on a fresh Debian/Ubuntu machine:
+#   make demo   set up, build, run the daemon on the sample video, print events
+#   make test   set up, then run every test
+SHELL := /bin/bash
+export STREETWATCH_CACHE ?= $(HOME)/.cache/streetwatch
+CARGO ?= cargo
+
+.PHONY: setup build demo test lint bench clean-cache
+
+## Install Debian packages, ONNX Runtime, the default model and sample media (idempotent).
+setup:
+	@deploy/setup.sh all
+
+## Release build of the daemon.
+build: setup
+	@$(CARGO) build --release --quiet --bin streetwatch
+
+## Run the daemon on the sample video against a local mosquitto, printing events.
+demo: build
+	@deploy/demo.sh
+
+## Everything the tests need, then all tests.
+test: setup
+	@deploy/setup.sh test-assets
+	@$(CARGO) build --quiet --all-targets
+	@$(CARGO) test --quiet --all-targets
+
+## Formatting and lints, as the project keeps them.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+## Remove everything set-up downloaded or built (it is rebuilt on the next make).
+clean-cache:
+	rm -rf "$(STREETWATCH_CACHE)"
