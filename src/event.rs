@@ -9,12 +9,13 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Schema identifier carried in every event; bumped on incompatible changes.
 pub const SCHEMA: &str = "streetwatch.event/1";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Start,
@@ -33,48 +34,69 @@ impl Phase {
 }
 
 /// One detected object that the event is about.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EventObject {
     /// The model's label.
     pub class: String,
+    /// Detector confidence, 0..1.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub score: f32,
     /// `[x0, y0, x1, y1]` as fractions of the frame width and height.
     #[serde(rename = "box")]
+    #[schemars(extend("items" = {"type": "number", "minimum": 0.0, "maximum": 1.0}))]
     pub bbox: [f32; 4],
     /// Tracker id, when the object is tracked.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub track_id: Option<u64>,
 }
 
-/// An event as the rules produce it, before the outbox gives it a `seq`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An incident event, as published. The outbox assigns `seq` when it stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "streetwatch event", extend("$id" = "https://streetwatch.invalid/event.schema.json"))]
 pub struct Event {
+    /// Always `streetwatch.event/1` for this version of the schema.
+    #[schemars(extend("const" = SCHEMA))]
     pub schema: String,
-    /// Unique per event (UUID v7: time-ordered).
+    /// Unique per event (UUID v7: time-ordered). A redelivery carries the same id.
+    #[schemars(extend("format" = "uuid"))]
     pub id: String,
-    /// Per-node sequence number; assigned when the event is committed to the outbox.
+    /// Per-node sequence number: +1 for each event stored, never reused, survives restarts.
+    #[schemars(range(min = 1))]
     pub seq: u64,
     pub node: String,
     pub camera: String,
     pub zone: String,
     /// Rule type: `crowding`, …
     #[serde(rename = "type")]
+    #[schemars(regex(pattern = r"^[a-z_]+$"))]
     pub kind: String,
     pub phase: Phase,
     /// Shared by the start, updates and end of one incident.
+    #[schemars(extend("format" = "uuid"))]
     pub incident: String,
     /// When this event happened (RFC 3339, UTC).
+    #[schemars(extend("format" = "date-time"))]
     pub ts: String,
     /// When the incident started (RFC 3339, UTC).
+    #[schemars(extend("format" = "date-time"))]
     pub started_at: String,
     /// When the incident ended; only on `end`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schemars(extend("format" = "date-time"))]
     pub ended_at: Option<String>,
     /// Position in the stream (seconds from its start) of the frame that produced this event.
+    #[schemars(range(min = 0.0))]
     pub stream_time_s: f64,
     pub objects: Vec<EventObject>,
     /// Rule-specific numbers (`count`, `min_count`, …).
     pub metrics: BTreeMap<String, f64>,
+}
+
+/// The JSON Schema of [`Event`], as committed in `docs/event.schema.json`.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Event)).expect("schema encodes")
 }
 
 impl Event {
@@ -98,6 +120,21 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn committed_schema_is_the_generated_one() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/event.schema.json");
+        let generated = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
+        if std::env::var_os("STREETWATCH_WRITE_SCHEMA").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/event.schema.json is stale: regenerate with \
+             STREETWATCH_WRITE_SCHEMA=1 cargo test --lib committed_schema"
+        );
+    }
 
     #[test]
     fn rfc3339_has_millis_and_utc() {

@@ -199,6 +199,7 @@ async fn wait_for_signal() {
 
 fn cmd_check(config_path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
+    streetwatch::mqtt::PublisherOptions::from_config(&config)?;
     let detector = supervisor::open_detector(&config)?;
     println!(
         "{}: ok — node {:?}, {} camera(s), model {} ({})",

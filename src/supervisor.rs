@@ -102,8 +102,7 @@ pub async fn run(
             "outbox holds events from an earlier run; they are delivered first"
         );
     }
-    let pub_opts =
-        PublisherOptions::from_config(&config).map_err(|m| config.key_error("mqtt.url", m))?;
+    let pub_opts = PublisherOptions::from_config(&config)?;
 
     let cameras: Vec<&CameraConfig> = config.cameras.iter().filter(|c| c.enabled).collect();
     let (service, detector_thread) = DetectorService::spawn(detector, cameras.len() * 2);

@@ -52,6 +52,7 @@ fn check_event(topic: &str, payload: &[u8]) -> Value {
             String::from_utf8_lossy(payload)
         )
     });
+    common::assert_schema_valid(&v);
     assert_eq!(v["schema"], "streetwatch.event/1", "{v}");
     assert_eq!(v["node"], "e2e-node");
     assert_eq!(v["camera"], "campus");

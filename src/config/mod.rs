@@ -77,6 +77,28 @@ pub struct MqttConfig {
     /// Events sent but not yet acknowledged by the broker, at most.
     #[serde(default = "default_max_inflight")]
     pub max_inflight: u16,
+    /// PEM file of the CA(s) that sign the broker's certificate (`mqtts://`);
+    /// defaults to the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with `client_key`).
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Refuse to connect without TLS.
+    #[serde(default)]
+    pub require_tls: bool,
+    /// MQTT user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable holding the password (never written in the config).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password (first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 fn default_topic_prefix() -> String {
@@ -247,6 +269,17 @@ impl Config {
         if let Some(p) = self.detector.ort_library.as_mut() {
             resolve(p);
         }
+        for p in [
+            &mut self.mqtt.ca_file,
+            &mut self.mqtt.client_cert,
+            &mut self.mqtt.client_key,
+            &mut self.mqtt.password_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(p);
+        }
         resolve(&mut self.outbox.path);
         for cam in &mut self.cameras {
             if !cam.url.contains("://") && Path::new(&cam.url).is_relative() {
@@ -266,7 +299,6 @@ impl Config {
     /// Checks what the types alone cannot: ranges, uniqueness, polygons, URLs.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_id(&self.node.id).map_err(|m| self.invalid("node.id", m))?;
-        crate::mqtt::BrokerUrl::parse(&self.mqtt.url).map_err(|e| self.invalid("mqtt.url", e))?;
         if self.mqtt.topic_prefix.is_empty()
             || self.mqtt.topic_prefix.contains(['+', '#'])
             || self.mqtt.topic_prefix.starts_with('/')
@@ -276,6 +308,41 @@ impl Config {
                 "mqtt.topic_prefix",
                 "must be non-empty, without `+`, `#` or a leading/trailing `/`",
             ));
+        }
+        let broker = crate::mqtt::BrokerUrl::parse(&self.mqtt.url)
+            .map_err(|e| self.invalid("mqtt.url", e))?;
+        if self.mqtt.require_tls && !broker.tls {
+            return Err(self.invalid(
+                "mqtt.url",
+                "a plaintext broker (mqtt://) is refused because mqtt.require_tls = true; use mqtts://",
+            ));
+        }
+        if !broker.tls {
+            for (key, set) in [
+                ("mqtt.ca_file", self.mqtt.ca_file.is_some()),
+                ("mqtt.client_cert", self.mqtt.client_cert.is_some()),
+            ] {
+                if set {
+                    return Err(self.invalid(key, "only applies to an mqtts:// broker"));
+                }
+            }
+        }
+        if self.mqtt.client_cert.is_some() != self.mqtt.client_key.is_some() {
+            return Err(self.invalid(
+                "mqtt.client_cert",
+                "client_cert and client_key go together (mutual TLS needs both)",
+            ));
+        }
+        if self.mqtt.password_env.is_some() && self.mqtt.password_file.is_some() {
+            return Err(self.invalid(
+                "mqtt.password_env",
+                "set password_env or password_file, not both",
+            ));
+        }
+        if (self.mqtt.password_env.is_some() || self.mqtt.password_file.is_some())
+            && self.mqtt.username.is_none()
+        {
+            return Err(self.invalid("mqtt.username", "a password needs a username"));
         }
         if self.mqtt.max_inflight == 0 {
             return Err(self.invalid("mqtt.max_inflight", "must be at least 1"));

@@ -77,6 +77,57 @@ impl BrokerUrl {
     }
 }
 
+/// A password: kept out of `Debug` output and therefore out of logs.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// TLS material read at start-up (PEM).
+#[derive(Clone, Default)]
+pub struct TlsFiles {
+    /// CA certificates that sign the broker's certificate; `None`: the system's roots.
+    pub ca: Option<Vec<u8>>,
+    /// Client certificate and key for mutual TLS.
+    pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("ca", &self.ca.as_ref().map(|c| c.len()))
+            .field("client_auth", &self.client_auth.is_some())
+            .finish()
+    }
+}
+
+/// The system's CA bundle (Debian's `ca-certificates`).
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+fn read_pem(
+    config: &crate::config::Config,
+    key: &str,
+    path: &std::path::Path,
+    marker: &str,
+) -> Result<Vec<u8>, crate::config::ConfigError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| config.key_error(key, format!("cannot read {}: {e}", path.display())))?;
+    if !String::from_utf8_lossy(&bytes).contains(marker) {
+        return Err(config.key_error(
+            key,
+            format!(
+                "{} is not a PEM file with a {marker:?} block",
+                path.display()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// What the publisher needs to know.
 #[derive(Debug, Clone)]
 pub struct PublisherOptions {
@@ -88,22 +139,65 @@ pub struct PublisherOptions {
     pub max_inflight: u16,
     /// After shutdown is asked for, how long to keep trying to deliver stored events.
     pub drain_timeout: Duration,
+    /// TLS material when the broker URL is `mqtts://`.
+    pub tls: TlsFiles,
+    /// User name and password.
+    pub credentials: Option<(String, Secret)>,
 }
 
 impl PublisherOptions {
-    pub fn from_config(c: &crate::config::Config) -> Result<Self, String> {
+    /// Reads everything the connection needs (certificates, password) once, at start-up.
+    pub fn from_config(c: &crate::config::Config) -> Result<Self, crate::config::ConfigError> {
+        let m = &c.mqtt;
+        let broker = BrokerUrl::parse(&m.url).map_err(|e| c.key_error("mqtt.url", e))?;
+        let mut tls = TlsFiles::default();
+        if broker.tls {
+            tls.ca = match &m.ca_file {
+                Some(p) => Some(read_pem(c, "mqtt.ca_file", p, "BEGIN CERTIFICATE")?),
+                None => std::fs::read(SYSTEM_CA_BUNDLE).ok(),
+            };
+            if let (Some(cert), Some(key)) = (&m.client_cert, &m.client_key) {
+                tls.client_auth = Some((
+                    read_pem(c, "mqtt.client_cert", cert, "BEGIN CERTIFICATE")?,
+                    read_pem(c, "mqtt.client_key", key, "PRIVATE KEY")?,
+                ));
+            }
+        }
+        let password = match (&m.password_env, &m.password_file) {
+            (Some(var), _) => Some(std::env::var(var).map_err(|_| {
+                c.key_error(
+                    "mqtt.password_env",
+                    format!("environment variable {var} is not set"),
+                )
+            })?),
+            (None, Some(p)) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    c.key_error(
+                        "mqtt.password_file",
+                        format!("cannot read {}: {e}", p.display()),
+                    )
+                })?;
+                Some(text.lines().next().unwrap_or("").to_string())
+            }
+            (None, None) => None,
+        };
+        let credentials = m
+            .username
+            .clone()
+            .map(|u| (u, Secret(password.unwrap_or_default())));
         Ok(Self {
-            broker: BrokerUrl::parse(&c.mqtt.url)?,
-            client_id: c
-                .mqtt
+            broker,
+            client_id: m
                 .client_id
                 .clone()
                 .unwrap_or_else(|| format!("streetwatch-{}", c.node.id)),
-            keep_alive: Duration::from_secs(c.mqtt.keep_alive_s.max(5)),
-            topic_prefix: c.mqtt.topic_prefix.clone(),
+            keep_alive: Duration::from_secs(m.keep_alive_s.max(5)),
+            topic_prefix: m.topic_prefix.clone(),
             node: c.node.id.clone(),
-            max_inflight: c.mqtt.max_inflight,
+            max_inflight: m.max_inflight,
             drain_timeout: Duration::from_secs(10),
+            tls,
+            credentials,
         })
     }
 
@@ -201,7 +295,17 @@ pub async fn run_publisher(
         true,
     ));
     if opts.broker.tls {
-        mqtt.set_transport(rumqttc::Transport::tls_with_default_config());
+        mqtt.set_transport(match opts.tls.ca.clone() {
+            Some(ca) => rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth: opts.tls.client_auth.clone(),
+            }),
+            None => rumqttc::Transport::tls_with_default_config(),
+        });
+    }
+    if let Some((user, Secret(password))) = &opts.credentials {
+        mqtt.set_credentials(user, password);
     }
     let cap = opts.max_inflight as usize * 2 + 8;
     let (client, mut eventloop) = AsyncClient::new(mqtt, cap);

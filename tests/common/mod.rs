@@ -43,8 +43,10 @@ pub fn free_port() -> u16 {
 /// A real mosquitto broker on 127.0.0.1, killed on drop.
 pub struct Mosquitto {
     pub port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// Extra lines for mosquitto.conf (TLS listeners, …).
+    extra: String,
 }
 
 impl Mosquitto {
@@ -53,12 +55,37 @@ impl Mosquitto {
     }
 
     pub fn start_on(port: u16) -> Mosquitto {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("mosquitto.conf");
+        Self::start_with(port, "")
+    }
+
+    /// Starts mosquitto with `extra` config lines; the listener on `port` is added
+    /// unless `extra` defines its own. Sessions persist across [`Mosquitto::restart`].
+    pub fn start_with(port: u16, extra: &str) -> Mosquitto {
+        let mut m = Mosquitto {
+            port,
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            extra: extra.to_string(),
+        };
+        m.spawn();
+        m
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
         let mut f = std::fs::File::create(&conf).unwrap();
+        if !self.extra.contains("listener") {
+            writeln!(f, "listener {} 127.0.0.1\nallow_anonymous true", self.port).unwrap();
+        }
         writeln!(
             f,
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false"
+            "{}\npersistence true\npersistence_location {}/\nautosave_interval 1",
+            self.extra,
+            self.dir.path().display()
         )
         .unwrap();
         let child = Command::new("mosquitto")
@@ -68,19 +95,30 @@ impl Mosquitto {
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto must be installed (make setup)");
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "mosquitto did not start on port {port}"
+                "mosquitto did not start on port {}",
+                self.port
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Mosquitto {
-            port,
-            child,
-            _dir: dir,
+    }
+
+    /// Stops the broker the way an operator would (SIGTERM: it saves its sessions).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "TERM");
+            let _ = child.wait();
         }
+    }
+
+    /// Starts it again on the same port with the same sessions.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
     }
 
     pub fn url(&self) -> String {
@@ -90,9 +128,22 @@ impl Mosquitto {
 
 impl Drop for Mosquitto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
+}
+
+/// Sends a signal (`TERM`, `KILL`, …) to a process.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
 }
 
 /// A message a [`Subscriber`] received.
@@ -111,10 +162,18 @@ pub struct Subscriber {
 impl Subscriber {
     /// Connects, subscribes to `filter` and returns once the broker confirmed it.
     pub fn connect(port: u16, filter: &str) -> Subscriber {
+        Self::connect_with(port, filter, false)
+    }
+
+    /// With `persistent`, the session (and messages queued while this subscriber
+    /// is away) survives reconnects and broker restarts.
+    pub fn connect_with(port: u16, filter: &str, persistent: bool) -> Subscriber {
         use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
         let id = format!("test-sub-{}-{}", std::process::id(), free_port());
         let mut opts = MqttOptions::new(id, "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_clean_session(!persistent);
+        opts.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut conn) = Client::new(opts, 64);
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -168,4 +227,30 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("streetwatch.toml");
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// Validates `event` against the committed `docs/event.schema.json`; panics with the reason.
+pub fn assert_schema_valid(event: &serde_json::Value) {
+    use std::sync::OnceLock;
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    let v = VALIDATOR.get_or_init(|| {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/event.schema.json"
+        ))
+        .unwrap();
+        let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+        jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .expect("docs/event.schema.json is a valid JSON Schema")
+    });
+    if let Err(e) = v.validate(event) {
+        panic!("event does not match docs/event.schema.json: {e}\n{event}");
+    }
+}
+
+/// Whether `event` passes the committed schema (for negative checks).
+pub fn schema_accepts(event: &serde_json::Value) -> bool {
+    std::panic::catch_unwind(|| assert_schema_valid(event)).is_ok()
 }
