@@ -42,6 +42,9 @@ enum Command {
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also connect to the broker once (address, TLS, credentials); exit code 1 if that fails.
+        #[arg(long)]
+        connect: bool,
     },
     /// Run the detector on one still image and print what it finds (source pixels).
     Detect {
@@ -93,7 +96,7 @@ fn main() -> ExitCode {
     init_logs(cli.log_format);
     let result = match cli.command {
         Command::Run { config } => cmd_run(config),
-        Command::CheckConfig { config } => cmd_check(config),
+        Command::CheckConfig { config, connect } => cmd_check(config, connect),
         Command::Detect {
             image,
             config,
@@ -197,10 +200,23 @@ async fn wait_for_signal() {
     }
 }
 
-fn cmd_check(config_path: PathBuf) -> anyhow::Result<()> {
+fn cmd_check(config_path: PathBuf, connect: bool) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
-    streetwatch::mqtt::PublisherOptions::from_config(&config)?;
+    let mqtt = streetwatch::mqtt::PublisherOptions::from_config(&config)?;
     let detector = supervisor::open_detector(&config)?;
+    if connect {
+        runtime()?
+            .block_on(streetwatch::mqtt::probe_connection(
+                &mqtt,
+                Duration::from_secs(10),
+            ))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        println!(
+            "{}: broker {} accepted the connection",
+            config_path.display(),
+            config.mqtt.url
+        );
+    }
     println!(
         "{}: ok — node {:?}, {} camera(s), model {} ({})",
         config_path.display(),

@@ -246,3 +246,109 @@ fn events_wait_in_the_outbox_until_the_broker_is_back() {
         .collect();
     assert_eq!(got, stored);
 }
+
+fn spawn_daemon(cfg: &std::path::Path) -> std::process::Child {
+    Command::new(common::bin())
+        .args(["run", "--config"])
+        .arg(cfg)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn state(m: &common::Message) -> String {
+    let v: Value = serde_json::from_slice(&m.payload).unwrap();
+    v["state"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn last_will_says_offline_after_sigkill() {
+    let broker = common::Mosquitto::start();
+    let sub = common::Subscriber::connect(broker.port, "swtest/e2e-node/status");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(
+        dir.path(),
+        &config(
+            &broker.url(),
+            &dir.path().join("o.sqlite"),
+            &common::media("vtest.avi"),
+        ),
+    );
+    let mut child = spawn_daemon(&cfg);
+    let online = sub.recv(Duration::from_secs(20)).expect("online status");
+    assert_eq!(state(&online), "online");
+    common::signal(child.id(), "KILL");
+    child.wait().unwrap();
+    let will = sub
+        .recv(Duration::from_secs(10))
+        .expect("Last Will after SIGKILL");
+    assert_eq!(state(&will), "offline");
+    // Retained: a subscriber arriving later learns the box is offline.
+    let late = common::Subscriber::connect(broker.port, "swtest/e2e-node/status");
+    let m = late.recv(Duration::from_secs(5)).expect("retained status");
+    assert!(m.retain);
+    assert_eq!(state(&m), "offline");
+}
+
+#[test]
+fn sigkill_with_broker_down_loses_no_stored_event() {
+    let port = common::free_port();
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox.sqlite");
+    let cfg = common::write_config(
+        dir.path(),
+        &config(&url, &outbox, &common::media("vtest.avi")),
+    );
+
+    // Broker down: the daemon stores events; kill it hard once some are stored.
+    let mut child = spawn_daemon(&cfg);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let stored = loop {
+        let n: i64 = rusqlite::Connection::open(&outbox)
+            .and_then(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0)))
+            .unwrap_or(0);
+        if n >= 2 {
+            break n;
+        }
+        assert!(std::time::Instant::now() < deadline, "no events stored");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "daemon ended before storing events"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    common::signal(child.id(), "KILL");
+    child.wait().unwrap();
+    let conn = rusqlite::Connection::open(&outbox).unwrap();
+    let ids: Vec<String> = conn
+        .prepare("SELECT id FROM outbox ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    drop(conn);
+    assert!(ids.len() as i64 >= stored);
+
+    // Broker and daemon back: every stored event is delivered, same ids, in order.
+    let broker = common::Mosquitto::start_on(port);
+    let sub = common::Subscriber::connect(broker.port, "swtest/+/events/#");
+    let mut child = spawn_daemon(&cfg);
+    let mut got = Vec::new();
+    while got.len() < ids.len() {
+        let m = sub
+            .recv(Duration::from_secs(30))
+            .expect("stored events delivered");
+        got.push(
+            check_event(&m.topic, &m.payload)["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(got, ids);
+    common::signal(child.id(), "TERM");
+    assert!(child.wait().unwrap().success());
+}

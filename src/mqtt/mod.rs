@@ -273,27 +273,25 @@ enum Note {
     Down(String),
 }
 
-/// Runs until `events` is closed (every camera ended) or `shutdown` fires, then
-/// drains: stored events are delivered for up to `drain_timeout`, `offline` is
-/// published, and the connection is closed.
-pub async fn run_publisher(
-    opts: PublisherOptions,
-    mut outbox: Outbox,
-    mut events: mpsc::Receiver<Event>,
-    shutdown: CancellationToken,
-    mut on_commit: CommitHook,
-) -> PublisherReport {
-    let started_at = SystemTime::now();
-    let mut mqtt = MqttOptions::new(&opts.client_id, &opts.broker.host, opts.broker.port);
+/// rumqttc options for `opts`: keep-alive, TLS, credentials, and the Last Will
+/// (`offline`) when `started_at` is given.
+fn client_options(
+    opts: &PublisherOptions,
+    client_id: &str,
+    started_at: Option<SystemTime>,
+) -> MqttOptions {
+    let mut mqtt = MqttOptions::new(client_id, &opts.broker.host, opts.broker.port);
     mqtt.set_keep_alive(opts.keep_alive);
     mqtt.set_clean_session(true);
     mqtt.set_inflight(opts.max_inflight.saturating_add(4));
-    mqtt.set_last_will(LastWill::new(
-        opts.status_topic(),
-        status_payload("offline", started_at),
-        QoS::AtLeastOnce,
-        true,
-    ));
+    if let Some(started_at) = started_at {
+        mqtt.set_last_will(LastWill::new(
+            opts.status_topic(),
+            status_payload("offline", started_at),
+            QoS::AtLeastOnce,
+            true,
+        ));
+    }
     if opts.broker.tls {
         mqtt.set_transport(match opts.tls.ca.clone() {
             Some(ca) => rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
@@ -307,6 +305,51 @@ pub async fn run_publisher(
     if let Some((user, Secret(password))) = &opts.credentials {
         mqtt.set_credentials(user, password);
     }
+    mqtt
+}
+
+/// Connects once and disconnects: checks address, TLS and credentials.
+pub async fn probe_connection(opts: &PublisherOptions, timeout: Duration) -> Result<(), String> {
+    // Its own client id and no Last Will: a running daemon's session and status stay untouched.
+    let o = client_options(opts, &format!("{}-check", opts.client_id), None);
+    let (client, mut eventloop) = AsyncClient::new(o, 4);
+    let scheme = if opts.broker.tls { "mqtts" } else { "mqtt" };
+    let target = format!("{scheme}://{}:{}", opts.broker.host, opts.broker.port);
+    let attempt = async {
+        loop {
+            match eventloop.poll().await {
+                Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("cannot connect to {target}: {e}")),
+            }
+        }
+    };
+    let result = tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "cannot connect to {target}: no answer in {timeout:?}"
+            ))
+        });
+    if result.is_ok() {
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+    }
+    result
+}
+
+/// Runs until `events` is closed (every camera ended) or `shutdown` fires, then
+/// drains: stored events are delivered for up to `drain_timeout`, `offline` is
+/// published, and the connection is closed.
+pub async fn run_publisher(
+    opts: PublisherOptions,
+    mut outbox: Outbox,
+    mut events: mpsc::Receiver<Event>,
+    shutdown: CancellationToken,
+    mut on_commit: CommitHook,
+) -> PublisherReport {
+    let started_at = SystemTime::now();
+    let mqtt = client_options(&opts, &opts.client_id, Some(started_at));
     let cap = opts.max_inflight as usize * 2 + 8;
     let (client, mut eventloop) = AsyncClient::new(mqtt, cap);
 

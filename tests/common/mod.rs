@@ -81,6 +81,11 @@ impl Mosquitto {
         if !self.extra.contains("listener") {
             writeln!(f, "listener {} 127.0.0.1\nallow_anonymous true", self.port).unwrap();
         }
+        // Started as root, mosquitto would drop to its own user and lose access to
+        // this test's private files; keep it as the test's user.
+        if is_root() {
+            writeln!(f, "user root").unwrap();
+        }
         writeln!(
             f,
             "{}\npersistence true\npersistence_location {}/\nautosave_interval 1",
@@ -133,6 +138,14 @@ impl Drop for Mosquitto {
             let _ = child.wait();
         }
     }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 /// Sends a signal (`TERM`, `KILL`, …) to a process.
