@@ -94,7 +94,13 @@ pub async fn run(
     let started = Instant::now();
     let detector = open_detector(&config)?;
     let manifest = detector.manifest().clone();
-    let outbox = Outbox::open(&config.outbox.path)?;
+    let outbox = Outbox::open_with(
+        &config.outbox.path,
+        crate::outbox::Limits {
+            max_events: config.outbox.max_events,
+            max_age: Duration::from_secs_f64(config.outbox.max_age_h * 3600.0),
+        },
+    )?;
     let pending = outbox.depth()?;
     if pending > 0 {
         tracing::info!(

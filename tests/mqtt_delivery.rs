@@ -235,3 +235,50 @@ fn the_schema_check_rejects_malformed_events() {
     e["surprise"] = true.into();
     assert!(!common::schema_accepts(&e), "unknown field accepted");
 }
+
+#[test]
+fn a_full_outbox_drops_the_oldest_counts_them_and_says_so() {
+    let mut broker = common::Mosquitto::start();
+    // A persistent session: messages published while this subscriber is away wait for it.
+    let sub = common::Subscriber::connect_with(broker.port, "swd/#", true);
+    broker.stop();
+
+    let dir = tempfile::tempdir().unwrap();
+    let limits = streetwatch::outbox::Limits {
+        max_events: 50,
+        max_age: Duration::from_secs(3600),
+    };
+    let outbox = Outbox::open_with(&dir.path().join("o.sqlite"), limits).unwrap();
+    let rt = runtime();
+    let (tx, handle) = start_publisher(&rt, broker.port, outbox);
+    rt.block_on(async {
+        for n in 0..80 {
+            tx.send(event("north", n)).await.unwrap();
+        }
+    });
+    broker.restart();
+    drop(tx);
+    let report = rt.block_on(handle).unwrap();
+    assert_eq!(report.committed, 80);
+    assert_eq!(report.left_in_outbox, 0);
+
+    let msgs = sub.drain(Duration::from_secs(3));
+    let seqs: Vec<u64> = received(&msgs)
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (31..=80).collect::<Vec<u64>>(),
+        "the newest 50 kept, in order"
+    );
+    let alerts: Vec<Value> = msgs
+        .iter()
+        .filter(|m| m.topic == "swd/pole-1/alerts")
+        .map(|m| serde_json::from_slice(&m.payload).unwrap())
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["alert"], "outbox_dropped");
+    assert_eq!(alerts[0]["dropped"], 30);
+    assert_eq!(alerts[0]["up_to_seq"], 30);
+}

@@ -145,14 +145,30 @@ pub struct OutboxConfig {
     /// The SQLite file that holds events until the broker acknowledges them.
     #[serde(default = "default_outbox_path")]
     pub path: PathBuf,
+    /// At most this many undelivered events are kept; beyond it the oldest are dropped
+    /// (counted, and announced on `{prefix}/{node}/alerts`).
+    #[serde(default = "default_outbox_max_events")]
+    pub max_events: u64,
+    /// Undelivered events older than this (hours) are dropped the same way.
+    #[serde(default = "default_outbox_max_age_h")]
+    pub max_age_h: f64,
 }
 
 impl Default for OutboxConfig {
     fn default() -> Self {
         Self {
             path: default_outbox_path(),
+            max_events: default_outbox_max_events(),
+            max_age_h: default_outbox_max_age_h(),
         }
     }
+}
+
+fn default_outbox_max_events() -> u64 {
+    1_000_000
+}
+fn default_outbox_max_age_h() -> f64 {
+    24.0 * 30.0
 }
 
 fn default_outbox_path() -> PathBuf {
@@ -356,6 +372,12 @@ impl Config {
             && !(s > 0.0 && s <= 1.0)
         {
             return Err(self.invalid("model.nms_iou", "must be in (0, 1]"));
+        }
+        if self.outbox.max_events == 0 {
+            return Err(self.invalid("outbox.max_events", "must be at least 1"));
+        }
+        if !(self.outbox.max_age_h.is_finite() && self.outbox.max_age_h > 0.0) {
+            return Err(self.invalid("outbox.max_age_h", "must be > 0 hours"));
         }
         if self.cameras.is_empty() {
             return Err(self.invalid("camera", "at least one [[camera]] is needed"));

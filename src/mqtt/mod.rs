@@ -205,6 +205,11 @@ impl PublisherOptions {
     pub fn status_topic(&self) -> String {
         format!("{}/{}/status", self.topic_prefix, self.node)
     }
+
+    /// `{prefix}/{node}/alerts`: things an operator must know, e.g. events dropped.
+    pub fn alerts_topic(&self) -> String {
+        format!("{}/{}/alerts", self.topic_prefix, self.node)
+    }
 }
 
 fn status_payload(state: &str, started_at: SystemTime) -> Vec<u8> {
@@ -405,7 +410,10 @@ pub async fn run_publisher(
         max_inflight: opts.max_inflight as usize,
         report: PublisherReport::default(),
         was_down: false,
+        unannounced_drops: None,
     };
+    let mut limits_timer = tokio::time::interval(Duration::from_secs(60));
+    limits_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     // Phase 1: take events until the producers are gone or shutdown is asked.
     let mut producers_open = true;
@@ -420,7 +428,9 @@ pub async fn run_publisher(
                 Some(n) => st.handle(n, &mut outbox, &opts, started_at),
                 None => break,
             },
+            _ = limits_timer.tick() => st.enforce_limits(&mut outbox),
         }
+        st.announce_drops(&outbox, &opts);
         st.fill(&outbox);
     }
     // Whatever the cameras already handed over is committed, never dropped.
@@ -483,6 +493,8 @@ struct PubState {
     max_inflight: usize,
     report: PublisherReport,
     was_down: bool,
+    /// Events dropped by the outbox limits and not yet announced: (count, highest seq).
+    unannounced_drops: Option<(u64, u64)>,
 }
 
 impl PubState {
@@ -491,6 +503,9 @@ impl PubState {
             Ok(ev) => {
                 self.report.committed += 1;
                 on_commit(&ev);
+                if outbox.over_capacity() {
+                    self.enforce_limits(outbox);
+                }
             }
             // The event cannot be stored: nothing else can keep it; say so loudly.
             Err(e) => tracing::error!(error = %e, "event lost: outbox write failed"),
@@ -553,6 +568,54 @@ impl PubState {
                 }
             }
             Note::Mqtt(_) => {}
+        }
+    }
+
+    fn enforce_limits(&mut self, outbox: &mut Outbox) {
+        match outbox.enforce_limits() {
+            Ok(d) if d.count > 0 => {
+                tracing::warn!(
+                    dropped = d.count,
+                    up_to_seq = d.last_seq,
+                    "outbox full or events too old: oldest undelivered events dropped"
+                );
+                let (n, _) = self.unannounced_drops.unwrap_or((0, 0));
+                self.unannounced_drops = Some((n + d.count, d.last_seq));
+                // Anything queued for those rows is moot; resume after them.
+                self.last_queued_seq = self.last_queued_seq.max(d.last_seq);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot apply the outbox limits"),
+        }
+    }
+
+    /// Publishes an alert for dropped events once connected.
+    fn announce_drops(&mut self, outbox: &Outbox, opts: &PublisherOptions) {
+        let Some((count, up_to_seq)) = self.unannounced_drops else {
+            return;
+        };
+        if !self.connected {
+            return;
+        }
+        let payload = serde_json::json!({
+            "alert": "outbox_dropped",
+            "dropped": count,
+            "dropped_total": outbox.dropped_total().unwrap_or(count),
+            "up_to_seq": up_to_seq,
+            "ts": rfc3339(SystemTime::now()),
+        });
+        if self
+            .client
+            .try_publish(
+                opts.alerts_topic(),
+                QoS::AtLeastOnce,
+                false,
+                serde_json::to_vec(&payload).expect("alert encodes"),
+            )
+            .is_ok()
+        {
+            self.queued.push_back(None);
+            self.unannounced_drops = None;
         }
     }
 
