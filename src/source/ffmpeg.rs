@@ -372,6 +372,8 @@ impl FfmpegSource {
                 scaling::Context::get(fmt, w, h, Pixel::RGB24, w, h, scaling::Flags::BILINEAR)
                     .map_err(|e| format!("no conversion from {fmt:?} {w}x{h}: {e}"))?;
             self.scaler = Some((fmt, w, h, ctx));
+            // The output frame has the old size; the scaler refuses it (OutputChanged).
+            self.rgb = ff::frame::Video::empty();
         }
         let (_, _, _, scaler) = self.scaler.as_mut().expect("scaler set above");
         scaler
