@@ -222,6 +222,10 @@ fn resolution_change_mid_stream_is_followed() {
         "{sizes:?}"
     );
     assert!(frames.len() >= 36, "{} frames", frames.len());
+    // The joined clip's timestamps start again at the join; stream time does not.
+    for w in frames.windows(2) {
+        assert!(w[1].pts > w[0].pts, "{:?} → {:?}", w[0].pts, w[1].pts);
+    }
     assert!(
         frames
             .iter()

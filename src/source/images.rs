@@ -91,7 +91,7 @@ impl ImageSource {
     ) -> Result<Self, SourceError> {
         let open_err = |message: String| SourceError::Open {
             camera: camera.to_string(),
-            url: url.to_string(),
+            url: super::mask_credentials(url),
             message,
         };
         let files = list_images(url).map_err(|e| open_err(e.to_string()))?;

@@ -187,7 +187,7 @@ pub fn run(
             }
         };
         tracing::info!(camera = %cam, url = %url, fps = opts.fps, "camera source opened");
-        clock.begin_connection(source.frame_interval());
+        clock.begin_connection(source.frame_interval(), live);
         match pump(
             opts,
             source.as_mut(),
@@ -257,6 +257,8 @@ struct StreamClock {
     origin: Option<Instant>,
     /// When this run started (capture time of non-real-time files is this plus pts).
     started: SystemTime,
+    /// The current stream's nominal frame interval.
+    interval: Duration,
 }
 
 impl StreamClock {
@@ -268,19 +270,34 @@ impl StreamClock {
             delivered: 0,
             origin: None,
             started: SystemTime::now(),
+            interval: Duration::from_millis(40),
         }
     }
 
     /// A new connection or loop starts at pts 0: continue after the last frame, plus the
-    /// wall-clock gap (live outage) or one frame interval (a loop).
-    fn begin_connection(&mut self, interval: Duration) {
+    /// wall-clock gap (a live outage) or one frame interval (a file's loop).
+    fn begin_connection(&mut self, interval: Duration, live: bool) {
+        self.interval = interval;
         if let (Some(last), Some(at)) = (self.last, self.last_at) {
-            self.base = last + at.elapsed().max(interval);
+            self.base = last
+                + if live {
+                    at.elapsed().max(interval)
+                } else {
+                    interval
+                };
         }
         self.origin = None;
     }
 
+    /// Makes `frame.pts` continuous (and never going back, even when a stream's own
+    /// timestamps do, e.g. joined clips) and sets a file's capture time from it.
     fn stamp(&mut self, frame: &mut Frame, live: bool, realtime: bool) {
+        if let Some(last) = self.last
+            && frame.pts + self.base <= last
+        {
+            self.base = (last + self.interval).saturating_sub(frame.pts);
+            self.origin = None;
+        }
         frame.pts += self.base;
         if !live && !realtime {
             frame.captured_at = self.started + frame.pts;
@@ -378,12 +395,19 @@ mod tests {
             captured_at: SystemTime::UNIX_EPOCH,
             index: 0,
         };
-        c.begin_connection(Duration::from_millis(100));
+        c.begin_connection(Duration::from_millis(100), false);
         c.stamp(&mut f, false, false);
         assert_eq!(f.pts, Duration::from_secs(5));
-        c.begin_connection(Duration::from_millis(100));
+        c.begin_connection(Duration::from_millis(100), false);
         f.pts = Duration::ZERO;
         c.stamp(&mut f, false, false);
-        assert!(f.pts >= Duration::from_millis(5100), "{:?}", f.pts);
+        assert_eq!(f.pts, Duration::from_millis(5100));
+        f.pts = Duration::from_millis(100);
+        c.stamp(&mut f, false, false);
+        assert_eq!(f.pts, Duration::from_millis(5200));
+        // Timestamps that jump back inside one stream continue too.
+        f.pts = Duration::from_millis(20);
+        c.stamp(&mut f, false, false);
+        assert_eq!(f.pts, Duration::from_millis(5300));
     }
 }
