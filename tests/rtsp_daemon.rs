@@ -164,4 +164,13 @@ reconnect_max_s = 2
     assert!(number_before(&live, " reconnects") >= 1, "{live}");
     assert!(number_before(&dead_line, " reconnects") >= 3, "{dead_line}");
     assert_eq!(number_before(&dead_line, " analysed"), 0, "{dead_line}");
+    // Capture-to-detection latency is measured for the live camera: above zero, and
+    // below one frame interval of the 10 fps stream on an idle pipeline.
+    let mean: f64 = live
+        .split("latency mean ")
+        .nth(1)
+        .and_then(|v| v.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("latency in {live}"));
+    assert!(mean > 0.0 && mean < 100.0, "{live}");
 }

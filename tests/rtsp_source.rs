@@ -150,6 +150,17 @@ fn ffmpeg_source_decodes_the_rtsp_test_pattern() {
 }
 
 #[test]
+fn rtsp_file_mount_serves_the_sample_video() {
+    let server = RtspServer::start(RtspMedia::File(common::media("vtest.mp4")));
+    let mut cam = Camera::start(options("campus", &server.url(), 10.0));
+    cam.wait_state(Duration::from_secs(15), |s| *s == CameraState::Online);
+    let f = cam.frame(Duration::from_secs(5)).expect("a frame");
+    assert_eq!((f.width, f.height), (768, 576));
+    assert_eq!(f.data.len(), 768 * 576 * 3);
+    cam.stop();
+}
+
+#[test]
 fn rtsp_camera_delivers_its_configured_fps() {
     let server = RtspServer::start(PATTERN);
     let mut cam = Camera::start(options("pattern", &server.url(), 5.0));

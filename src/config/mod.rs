@@ -547,6 +547,33 @@ min_count = 3
     }
 
     #[test]
+    fn source_options_parse_and_are_checked() {
+        let c = parse(GOOD).unwrap();
+        let cam = &c.cameras[0];
+        assert_eq!((cam.stall_timeout_s, cam.reconnect_max_s), (10.0, 30.0));
+        assert_eq!(cam.hwaccel, HwAccel::None);
+        assert_eq!(cam.rtsp_transport, RtspTransport::Tcp);
+        assert!(!cam.looping && !cam.realtime);
+        let text = GOOD.replace(
+            "fps = 4",
+            "fps = 4\nloop = true\nrealtime = true\nhwaccel = \"v4l2m2m\"\nrtsp_transport = \"udp\"\nstall_timeout_s = 3\nreconnect_max_s = 8",
+        );
+        let cam = &parse(&text).unwrap().cameras[0];
+        assert!(cam.looping && cam.realtime);
+        assert_eq!(cam.hwaccel, HwAccel::V4l2m2m);
+        assert_eq!(cam.rtsp_transport, RtspTransport::Udp);
+        assert_eq!((cam.stall_timeout_s, cam.reconnect_max_s), (3.0, 8.0));
+
+        let err = parse(&GOOD.replace("fps = 4", "fps = 4\nhwaccel = \"gpu\"")).unwrap_err();
+        assert!(err.to_string().contains("unknown variant `gpu`"), "{err}");
+        let err = parse(&GOOD.replace("fps = 4", "fps = 4\nstall_timeout_s = 0")).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "camera[gate].stall_timeout_s"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn duplicate_camera_ids_are_refused() {
         let text = format!("{GOOD}\n[[camera]]\nid = \"gate\"\nurl = \"other.mp4\"\n");
         let err = parse(&text).unwrap_err();
