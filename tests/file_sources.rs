@@ -154,6 +154,50 @@ fn truncated_mp4_plays_what_is_there_then_ends() {
 }
 
 #[test]
+fn garbage_inside_a_stream_is_skipped_and_counted() {
+    // An MPEG-TS copy of the sample video with 64 KiB of noise written over it every
+    // 1 MiB: the demuxer resyncs, broken packets and frames are skipped and counted.
+    let dir = tempfile::tempdir().unwrap();
+    let ts = dir.path().join("vtest.ts");
+    ffmpeg(&[
+        "-i",
+        common::media("vtest.mp4").to_str().unwrap(),
+        "-c",
+        "copy",
+        ts.to_str().unwrap(),
+    ]);
+    let mut data = std::fs::read(&ts).unwrap();
+    let noise = dir.path().join("noise.bin");
+    random_bytes(&noise, 64 * 1024);
+    let noise = std::fs::read(&noise).unwrap();
+    let mut at = 512 * 1024;
+    while at + noise.len() < data.len() {
+        data[at..at + noise.len()].copy_from_slice(&noise);
+        at += 1024 * 1024;
+    }
+    let clip = dir.path().join("vtest_damaged.ts");
+    std::fs::write(&clip, data).unwrap();
+    let (frames, stats) = run_source(
+        options("damaged", &clip, 10.0),
+        10_000,
+        Duration::from_secs(60),
+    );
+    let snap = stats.snapshot();
+    eprintln!(
+        "damaged ts: {} frames, {snap:?}, state {}",
+        frames.len(),
+        stats.state()
+    );
+    assert!(snap.decode_errors > 0, "{snap:?}");
+    assert!(
+        frames.len() > 600,
+        "most of the 795 frames survive: {}",
+        frames.len()
+    );
+    assert_eq!(stats.state(), CameraState::Offline, "played to its end");
+}
+
+#[test]
 fn random_bytes_are_a_camera_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("noise_random.mp4");

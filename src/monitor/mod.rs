@@ -56,7 +56,8 @@ pub struct CameraStats {
     pub frames_sampled: AtomicU64,
     /// Sampled frames replaced before the pipeline took them (live sources only).
     pub frames_dropped: AtomicU64,
-    /// Packets or frames that could not be decoded and were skipped.
+    /// Damaged data: packets or frames that could not be decoded (skipped), packets the
+    /// demuxer flagged corrupt and frames decoded with errors concealed.
     pub decode_errors: AtomicU64,
     /// Frames that went through the detector.
     pub frames_analysed: AtomicU64,

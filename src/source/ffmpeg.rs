@@ -429,6 +429,10 @@ impl FfmpegSource {
                     if packet.stream() != self.stream_index {
                         continue;
                     }
+                    if packet.is_corrupt() {
+                        // The demuxer saw damage (e.g. lost TS packets): the decoder conceals it.
+                        CameraStats::add(&self.stats.decode_errors, 1);
+                    }
                     if let Err(e) = self.decoder.send_packet(&packet) {
                         CameraStats::add(&self.stats.decode_errors, 1);
                         tracing::debug!(camera = %self.camera, error = %e, "undecodable packet skipped");
@@ -481,6 +485,14 @@ impl FrameSource for FfmpegSource {
                     }
                     let pts = self.frame_pts();
                     tracing::trace!(camera = %self.camera, ?pts, "decoded");
+                    // SAFETY: `decoded` holds a frame the decoder just produced.
+                    let damaged = unsafe {
+                        let f = self.decoded.as_ptr();
+                        (*f).decode_error_flags != 0 || (*f).flags & ffi::AV_FRAME_FLAG_CORRUPT != 0
+                    };
+                    if damaged {
+                        CameraStats::add(&self.stats.decode_errors, 1);
+                    }
                     self.frames_seen += 1;
                     CameraStats::add(&self.stats.frames_decoded, 1);
                     if !self.sampler.take(pts) {
