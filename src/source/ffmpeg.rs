@@ -252,6 +252,9 @@ impl FfmpegSource {
             // Socket I/O timeout in microseconds (rtsp, http, tcp): a silent peer fails the read.
             let us = options.stall_timeout.as_micros().max(1).to_string();
             opts.set("timeout", &us);
+            // Probe one second of a live stream, not five: reconnects come back sooner, and
+            // the decoder learns anything the probe missed from the stream itself.
+            opts.set("analyzeduration", "1000000");
             if url.starts_with("http://") || url.starts_with("https://") {
                 opts.set("reconnect", "0");
             }
