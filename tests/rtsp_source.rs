@@ -1,5 +1,6 @@
 //! Live sources against a real RTSP peer (GStreamer's RTSP server, see
-//! `tests/support/rtsp_server.py`): frames arrive at the configured fps, a
+//! `tests/support/rtsp_server.py`) and a real HTTP MJPEG peer
+//! (`tests/support/mjpeg_server.py`): frames arrive at the configured fps, a
 //! killed or frozen server is noticed within the stall timeout, a restarted
 //! one is picked up again within the backoff cap, and a dead camera does not
 //! slow a live one.
@@ -169,6 +170,23 @@ fn rtsp_over_udp_works_too() {
     cam.wait_state(Duration::from_secs(10), |s| *s == CameraState::Online);
     let frames = cam.frames_for(Duration::from_secs(2));
     assert!(frames.len() >= 8, "{} frames in 2 s over UDP", frames.len());
+    cam.stop();
+}
+
+#[test]
+fn http_mjpeg_camera_delivers_its_configured_fps() {
+    // MJPEG over HTTP carries no timestamps: stream time is the wall clock.
+    let server = common::MjpegServer::start(10);
+    let mut cam = Camera::start(options("mjpeg", &server.url(), 5.0));
+    cam.wait_state(Duration::from_secs(10), |s| *s == CameraState::Online);
+    cam.frames_for(Duration::from_secs(1));
+    let frames = cam.frames_for(Duration::from_secs(3));
+    assert!(
+        (13..=17).contains(&frames.len()),
+        "{} frames in 3 s",
+        frames.len()
+    );
+    assert!(frames.iter().all(|f| (f.width, f.height) == (320, 240)));
     cam.stop();
 }
 

@@ -200,6 +200,9 @@ pub struct FfmpegSource {
     rgb: ff::frame::Video,
     first_pts: Option<i64>,
     opened_at: SystemTime,
+    /// The live stream carries no timestamps (MJPEG over HTTP): stream time is the wall
+    /// clock since this instant (its first frame).
+    wall_clock_since: Option<Option<Instant>>,
     frames_seen: u64,
     eof_sent: bool,
     /// Nominal frame interval, for streams without timestamps.
@@ -299,6 +302,10 @@ impl FfmpegSource {
         } else {
             1.0 / 25.0
         };
+        // AVFMT_NOTIMESTAMPS = 0x0080 (libavformat/avformat.h): e.g. mpjpeg. Whatever
+        // numbers such a demuxer makes up, a live stream's real clock is the wall clock.
+        // SAFETY: `input` owns a valid, opened format context.
+        let no_timestamps = live && unsafe { (*(*input.as_ptr()).iformat).flags } & 0x0080 != 0;
         let parameters = stream.parameters();
         let (decoder, hwaccel) = open_decoder(camera, &parameters, options.hwaccel)
             .map_err(|e| open_err(format!("no decoder: {e}")))?;
@@ -319,6 +326,7 @@ impl FfmpegSource {
             rgb: ff::frame::Video::empty(),
             first_pts: None,
             opened_at: SystemTime::now(),
+            wall_clock_since: no_timestamps.then_some(None),
             frames_seen: 0,
             eof_sent: false,
             fallback_interval,
@@ -333,6 +341,9 @@ impl FfmpegSource {
 
     /// Stream time of the frame in `self.decoded`.
     fn frame_pts(&mut self) -> Duration {
+        if let Some(since) = self.wall_clock_since.as_mut() {
+            return since.get_or_insert_with(Instant::now).elapsed();
+        }
         let fallback = self.frames_seen as f64 * self.fallback_interval;
         let secs = match self.decoded.timestamp().or(self.decoded.pts()) {
             Some(ts) if self.time_base > 0.0 => {

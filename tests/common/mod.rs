@@ -339,3 +339,44 @@ pub fn init_logs() {
         .with_test_writer()
         .try_init();
 }
+
+/// A real HTTP MJPEG camera (`tests/support/mjpeg_server.py`: GStreamer JPEG frames in
+/// a multipart/x-mixed-replace response) on 127.0.0.1, killed on drop.
+pub struct MjpegServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl MjpegServer {
+    pub fn start(fps: u32) -> MjpegServer {
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/mjpeg_server.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(&script)
+            .args(["--port", &port.to_string(), "--fps", &fps.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("/usr/bin/python3 with gi must be installed (make setup)");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the MJPEG server exited ({status}) before listening on port {port}");
+            }
+            assert!(Instant::now() < deadline, "the MJPEG server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        MjpegServer { port, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/stream.mjpg", self.port)
+    }
+}
+
+impl Drop for MjpegServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
