@@ -315,8 +315,8 @@ fn dead_cameras_do_not_slow_a_live_one() {
         std::thread::sleep(Duration::from_secs(30));
         drop(conns);
     });
-    let dead1 = Camera::start(options("refused", &refused, 5.0));
-    let dead2 = Camera::start(options("silent", &silent_url, 5.0));
+    let mut dead1 = Camera::start(options("refused", &refused, 5.0));
+    let mut dead2 = Camera::start(options("silent", &silent_url, 5.0));
     let mut live = Camera::start(options("live", &server.url(), 5.0));
     live.wait_state(Duration::from_secs(10), |s| *s == CameraState::Online);
     live.frames_for(Duration::from_secs(1));
@@ -351,4 +351,7 @@ fn dead_cameras_do_not_slow_a_live_one() {
         );
     }
     live.stop();
+    // Stopping is prompt even while a camera waits on a peer that never answers.
+    dead1.stop();
+    dead2.stop();
 }
