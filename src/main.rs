@@ -187,6 +187,18 @@ fn cmd_run(config_path: PathBuf) -> anyhow::Result<()> {
         t.mean_inference_ms(),
         summary.wall.as_secs_f64()
     );
+    for ((id, s), (_, state)) in summary.cameras.iter().zip(&summary.states) {
+        eprintln!(
+            "streetwatch: camera {id}: {state}, {} frames decoded, {} analysed, {} dropped, {} decode errors, {} reconnects, capture-to-detection latency mean {:.1} ms max {:.1} ms",
+            s.frames_decoded,
+            s.frames_analysed,
+            s.frames_dropped,
+            s.decode_errors,
+            s.reconnects,
+            s.mean_latency_ms(),
+            s.latency_max_us as f64 / 1000.0
+        );
+    }
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }

@@ -23,11 +23,11 @@ use crate::analytics::{CameraRules, Observation, RuleEvent};
 use crate::config::{CameraConfig, Config, ConfigError};
 use crate::detect::{DetectError, Detector, DetectorOptions, DetectorService};
 use crate::event::{Event, SCHEMA, rfc3339};
-use crate::monitor::{CameraSnapshot, CameraStats};
+use crate::monitor::{CameraSnapshot, CameraState, CameraStats};
 use crate::mqtt::{CommitHook, PublisherOptions, PublisherReport, run_publisher};
 use crate::outbox::{Outbox, OutboxError};
-use crate::source::ffmpeg::FfmpegSource;
-use crate::source::{FrameSlot, FrameSource, SlotMode, mask_credentials};
+use crate::source::FrameSlot;
+use crate::source::runner::{self, SourceOptions};
 
 /// Problems found before any camera starts. All mean "fix the configuration or the box".
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,8 @@ pub enum StartError {
 #[derive(Debug, Clone)]
 pub struct RunSummary {
     pub cameras: Vec<(String, CameraSnapshot)>,
+    /// Each camera's state when the run ended (`offline` after a file's end, `error(…)`, …).
+    pub states: Vec<(String, CameraState)>,
     pub publisher: PublisherReport,
     pub wall: Duration,
 }
@@ -60,6 +62,10 @@ impl RunSummary {
             t.detections += s.detections;
             t.events += s.events;
             t.inference_us += s.inference_us;
+            t.reconnects += s.reconnects;
+            t.latency_us += s.latency_us;
+            t.latency_max_us = t.latency_max_us.max(s.latency_max_us);
+            t.latency_frames += s.latency_frames;
         }
         t
     }
@@ -149,6 +155,10 @@ pub async fn run(
     });
     let _ = tokio::task::spawn_blocking(move || detector_thread.join()).await;
     Ok(RunSummary {
+        states: stats
+            .iter()
+            .map(|(id, s)| (id.clone(), s.state()))
+            .collect(),
         cameras: stats
             .into_iter()
             .map(|(id, s)| (id, s.snapshot()))
@@ -170,20 +180,17 @@ struct CameraTask {
 
 impl CameraTask {
     async fn run(mut self) {
-        let live = crate::source::ffmpeg::is_live_url(&self.camera.url);
-        let slot = FrameSlot::new(if live {
-            SlotMode::Latest
-        } else {
-            SlotMode::Block
-        });
+        let source = SourceOptions::from_camera(&self.camera);
+        // Capture-to-detection latency is measured where capture time is wall-clock time.
+        let timed = source.is_live() || source.realtime;
+        let slot = FrameSlot::new(source.slot_mode());
         let decode = {
             let slot = slot.clone();
-            let camera = self.camera.clone();
             let stats = self.stats.clone();
             let stop = self.shutdown.clone();
             std::thread::Builder::new()
-                .name(format!("decode-{}", camera.id))
-                .spawn(move || decode_loop(&camera, &slot, &stats, &stop))
+                .name(format!("decode-{}", source.camera))
+                .spawn(move || runner::run(&source, &slot, &stats, &stop))
                 .expect("spawning a decode thread")
         };
         // Closing the slot on shutdown wakes both sides.
@@ -207,6 +214,12 @@ impl CameraTask {
                 }
             };
             CameraStats::add(&self.stats.frames_analysed, 1);
+            if timed {
+                let latency = SystemTime::now()
+                    .duration_since(frame.captured_at)
+                    .unwrap_or_default();
+                self.stats.record_latency(latency);
+            }
             CameraStats::add(&self.stats.detections, out.detections.len() as u64);
             CameraStats::add(&self.stats.inference_us, out.elapsed.as_micros() as u64);
             let obs = Observation {
@@ -229,7 +242,7 @@ impl CameraTask {
         slot.close();
         closer.abort();
         let _ = tokio::task::spawn_blocking(move || decode.join()).await;
-        tracing::info!(stats = ?self.stats.snapshot(), "camera stopped");
+        tracing::info!(state = %self.stats.state(), stats = ?self.stats.snapshot(), "camera stopped");
     }
 
     /// Hands rule events to the publisher. `false` if it is gone.
@@ -264,41 +277,4 @@ fn to_event(node: &str, camera: &str, ev: RuleEvent) -> Event {
         objects: ev.objects,
         metrics: ev.metrics,
     }
-}
-
-/// Runs on the camera's decode thread until the stream ends, fails, or the slot closes.
-fn decode_loop(
-    camera: &CameraConfig,
-    slot: &FrameSlot,
-    stats: &Arc<CameraStats>,
-    stop: &CancellationToken,
-) {
-    let url = mask_credentials(&camera.url);
-    let mut source = match FfmpegSource::open(&camera.id, &camera.url, camera.fps, stats.clone()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(camera = %camera.id, error = %e, "camera cannot start");
-            slot.close();
-            return;
-        }
-    };
-    tracing::info!(camera = %camera.id, url = %url, fps = camera.fps, "camera started");
-    while !stop.is_cancelled() {
-        match source.next_frame() {
-            Ok(Some(frame)) => match slot.put(frame) {
-                Ok(true) => CameraStats::add(&stats.frames_dropped, 1),
-                Ok(false) => {}
-                Err(_) => break,
-            },
-            Ok(None) => {
-                tracing::info!(camera = %camera.id, "end of stream");
-                break;
-            }
-            Err(e) => {
-                tracing::error!(camera = %camera.id, error = %e, "camera stream failed");
-                break;
-            }
-        }
-    }
-    slot.close();
 }

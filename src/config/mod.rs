@@ -186,12 +186,58 @@ pub struct CameraConfig {
     pub fps: f64,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Files: start again at the end (replays). Images: cycle through the folder.
+    #[serde(default, rename = "loop")]
+    pub looping: bool,
+    /// Files: deliver frames at stream speed, like a live camera (stale frames are dropped).
+    #[serde(default)]
+    pub realtime: bool,
+    /// Live sources: no frame for this long ⇒ the source is reopened.
+    #[serde(default = "default_stall_timeout_s")]
+    pub stall_timeout_s: f64,
+    /// Longest wait between two attempts to reopen a failed live source.
+    #[serde(default = "default_reconnect_max_s")]
+    pub reconnect_max_s: f64,
+    /// Hardware decoder to try first; software decoding is the fallback.
+    #[serde(default)]
+    pub hwaccel: HwAccel,
+    /// RTSP over TCP (interleaved, the default: survives NAT and loss) or UDP.
+    #[serde(default)]
+    pub rtsp_transport: RtspTransport,
     #[serde(default, rename = "zone")]
     pub zones: Vec<ZoneConfig>,
 }
 
+/// `[[camera]] hwaccel`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HwAccel {
+    #[default]
+    None,
+    /// The first of vaapi, cuda, v4l2m2m that works.
+    Auto,
+    Vaapi,
+    Cuda,
+    V4l2m2m,
+}
+
+/// `[[camera]] rtsp_transport`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
 fn default_fps() -> f64 {
     5.0
+}
+fn default_stall_timeout_s() -> f64 {
+    10.0
+}
+fn default_reconnect_max_s() -> f64 {
+    30.0
 }
 fn default_true() -> bool {
     true
@@ -399,6 +445,17 @@ impl Config {
             if !(cam.fps > 0.0 && cam.fps <= 60.0) {
                 return Err(self.invalid(format!("{key}.fps"), "must be > 0 and ≤ 60"));
             }
+            for (name, v) in [
+                ("stall_timeout_s", cam.stall_timeout_s),
+                ("reconnect_max_s", cam.reconnect_max_s),
+            ] {
+                if !(v.is_finite() && (0.1..=3600.0).contains(&v)) {
+                    return Err(self.invalid(
+                        format!("{key}.{name}"),
+                        "must be between 0.1 and 3600 seconds",
+                    ));
+                }
+            }
             let mut zone_ids = HashSet::new();
             for (j, zone) in cam.zones.iter().enumerate() {
                 let zkey = format!("{key}.zone[{j}]");
@@ -576,6 +633,33 @@ min_count = 3
                 "{to}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn source_options_parse_and_are_checked() {
+        let c = parse(GOOD).unwrap();
+        let cam = &c.cameras[0];
+        assert_eq!((cam.stall_timeout_s, cam.reconnect_max_s), (10.0, 30.0));
+        assert_eq!(cam.hwaccel, HwAccel::None);
+        assert_eq!(cam.rtsp_transport, RtspTransport::Tcp);
+        assert!(!cam.looping && !cam.realtime);
+        let text = GOOD.replace(
+            "fps = 4",
+            "fps = 4\nloop = true\nrealtime = true\nhwaccel = \"v4l2m2m\"\nrtsp_transport = \"udp\"\nstall_timeout_s = 3\nreconnect_max_s = 8",
+        );
+        let cam = &parse(&text).unwrap().cameras[0];
+        assert!(cam.looping && cam.realtime);
+        assert_eq!(cam.hwaccel, HwAccel::V4l2m2m);
+        assert_eq!(cam.rtsp_transport, RtspTransport::Udp);
+        assert_eq!((cam.stall_timeout_s, cam.reconnect_max_s), (3.0, 8.0));
+
+        let err = parse(&GOOD.replace("fps = 4", "fps = 4\nhwaccel = \"gpu\"")).unwrap_err();
+        assert!(err.to_string().contains("unknown variant `gpu`"), "{err}");
+        let err = parse(&GOOD.replace("fps = 4", "fps = 4\nstall_timeout_s = 0")).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "camera[gate].stall_timeout_s"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -440,9 +440,12 @@ pub async fn run_publisher(
     }
     st.fill(&outbox);
 
-    // Phase 2: deliver what is stored, for a bounded time.
+    // Phase 2: deliver what is stored (and announce drops), for a bounded time.
     let deadline = Instant::now() + opts.drain_timeout;
-    while outbox.depth().unwrap_or(0) > 0 && Instant::now() < deadline {
+    st.announce_drops(&outbox, &opts);
+    while (outbox.depth().unwrap_or(0) > 0 || st.unannounced_drops.is_some())
+        && Instant::now() < deadline
+    {
         let left = deadline.saturating_duration_since(Instant::now());
         tokio::select! {
             note = notes.recv() => match note {
@@ -451,6 +454,7 @@ pub async fn run_publisher(
             },
             _ = tokio::time::sleep(left) => break,
         }
+        st.announce_drops(&outbox, &opts);
         st.fill(&outbox);
     }
 

@@ -1,14 +1,23 @@
-//! FFmpeg-backed source: files, RTSP (TCP), HTTP and V4L2 through libavformat.
+//! FFmpeg-backed source: files, RTSP (TCP or UDP), HTTP(S)/MJPEG and V4L2 through libavformat.
+//!
+//! Every blocking FFmpeg call (open, read) is bounded by an interrupt
+//! callback ([`Watchdog`]): it returns once no frame has been decoded for the
+//! stall timeout, or when the camera is stopped, so a peer that goes silent
+//! without closing the connection cannot hang the decode thread.
 
+use std::ffi::{CString, c_int, c_void};
 use std::sync::Arc;
 use std::sync::Once;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use ff::format::Pixel;
 use ff::software::scaling;
 use ffmpeg_next as ff;
+use ffmpeg_next::ffi;
 
 use super::{Frame, FrameSource, Sampler, SourceError, mask_credentials};
+use crate::config::{HwAccel, RtspTransport};
 use crate::monitor::CameraStats;
 
 static INIT: Once = Once::new();
@@ -31,33 +40,201 @@ pub fn is_live_url(url: &str) -> bool {
         || url.starts_with("/dev/video")
 }
 
+/// Added to the stall timeout while connecting (handshakes, waiting for a key frame).
+pub const OPEN_GRACE: Duration = Duration::from_secs(5);
+
+/// How to open a source, beyond its URL.
+#[derive(Debug, Clone)]
+pub struct FfmpegOptions {
+    /// Frames per second to hand on (sampled by stream time).
+    pub fps: f64,
+    /// Live sources: no decoded frame for this long ⇒ reads fail with [`SourceError::Stalled`].
+    /// Also bounds opening.
+    pub stall_timeout: Duration,
+    pub hwaccel: HwAccel,
+    pub rtsp_transport: RtspTransport,
+}
+
+impl FfmpegOptions {
+    pub fn new(fps: f64) -> Self {
+        Self {
+            fps,
+            stall_timeout: Duration::from_secs(10),
+            hwaccel: HwAccel::None,
+            rtsp_transport: RtspTransport::Tcp,
+        }
+    }
+}
+
+/// Shared with FFmpeg's interrupt callback: makes blocked I/O return.
+pub struct Watchdog {
+    epoch: Instant,
+    /// Milliseconds since `epoch` after which I/O is abandoned; `u64::MAX` = never.
+    deadline_ms: AtomicU64,
+    /// Set when the camera stops: abandon I/O at once.
+    stop: AtomicBool,
+    /// Set when the deadline (not a stop) interrupted I/O.
+    fired: AtomicBool,
+    /// The camera's stop token: its cancellation interrupts I/O too.
+    token: Option<tokio_util::sync::CancellationToken>,
+}
+
+impl Watchdog {
+    pub fn new() -> Arc<Self> {
+        Self::make(None)
+    }
+
+    /// A watchdog that also interrupts I/O once `token` is cancelled.
+    pub fn with_stop(token: tokio_util::sync::CancellationToken) -> Arc<Self> {
+        Self::make(Some(token))
+    }
+
+    fn make(token: Option<tokio_util::sync::CancellationToken>) -> Arc<Self> {
+        Arc::new(Self {
+            epoch: Instant::now(),
+            deadline_ms: AtomicU64::new(u64::MAX),
+            stop: AtomicBool::new(false),
+            fired: AtomicBool::new(false),
+            token,
+        })
+    }
+
+    /// I/O must make progress within `d` from now.
+    pub fn arm(&self, d: Duration) {
+        let ms = (self.epoch.elapsed() + d).as_millis() as u64;
+        self.deadline_ms.store(ms, Ordering::Relaxed);
+        self.fired.store(false, Ordering::Relaxed);
+    }
+
+    pub fn disarm(&self) {
+        self.deadline_ms.store(u64::MAX, Ordering::Relaxed);
+    }
+
+    /// Interrupts any I/O now and from now on.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.token.as_ref().is_some_and(|t| t.is_cancelled())
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::Relaxed)
+    }
+
+    fn should_interrupt(&self) -> bool {
+        if self.is_stopped() {
+            return true;
+        }
+        let late =
+            self.epoch.elapsed().as_millis() as u64 > self.deadline_ms.load(Ordering::Relaxed);
+        if late {
+            self.fired.store(true, Ordering::Relaxed);
+        }
+        late
+    }
+}
+
+unsafe extern "C" fn interrupt_cb(opaque: *mut c_void) -> c_int {
+    // SAFETY: `opaque` is the `Watchdog` kept alive by the `FfmpegSource` (or the
+    // opening function) for as long as the format context exists.
+    let dog = unsafe { &*(opaque as *const Watchdog) };
+    dog.should_interrupt() as c_int
+}
+
+/// `avformat_open_input` + `avformat_find_stream_info` with an interrupt callback and options.
+fn open_input(
+    url: &str,
+    opts: ff::Dictionary,
+    dog: &Arc<Watchdog>,
+) -> Result<ff::format::context::Input, ff::Error> {
+    let path = CString::new(url).map_err(|_| ff::Error::InvalidData)?;
+    // SAFETY: the same sequence as `ffmpeg_next::format::input_with_dictionary`, plus an
+    // interrupt callback whose opaque pointer outlives the context (see `FfmpegSource`).
+    unsafe {
+        let mut ps = ffi::avformat_alloc_context();
+        if ps.is_null() {
+            return Err(ff::Error::Other {
+                errno: ff::util::error::ENOMEM,
+            });
+        }
+        (*ps).interrupt_callback = ffi::AVIOInterruptCB {
+            callback: Some(interrupt_cb),
+            opaque: Arc::as_ptr(dog) as *mut c_void,
+        };
+        let mut dict = opts.disown();
+        let res = ffi::avformat_open_input(&mut ps, path.as_ptr(), std::ptr::null_mut(), &mut dict);
+        ff::Dictionary::own(dict);
+        if res < 0 {
+            // avformat_open_input frees the context on failure.
+            return Err(ff::Error::from(res));
+        }
+        let res = ffi::avformat_find_stream_info(ps, std::ptr::null_mut());
+        if res < 0 {
+            ffi::avformat_close_input(&mut ps);
+            return Err(ff::Error::from(res));
+        }
+        Ok(ff::format::context::Input::wrap(ps))
+    }
+}
+
 /// Decodes one camera URL with FFmpeg, yielding sampled RGB frames.
 pub struct FfmpegSource {
     camera: String,
+    // `input` and `decoder` are declared before `watchdog` so they are dropped first:
+    // the format context calls back into the watchdog until it is closed.
     input: ff::format::context::Input,
     decoder: ff::decoder::Video,
+    watchdog: Arc<Watchdog>,
     stream_index: usize,
     time_base: f64,
     live: bool,
+    stall_timeout: Duration,
     sampler: Sampler,
     stats: Arc<CameraStats>,
     scaler: Option<(Pixel, u32, u32, scaling::Context)>,
     decoded: ff::frame::Video,
+    /// Software copy of a hardware frame.
+    transferred: ff::frame::Video,
     rgb: ff::frame::Video,
     first_pts: Option<i64>,
     opened_at: SystemTime,
+    /// The live stream carries no timestamps (MJPEG over HTTP): stream time is the wall
+    /// clock since this instant (its first frame).
+    wall_clock_since: Option<Option<Instant>>,
     frames_seen: u64,
     eof_sent: bool,
     /// Nominal frame interval, for streams without timestamps.
     fallback_interval: f64,
+    /// The hardware decoder in use, if any.
+    hwaccel: Option<&'static str>,
 }
 
 impl FfmpegSource {
+    /// Opens `url` with default options (TCP for RTSP, 10 s stall timeout, software decoding).
     pub fn open(
         camera: &str,
         url: &str,
         fps: f64,
         stats: Arc<CameraStats>,
+    ) -> Result<Self, SourceError> {
+        Self::open_with(
+            camera,
+            url,
+            &FfmpegOptions::new(fps),
+            stats,
+            Watchdog::new(),
+        )
+    }
+
+    /// Opens `url`. `watchdog` bounds opening and reading; stopping it makes them return.
+    pub fn open_with(
+        camera: &str,
+        url: &str,
+        options: &FfmpegOptions,
+        stats: Arc<CameraStats>,
+        watchdog: Arc<Watchdog>,
     ) -> Result<Self, SourceError> {
         init();
         let live = is_live_url(url);
@@ -68,14 +245,43 @@ impl FfmpegSource {
         };
         let mut opts = ff::Dictionary::new();
         if url.starts_with("rtsp://") || url.starts_with("rtsps://") {
-            opts.set("rtsp_transport", "tcp");
+            let transport = match options.rtsp_transport {
+                RtspTransport::Tcp => "tcp",
+                RtspTransport::Udp => "udp",
+            };
+            opts.set("rtsp_transport", transport);
         }
         if live {
-            // Socket I/O timeout in microseconds: a stalled peer fails the read.
-            opts.set("timeout", "10000000");
+            // Socket I/O timeout in microseconds (rtsp, http, tcp): a silent peer fails the read.
+            let us = options.stall_timeout.as_micros().max(1).to_string();
+            opts.set("timeout", &us);
+            // Probe one second of a live stream, not five: reconnects come back sooner, and
+            // the decoder learns anything the probe missed from the stream itself.
+            opts.set("analyzeduration", "1000000");
+            if url.starts_with("http://") || url.starts_with("https://") {
+                opts.set("reconnect", "0");
+            }
+            // Connecting and probing the stream take a few round trips and a key frame.
+            watchdog.arm(options.stall_timeout + OPEN_GRACE);
+        } else {
+            watchdog.disarm();
         }
-        let input =
-            ff::format::input_with_dictionary(&url, opts).map_err(|e| open_err(e.to_string()))?;
+        let input = open_input(url, opts, &watchdog).map_err(|e| {
+            if watchdog.is_stopped() {
+                open_err("stopped".into())
+            } else if watchdog.fired() {
+                open_err(format!(
+                    "no answer within {:.1} s",
+                    (options.stall_timeout + OPEN_GRACE).as_secs_f64()
+                ))
+            } else {
+                open_err(e.to_string())
+            }
+        })?;
+        if live {
+            // The first frame is due within the stall timeout from now.
+            watchdog.arm(options.stall_timeout);
+        }
         let stream = input
             .streams()
             .best(ff::media::Type::Video)
@@ -96,34 +302,48 @@ impl FfmpegSource {
         } else {
             1.0 / 25.0
         };
-        let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-            .map_err(|e| open_err(format!("codec parameters: {e}")))?;
-        let decoder = ctx
-            .decoder()
-            .video()
+        // AVFMT_NOTIMESTAMPS = 0x0080 (libavformat/avformat.h): e.g. mpjpeg. Whatever
+        // numbers such a demuxer makes up, a live stream's real clock is the wall clock.
+        // SAFETY: `input` owns a valid, opened format context.
+        let no_timestamps = live && unsafe { (*(*input.as_ptr()).iformat).flags } & 0x0080 != 0;
+        let parameters = stream.parameters();
+        let (decoder, hwaccel) = open_decoder(camera, &parameters, options.hwaccel)
             .map_err(|e| open_err(format!("no decoder: {e}")))?;
         Ok(Self {
             camera: camera.to_string(),
             input,
             decoder,
+            watchdog,
             stream_index,
             time_base,
             live,
-            sampler: Sampler::new(fps),
+            stall_timeout: options.stall_timeout,
+            sampler: Sampler::new(options.fps),
             stats,
             scaler: None,
             decoded: ff::frame::Video::empty(),
+            transferred: ff::frame::Video::empty(),
             rgb: ff::frame::Video::empty(),
             first_pts: None,
             opened_at: SystemTime::now(),
+            wall_clock_since: no_timestamps.then_some(None),
             frames_seen: 0,
             eof_sent: false,
             fallback_interval,
+            hwaccel,
         })
+    }
+
+    /// The hardware decoder in use (`vaapi`, `cuda`, `v4l2m2m`), or `None` for software.
+    pub fn hwaccel(&self) -> Option<&'static str> {
+        self.hwaccel
     }
 
     /// Stream time of the frame in `self.decoded`.
     fn frame_pts(&mut self) -> Duration {
+        if let Some(since) = self.wall_clock_since.as_mut() {
+            return since.get_or_insert_with(Instant::now).elapsed();
+        }
         let fallback = self.frames_seen as f64 * self.fallback_interval;
         let secs = match self.decoded.timestamp().or(self.decoded.pts()) {
             Some(ts) if self.time_base > 0.0 => {
@@ -137,14 +357,28 @@ impl FfmpegSource {
 
     /// Converts `self.decoded` to packed RGB.
     fn convert(&mut self, pts: Duration) -> Result<Frame, String> {
-        let (fmt, w, h) = (
-            self.decoded.format(),
-            self.decoded.width(),
-            self.decoded.height(),
-        );
+        let src = if is_hw_format(self.decoded.format()) {
+            // SAFETY: both frames are valid; the transfer allocates the destination.
+            let r = unsafe {
+                ffi::av_frame_unref(self.transferred.as_mut_ptr());
+                ffi::av_hwframe_transfer_data(
+                    self.transferred.as_mut_ptr(),
+                    self.decoded.as_ptr(),
+                    0,
+                )
+            };
+            if r < 0 {
+                return Err(format!("copying a hardware frame: {}", ff::Error::from(r)));
+            }
+            &self.transferred
+        } else {
+            &self.decoded
+        };
+        let (fmt, w, h) = (src.format(), src.width(), src.height());
         if w == 0 || h == 0 {
             return Err("frame has no size".into());
         }
+        // The scaler is rebuilt whenever the format or size changes (mid-stream resolution change).
         let stale =
             !matches!(&self.scaler, Some((f, sw, sh, _)) if *f == fmt && *sw == w && *sh == h);
         if stale {
@@ -152,10 +386,12 @@ impl FfmpegSource {
                 scaling::Context::get(fmt, w, h, Pixel::RGB24, w, h, scaling::Flags::BILINEAR)
                     .map_err(|e| format!("no conversion from {fmt:?} {w}x{h}: {e}"))?;
             self.scaler = Some((fmt, w, h, ctx));
+            // The output frame has the old size; the scaler refuses it (OutputChanged).
+            self.rgb = ff::frame::Video::empty();
         }
         let (_, _, _, scaler) = self.scaler.as_mut().expect("scaler set above");
         scaler
-            .run(&self.decoded, &mut self.rgb)
+            .run(src, &mut self.rgb)
             .map_err(|e| format!("colour conversion: {e}"))?;
         let stride = self.rgb.stride(0);
         let row = w as usize * 3;
@@ -179,14 +415,37 @@ impl FfmpegSource {
         })
     }
 
+    /// The error for a read that failed: a stall if the watchdog fired.
+    fn read_error(&self, e: ff::Error) -> SourceError {
+        if self.watchdog.fired() && !self.watchdog.is_stopped() {
+            SourceError::Stalled {
+                camera: self.camera.clone(),
+                after: self.stall_timeout,
+            }
+        } else {
+            SourceError::Read {
+                camera: self.camera.clone(),
+                message: e.to_string(),
+            }
+        }
+    }
+
     /// Feeds the decoder the next packet of our stream. `false` at end of input.
     fn feed(&mut self) -> Result<bool, SourceError> {
         let mut packet = ff::Packet::empty();
+        let mut read_errors = 0u32;
         loop {
+            if self.watchdog.is_stopped() {
+                return Ok(false);
+            }
             match packet.read(&mut self.input) {
                 Ok(()) => {
                     if packet.stream() != self.stream_index {
                         continue;
+                    }
+                    if packet.is_corrupt() {
+                        // The demuxer saw damage (e.g. lost TS packets): the decoder conceals it.
+                        CameraStats::add(&self.stats.decode_errors, 1);
                     }
                     if let Err(e) = self.decoder.send_packet(&packet) {
                         CameraStats::add(&self.stats.decode_errors, 1);
@@ -195,27 +454,31 @@ impl FfmpegSource {
                     }
                     return Ok(true);
                 }
-                Err(ff::Error::Eof) => return Ok(false),
-                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => continue,
+                Err(ff::Error::Eof) => {
+                    // Some demuxers (RTSP) report an interrupted read as the end of input.
+                    if self.live && self.watchdog.fired() && !self.watchdog.is_stopped() {
+                        return Err(self.read_error(ff::Error::Eof));
+                    }
+                    return Ok(false);
+                }
+                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => {
+                    if self.watchdog.should_interrupt() {
+                        return Err(self.read_error(ff::Error::Exit));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 Err(e) => {
                     // Corrupt data inside a file: count it and read on. A live stream's
-                    // read error is fatal for this connection.
-                    if self.live {
-                        return Err(SourceError::Read {
-                            camera: self.camera.clone(),
-                            message: e.to_string(),
-                        });
+                    // read error is fatal for this connection (the runner reconnects).
+                    if self.live || self.watchdog.is_stopped() {
+                        return Err(self.read_error(e));
                     }
                     CameraStats::add(&self.stats.decode_errors, 1);
-                    if self
-                        .stats
-                        .decode_errors
-                        .load(std::sync::atomic::Ordering::Relaxed)
-                        > 10_000
-                    {
+                    read_errors += 1;
+                    if read_errors > 1000 {
                         return Err(SourceError::Read {
                             camera: self.camera.clone(),
-                            message: format!("too many read errors, last: {e}"),
+                            message: format!("1000 read errors in a row, last: {e}"),
                         });
                     }
                 }
@@ -229,7 +492,21 @@ impl FrameSource for FfmpegSource {
         loop {
             match self.decoder.receive_frame(&mut self.decoded) {
                 Ok(()) => {
+                    // A frame re-arms the stall timer, unless it already fired: RTSP hands out
+                    // the packet it held back when interrupted, which is no sign of life.
+                    if self.live && !self.watchdog.fired() {
+                        self.watchdog.arm(self.stall_timeout);
+                    }
                     let pts = self.frame_pts();
+                    tracing::trace!(camera = %self.camera, ?pts, "decoded");
+                    // SAFETY: `decoded` holds a frame the decoder just produced.
+                    let damaged = unsafe {
+                        let f = self.decoded.as_ptr();
+                        (*f).decode_error_flags != 0 || (*f).flags & ffi::AV_FRAME_FLAG_CORRUPT != 0
+                    };
+                    if damaged {
+                        CameraStats::add(&self.stats.decode_errors, 1);
+                    }
                     self.frames_seen += 1;
                     CameraStats::add(&self.stats.frames_decoded, 1);
                     if !self.sampler.take(pts) {
@@ -276,5 +553,162 @@ impl FrameSource for FfmpegSource {
 
     fn is_live(&self) -> bool {
         self.live
+    }
+
+    fn frame_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.fallback_interval)
+    }
+}
+
+/// True for pixel formats whose data lives on a device (frames must be copied to memory).
+fn is_hw_format(fmt: Pixel) -> bool {
+    let raw: ffi::AVPixelFormat = fmt.into();
+    // SAFETY: av_pix_fmt_desc_get accepts any value and returns null for unknown ones.
+    let desc = unsafe { ffi::av_pix_fmt_desc_get(raw) };
+    // AV_PIX_FMT_FLAG_HWACCEL = 1 << 3 (libavutil/pixdesc.h).
+    !desc.is_null() && unsafe { (*desc).flags } & (1 << 3) != 0
+}
+
+/// The hardware decoders `hwaccel = "auto"` tries, in order.
+const AUTO_ORDER: [HwAccel; 3] = [HwAccel::Vaapi, HwAccel::Cuda, HwAccel::V4l2m2m];
+
+fn hw_name(h: HwAccel) -> &'static str {
+    match h {
+        HwAccel::None => "none",
+        HwAccel::Auto => "auto",
+        HwAccel::Vaapi => "vaapi",
+        HwAccel::Cuda => "cuda",
+        HwAccel::V4l2m2m => "v4l2m2m",
+    }
+}
+
+/// Opens a decoder for `parameters`, trying `hwaccel` first. A hardware decoder that
+/// cannot be used is logged with its reason and software decoding is used instead.
+fn open_decoder(
+    camera: &str,
+    parameters: &ff::codec::Parameters,
+    hwaccel: HwAccel,
+) -> Result<(ff::decoder::Video, Option<&'static str>), ff::Error> {
+    let tries: &[HwAccel] = match hwaccel {
+        HwAccel::None => &[],
+        HwAccel::Auto => &AUTO_ORDER,
+        HwAccel::Vaapi => &[HwAccel::Vaapi],
+        HwAccel::Cuda => &[HwAccel::Cuda],
+        HwAccel::V4l2m2m => &[HwAccel::V4l2m2m],
+    };
+    let mut reasons = Vec::new();
+    for &h in tries {
+        match open_hw_decoder(parameters, h) {
+            Ok(d) => {
+                tracing::info!(camera = %camera, hwaccel = hw_name(h), "hardware decoding");
+                return Ok((d, Some(hw_name(h))));
+            }
+            Err(reason) => reasons.push(format!("{}: {reason}", hw_name(h))),
+        }
+    }
+    if !reasons.is_empty() {
+        tracing::warn!(
+            camera = %camera,
+            hwaccel = hw_name(hwaccel),
+            reason = %reasons.join("; "),
+            "hardware decoding unavailable; decoding in software"
+        );
+    }
+    let mut ctx = ff::codec::context::Context::from_parameters(parameters.clone())?;
+    ctx.set_threading(threading_config());
+    Ok((ctx.decoder().video()?, None))
+}
+
+/// Frame threading with one thread per core, as the `ffmpeg` command line decodes.
+fn threading_config() -> ff::codec::threading::Config {
+    ff::codec::threading::Config {
+        kind: ff::codec::threading::Type::Frame,
+        count: 0,
+        ..Default::default()
+    }
+}
+
+fn open_hw_decoder(
+    parameters: &ff::codec::Parameters,
+    h: HwAccel,
+) -> Result<ff::decoder::Video, String> {
+    let codec_id = parameters.id();
+    if h == HwAccel::V4l2m2m {
+        // A separate decoder (`h264_v4l2m2m`, …) talking to a /dev/video* mem2mem device.
+        let base = ff::decoder::find(codec_id)
+            .ok_or_else(|| format!("no decoder for {codec_id:?}"))?
+            .name()
+            .to_string();
+        let name = format!("{base}_v4l2m2m");
+        let codec =
+            ff::decoder::find_by_name(&name).ok_or_else(|| format!("FFmpeg has no {name}"))?;
+        let mut ctx = ff::codec::context::Context::new_with_codec(codec);
+        ctx.set_parameters(parameters.clone())
+            .map_err(|e| e.to_string())?;
+        return ctx
+            .decoder()
+            .open_as(codec)
+            .and_then(|o| o.video())
+            .map_err(|e| format!("{name}: {e}"));
+    }
+    let (kind, label) = match h {
+        HwAccel::Vaapi => (ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_VAAPI, "VAAPI"),
+        HwAccel::Cuda => (ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA, "CUDA"),
+        _ => return Err("not a hardware decoder".into()),
+    };
+    let codec =
+        ff::decoder::find(codec_id).ok_or_else(|| format!("no decoder for {codec_id:?}"))?;
+    // The codec must list a device-context configuration for this device type.
+    let mut supported = false;
+    for i in 0.. {
+        // SAFETY: avcodec_get_hw_config returns null past the last entry.
+        let cfg = unsafe { ffi::avcodec_get_hw_config(codec.as_ptr(), i) };
+        if cfg.is_null() {
+            break;
+        }
+        // AV_CODEC_HW_CONFIG_METHOD_HW_DEVICE_CTX = 0x01 (libavcodec/codec.h).
+        if unsafe { (*cfg).device_type == kind && (*cfg).methods & 0x01 != 0 } {
+            supported = true;
+            break;
+        }
+    }
+    if !supported {
+        return Err(format!("{} cannot decode with {label}", codec.name()));
+    }
+    let mut device: *mut ffi::AVBufferRef = std::ptr::null_mut();
+    // SAFETY: out-pointer to a null buffer ref; default device, no options.
+    let r = unsafe {
+        ffi::av_hwdevice_ctx_create(&mut device, kind, std::ptr::null(), std::ptr::null_mut(), 0)
+    };
+    if r < 0 {
+        return Err(format!("no {label} device: {}", ff::Error::from(r)));
+    }
+    let mut ctx = ff::codec::context::Context::from_parameters(parameters.clone())
+        .map_err(|e| e.to_string())?;
+    // SAFETY: the codec context takes its own reference to the device; ours is released.
+    unsafe {
+        (*ctx.as_mut_ptr()).hw_device_ctx = ffi::av_buffer_ref(device);
+        ffi::av_buffer_unref(&mut device);
+    }
+    ctx.decoder().video().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_fires_after_its_deadline_and_on_stop() {
+        let dog = Watchdog::new();
+        assert!(!dog.should_interrupt());
+        dog.arm(Duration::from_millis(20));
+        assert!(!dog.should_interrupt());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(dog.should_interrupt());
+        assert!(dog.fired());
+        let dog = Watchdog::new();
+        dog.stop();
+        assert!(dog.should_interrupt());
+        assert!(!dog.fired());
     }
 }

@@ -1,6 +1,7 @@
 //! Frame sources: decoding video into RGB frames at the camera's analytic fps.
 //!
-//! In: a camera URL. Out: [`Frame`]s through a [`FrameSlot`].
+//! In: a camera URL. Out: [`Frame`]s through a [`FrameSlot`]. [`runner`] drives a
+//! camera's source on its decode thread: reconnects, stalls, loops, state.
 //!
 //! Decoding runs on a blocking thread per camera. Frames are sampled by
 //! stream time (PTS) before colour conversion, so frames that will not be
@@ -10,6 +11,8 @@
 //! every sampled frame analysed.
 
 pub mod ffmpeg;
+pub mod images;
+pub mod runner;
 mod slot;
 
 use std::time::{Duration, SystemTime};
@@ -42,6 +45,8 @@ pub enum SourceError {
     NoVideo { camera: String, url: String },
     #[error("camera {camera}: read error: {message}")]
     Read { camera: String, message: String },
+    #[error("camera {camera}: stalled: no frame for {:.1} s", after.as_secs_f64())]
+    Stalled { camera: String, after: Duration },
 }
 
 /// Something that yields frames. `Ok(None)` means the stream ended.
@@ -52,6 +57,10 @@ pub trait FrameSource {
     fn next_frame(&mut self) -> Result<Option<Frame>, SourceError>;
     /// Whether the source is live (frames arrive at their own pace and may be dropped).
     fn is_live(&self) -> bool;
+    /// The nominal time between two frames of the stream.
+    fn frame_interval(&self) -> Duration {
+        Duration::from_millis(40)
+    }
 }
 
 /// Chooses which frames to analyse: at most `fps` per second of stream time.

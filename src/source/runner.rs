@@ -1,0 +1,413 @@
+//! The loop on a camera's decode thread: open the source, hand frames to the
+//! slot, and when the source fails, stalls or ends, decide what comes next.
+//!
+//! In: [`SourceOptions`] (from `[[camera]]`), a stop token. Out: frames in the
+//! [`FrameSlot`], counters and the camera state in [`CameraStats`].
+//!
+//! Live sources are reopened forever, with exponential backoff and jitter up
+//! to `reconnect_max_s`; the daemon never restarts for a camera. A file that
+//! cannot be read ends its camera with `error(reason)`; `loop = true` starts
+//! it again at its end; `realtime = true` paces it to stream time. Stream time
+//! (`Frame::pts`) keeps increasing across reconnects and loops, so rules that
+//! measure durations never see time go backwards.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use super::ffmpeg::{FfmpegOptions, FfmpegSource, Watchdog, is_live_url};
+use super::images::{ImageSource, is_image_url};
+use super::{Frame, FrameSlot, FrameSource, SlotMode, SourceError, mask_credentials};
+use crate::config::{CameraConfig, HwAccel, RtspTransport};
+use crate::monitor::{CameraState, CameraStats};
+
+/// Everything the runner needs to know about one camera's source.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    pub camera: String,
+    /// The URL as configured, credentials included: never log it, use [`mask_credentials`].
+    pub url: String,
+    pub fps: f64,
+    pub looping: bool,
+    pub realtime: bool,
+    pub stall_timeout: Duration,
+    /// First wait before reopening a failed live source; doubles up to `reconnect_max`.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub hwaccel: HwAccel,
+    pub rtsp_transport: RtspTransport,
+}
+
+impl SourceOptions {
+    pub fn from_camera(cam: &CameraConfig) -> Self {
+        let reconnect_max = Duration::from_secs_f64(cam.reconnect_max_s);
+        Self {
+            camera: cam.id.clone(),
+            url: cam.url.clone(),
+            fps: cam.fps,
+            looping: cam.looping,
+            realtime: cam.realtime,
+            stall_timeout: Duration::from_secs_f64(cam.stall_timeout_s),
+            reconnect_min: Duration::from_millis(500).min(reconnect_max),
+            reconnect_max,
+            hwaccel: cam.hwaccel,
+            rtsp_transport: cam.rtsp_transport,
+        }
+    }
+
+    /// A network or device source (reconnected when it fails).
+    pub fn is_live(&self) -> bool {
+        is_live_url(&self.url)
+    }
+
+    /// Live and real-time sources (images included) run at their own pace: a slow pipeline drops stale
+    /// frames. Files read as fast as the pipeline takes them.
+    pub fn slot_mode(&self) -> SlotMode {
+        if self.is_live() || self.realtime {
+            SlotMode::Latest
+        } else {
+            SlotMode::Block
+        }
+    }
+
+    fn ffmpeg(&self) -> FfmpegOptions {
+        FfmpegOptions {
+            fps: self.fps,
+            stall_timeout: self.stall_timeout,
+            hwaccel: self.hwaccel,
+            rtsp_transport: self.rtsp_transport,
+        }
+    }
+}
+
+/// Exponential backoff with jitter: each wait is drawn from [d/2, d], d doubling up to the cap.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max,
+            attempt: 0,
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    /// The wait before the next attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self
+            .min
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        let mut h = self.hasher.build_hasher();
+        h.write_u32(self.attempt);
+        let unit = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
+        d.mul_f64(0.5 + 0.5 * unit)
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// Sleeps up to `d`; returns early (false) when `stop` fires.
+fn sleep_unless_stopped(stop: &CancellationToken, d: Duration) -> bool {
+    let until = Instant::now() + d;
+    while !stop.is_cancelled() {
+        let now = Instant::now();
+        if now >= until {
+            return true;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(50)));
+    }
+    false
+}
+
+/// Why one connection of the source ended.
+enum Ended {
+    /// The slot was closed or the camera stopped: the runner is done.
+    Stopped,
+    /// End of stream, with the number of frames this connection delivered.
+    Eof(u64),
+    /// A read failed or stalled.
+    Failed(SourceError),
+}
+
+/// Runs the camera's source until it stops for good or `stop` fires; closes the slot at the end.
+pub fn run(
+    opts: &SourceOptions,
+    slot: &FrameSlot,
+    stats: &Arc<CameraStats>,
+    stop: &CancellationToken,
+) {
+    let cam = opts.camera.as_str();
+    let live = opts.is_live();
+    let url = mask_credentials(&opts.url);
+    let mut backoff = Backoff::new(opts.reconnect_min, opts.reconnect_max);
+    // Stream time already delivered by earlier connections / loops.
+    let mut clock = StreamClock::new();
+    // Stopping the camera interrupts a blocked open or read.
+    let dog = Watchdog::with_stop(stop.clone());
+
+    while !stop.is_cancelled() && !slot.is_closed() {
+        stats.set_state(cam, CameraState::Connecting, "opening");
+        let source: Result<Box<dyn FrameSource>, SourceError> = if is_image_url(&opts.url) {
+            ImageSource::open(cam, &opts.url, opts.fps, stats.clone()).map(|s| Box::new(s) as _)
+        } else {
+            FfmpegSource::open_with(cam, &opts.url, &opts.ffmpeg(), stats.clone(), dog.clone())
+                .map(|s| Box::new(s) as _)
+        };
+        let mut source = match source {
+            Ok(s) => s,
+            Err(e) => {
+                if stop.is_cancelled() {
+                    break;
+                }
+                if !live {
+                    stats.set_state(cam, CameraState::Error(e.to_string()), "cannot open");
+                    break;
+                }
+                stats.set_state(cam, CameraState::Offline, &e.to_string());
+                let d = backoff.next_delay();
+                tracing::info!(camera = %cam, retry_in_s = d.as_secs_f64(), "camera retrying");
+                CameraStats::add(&stats.reconnects, 1);
+                if !sleep_unless_stopped(stop, d) {
+                    break;
+                }
+                continue;
+            }
+        };
+        tracing::info!(camera = %cam, url = %url, fps = opts.fps, "camera source opened");
+        clock.begin_connection(source.frame_interval(), live);
+        match pump(
+            opts,
+            source.as_mut(),
+            slot,
+            stats,
+            stop,
+            &mut clock,
+            &mut backoff,
+        ) {
+            Ended::Stopped => break,
+            Ended::Eof(n) if !live => {
+                if opts.looping && n > 0 {
+                    tracing::debug!(camera = %cam, "end of file; looping");
+                    continue;
+                }
+                if n == 0 && clock.delivered == 0 {
+                    let reason = format!("camera {cam}: {url} holds no decodable frame");
+                    stats.set_state(cam, CameraState::Error(reason), "nothing decoded");
+                } else {
+                    stats.set_state(cam, CameraState::Offline, "end of stream");
+                }
+                break;
+            }
+            Ended::Failed(e) if !live => {
+                stats.set_state(cam, CameraState::Error(e.to_string()), "read failed");
+                break;
+            }
+            ended => {
+                let (state, reason) = match ended {
+                    Ended::Failed(e @ SourceError::Stalled { .. }) => {
+                        (CameraState::Stalled, e.to_string())
+                    }
+                    Ended::Failed(e) => (CameraState::Offline, e.to_string()),
+                    _ => (CameraState::Offline, "the stream ended".to_string()),
+                };
+                drop(source);
+                stats.set_state(cam, state, &reason);
+                if stop.is_cancelled() {
+                    break;
+                }
+                let d = backoff.next_delay();
+                tracing::info!(camera = %cam, retry_in_s = d.as_secs_f64(), "camera retrying");
+                CameraStats::add(&stats.reconnects, 1);
+                if !sleep_unless_stopped(stop, d) {
+                    break;
+                }
+            }
+        }
+    }
+    if stop.is_cancelled() && !matches!(stats.state(), CameraState::Error(_)) {
+        stats.set_state(cam, CameraState::Offline, "camera stopped");
+    }
+    slot.close();
+}
+
+/// Makes stream time continuous across connections and loops, and paces real-time files.
+struct StreamClock {
+    /// Added to the pts of the current connection.
+    base: Duration,
+    /// The last pts handed out (continuous).
+    last: Option<Duration>,
+    /// When the last frame was handed out.
+    last_at: Option<Instant>,
+    /// Frames handed out over all connections.
+    delivered: u64,
+    /// Real-time pacing: wall instant of stream time `base`.
+    origin: Option<Instant>,
+    /// When this run started (capture time of non-real-time files is this plus pts).
+    started: SystemTime,
+    /// The current stream's nominal frame interval.
+    interval: Duration,
+}
+
+impl StreamClock {
+    fn new() -> Self {
+        Self {
+            base: Duration::ZERO,
+            last: None,
+            last_at: None,
+            delivered: 0,
+            origin: None,
+            started: SystemTime::now(),
+            interval: Duration::from_millis(40),
+        }
+    }
+
+    /// A new connection or loop starts at pts 0: continue after the last frame, plus the
+    /// wall-clock gap (a live outage) or one frame interval (a file's loop).
+    fn begin_connection(&mut self, interval: Duration, live: bool) {
+        self.interval = interval;
+        if let (Some(last), Some(at)) = (self.last, self.last_at) {
+            self.base = last
+                + if live {
+                    at.elapsed().max(interval)
+                } else {
+                    interval
+                };
+        }
+        self.origin = None;
+    }
+
+    /// Makes `frame.pts` continuous (and never going back, even when a stream's own
+    /// timestamps do, e.g. joined clips) and sets a file's capture time from it.
+    fn stamp(&mut self, frame: &mut Frame, live: bool, realtime: bool) {
+        if let Some(last) = self.last
+            && frame.pts + self.base <= last
+        {
+            self.base = (last + self.interval).saturating_sub(frame.pts);
+            self.origin = None;
+        }
+        frame.pts += self.base;
+        if !live && !realtime {
+            frame.captured_at = self.started + frame.pts;
+        }
+        self.last = Some(frame.pts);
+        self.last_at = Some(Instant::now());
+        self.delivered += 1;
+    }
+
+    /// Real-time files: how long to wait until `pts` (of this connection) is due.
+    fn due_in(&mut self, pts: Duration) -> Duration {
+        let origin = *self.origin.get_or_insert_with(|| {
+            let now = Instant::now();
+            now.checked_sub(pts).unwrap_or(now)
+        });
+        (origin + pts).saturating_duration_since(Instant::now())
+    }
+}
+
+/// Moves frames from one open source to the slot until it ends, fails, or the camera stops.
+fn pump(
+    opts: &SourceOptions,
+    source: &mut dyn FrameSource,
+    slot: &FrameSlot,
+    stats: &Arc<CameraStats>,
+    stop: &CancellationToken,
+    clock: &mut StreamClock,
+    backoff: &mut Backoff,
+) -> Ended {
+    let live = opts.is_live();
+    let mut n = 0u64;
+    loop {
+        if stop.is_cancelled() {
+            return Ended::Stopped;
+        }
+        let mut frame = match source.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) if stop.is_cancelled() => return Ended::Stopped,
+            Ok(None) => return Ended::Eof(n),
+            Err(_) if stop.is_cancelled() => return Ended::Stopped,
+            Err(e) => return Ended::Failed(e),
+        };
+        if opts.realtime && !live {
+            let wait = clock.due_in(frame.pts);
+            if !wait.is_zero() && !sleep_unless_stopped(stop, wait) {
+                return Ended::Stopped;
+            }
+            frame.captured_at = SystemTime::now();
+        }
+        clock.stamp(&mut frame, live, opts.realtime);
+        if n == 0 {
+            stats.set_state(&opts.camera, CameraState::Online, "frames arriving");
+            backoff.reset();
+        }
+        n += 1;
+        match slot.put(frame) {
+            Ok(true) => CameraStats::add(&stats.frames_dropped, 1),
+            Ok(false) => {}
+            Err(_) => return Ended::Stopped,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(4));
+        let waits: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
+        let caps = [500, 1000, 2000, 4000, 4000, 4000, 4000, 4000];
+        for (w, cap) in waits.iter().zip(caps) {
+            let cap = Duration::from_millis(cap);
+            assert!(
+                *w >= cap / 2 && *w <= cap,
+                "{w:?} not in [{:?}, {cap:?}]",
+                cap / 2
+            );
+        }
+        // Jitter: the capped waits are not all equal.
+        assert!(waits[4..].windows(2).any(|p| p[0] != p[1]), "{waits:?}");
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn stream_time_continues_across_connections() {
+        let mut c = StreamClock::new();
+        let mut f = Frame {
+            width: 1,
+            height: 1,
+            data: vec![0; 3],
+            pts: Duration::from_secs(5),
+            captured_at: SystemTime::UNIX_EPOCH,
+            index: 0,
+        };
+        c.begin_connection(Duration::from_millis(100), false);
+        c.stamp(&mut f, false, false);
+        assert_eq!(f.pts, Duration::from_secs(5));
+        c.begin_connection(Duration::from_millis(100), false);
+        f.pts = Duration::ZERO;
+        c.stamp(&mut f, false, false);
+        assert_eq!(f.pts, Duration::from_millis(5100));
+        f.pts = Duration::from_millis(100);
+        c.stamp(&mut f, false, false);
+        assert_eq!(f.pts, Duration::from_millis(5200));
+        // Timestamps that jump back inside one stream continue too.
+        f.pts = Duration::from_millis(20);
+        c.stamp(&mut f, false, false);
+        assert_eq!(f.pts, Duration::from_millis(5300));
+    }
+}

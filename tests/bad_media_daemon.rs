@@ -1,0 +1,151 @@
+//! The daemon with one good camera and two broken files (a cut MP4, random
+//! bytes) against a real mosquitto: the broken cameras end with a clear
+//! error naming them, the good one is analysed and its events delivered, and
+//! nothing panics. The good camera asks for a hardware decoder this machine
+//! does not have and falls back to software, saying why.
+
+mod common;
+
+use std::process::Command;
+
+#[test]
+fn broken_files_end_their_own_camera_only() {
+    let broker = common::Mosquitto::start();
+    let sub = common::Subscriber::connect(broker.port, "swbad/#");
+    let dir = tempfile::tempdir().unwrap();
+    // The first 20 s of the sample video: people enough for a crowding event.
+    let good = dir.path().join("vtest_20s.mp4");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(common::media("vtest.mp4"))
+        .args(["-t", "20", "-c", "copy"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cut = dir.path().join("vtest_cut.mp4");
+    let full = std::fs::read(common::media("vtest.mp4")).unwrap();
+    std::fs::write(&cut, &full[..full.len() / 2]).unwrap();
+    let noise = dir.path().join("noise.mp4");
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let bytes: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    std::fs::write(&noise, bytes).unwrap();
+
+    let cfg = common::write_config(
+        dir.path(),
+        &format!(
+            r#"
+[node]
+id = "bad-node"
+[mqtt]
+url = "{broker}"
+topic_prefix = "swbad"
+[outbox]
+path = "{outbox}"
+
+[[camera]]
+id = "cut"
+url = "{cut}"
+
+[[camera]]
+id = "noise"
+url = "{noise}"
+
+[[camera]]
+id = "good"
+url = "{good}"
+fps = 2
+hwaccel = "auto"
+[[camera.zone]]
+id = "all"
+polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
+[camera.zone.crowding]
+min_count = 4
+min_duration_s = 1
+clear_duration_s = 2
+"#,
+            broker = broker.url(),
+            outbox = dir.path().join("outbox.sqlite").display(),
+            cut = cut.display(),
+            noise = noise.display(),
+            good = good.display(),
+        ),
+    );
+    let out = Command::new(common::bin())
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let line = |id: &str| {
+        stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("streetwatch: camera {id}:")))
+            .unwrap_or_else(|| panic!("no summary line for {id}:\n{stderr}"))
+            .to_string()
+    };
+    let (cut_l, noise_l, good_l) = (line("cut"), line("noise"), line("good"));
+    eprintln!("{cut_l}\n{noise_l}\n{good_l}");
+    assert!(cut_l.contains(": error(camera cut: cannot open"), "{cut_l}");
+    assert!(cut_l.contains("vtest_cut.mp4"), "{cut_l}");
+    assert!(noise_l.contains(": error(camera noise:"), "{noise_l}");
+    assert!(
+        good_l.contains(": offline,"),
+        "the good file ended normally: {good_l}"
+    );
+    let number_before = |line: &str, what: &str| -> u64 {
+        let i = line
+            .find(what)
+            .unwrap_or_else(|| panic!("{what} in {line}"));
+        line[..i]
+            .trim_end()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // ~20 s at 10 fps (cut at a key frame), analysed at 2 fps.
+    assert!(number_before(&good_l, " frames decoded") >= 195, "{good_l}");
+    assert!(number_before(&good_l, " analysed") >= 39, "{good_l}");
+    // The broken cameras' errors are logged once, as state changes naming them.
+    for cam in ["cut", "noise"] {
+        assert!(
+            stderr.lines().any(|l| l.contains("camera state")
+                && l.contains(&format!("camera={cam} "))
+                && l.contains("state=error(")),
+            "{stderr}"
+        );
+    }
+    assert!(
+        stderr.lines().any(
+            |l| l.contains("hardware decoding unavailable; decoding in software")
+                && l.contains("camera=good")
+                && l.contains("vaapi:")
+        ),
+        "{stderr}"
+    );
+    let events: Vec<_> = sub
+        .drain(std::time::Duration::from_secs(1))
+        .into_iter()
+        .filter(|m| m.topic.starts_with("swbad/bad-node/events/good/"))
+        .collect();
+    assert!(
+        !events.is_empty(),
+        "the good camera's events were delivered:\n{stderr}"
+    );
+}
