@@ -406,3 +406,30 @@ fn image_folder_plays_at_its_fps() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn a_missing_v4l2_device_is_a_clear_camera_error() {
+    // No capture device exists here; what can be checked is that `/dev/video*` goes
+    // to FFmpeg's V4L2 demuxer and its failure names the camera and the device.
+    use streetwatch::source::ffmpeg::forced_demuxer;
+    assert_eq!(
+        forced_demuxer("/dev/video0").as_deref(),
+        Some("video4linux2,v4l2")
+    );
+    assert_eq!(forced_demuxer("/data/clip.mp4"), None);
+    let err = streetwatch::source::ffmpeg::FfmpegSource::open_with(
+        "usbcam",
+        "/dev/video97",
+        &streetwatch::source::ffmpeg::FfmpegOptions::new(5.0),
+        Arc::new(CameraStats::default()),
+        streetwatch::source::ffmpeg::Watchdog::new(),
+    )
+    .err()
+    .expect("no such device");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("usbcam") && msg.contains("/dev/video97"),
+        "{msg}"
+    );
+    assert!(msg.contains("No such file or directory"), "{msg}");
+}

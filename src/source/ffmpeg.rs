@@ -143,6 +143,31 @@ unsafe extern "C" fn interrupt_cb(opaque: *mut c_void) -> c_int {
     dog.should_interrupt() as c_int
 }
 
+/// The demuxer to force for `url`: V4L2 for `/dev/video*` (a device is not probed
+/// like a file), none otherwise.
+fn input_format(url: &str) -> *const ffi::AVInputFormat {
+    static REGISTER: Once = Once::new();
+    if !url.starts_with("/dev/video") {
+        return std::ptr::null();
+    }
+    // SAFETY: registration is idempotent and guarded; the lookup returns a static or null.
+    unsafe {
+        REGISTER.call_once(|| ffi::avdevice_register_all());
+        ffi::av_find_input_format(c"video4linux2".as_ptr())
+    }
+}
+
+/// Name of the demuxer forced for `url` (`video4linux2,v4l2` for `/dev/video*`), if any.
+pub fn forced_demuxer(url: &str) -> Option<String> {
+    let f = input_format(url);
+    // SAFETY: a non-null AVInputFormat is static and its name a static C string.
+    (!f.is_null()).then(|| unsafe {
+        std::ffi::CStr::from_ptr((*f).name)
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
 /// `avformat_open_input` + `avformat_find_stream_info` with an interrupt callback and options.
 fn open_input(
     url: &str,
@@ -164,7 +189,7 @@ fn open_input(
             opaque: Arc::as_ptr(dog) as *mut c_void,
         };
         let mut dict = opts.disown();
-        let res = ffi::avformat_open_input(&mut ps, path.as_ptr(), std::ptr::null_mut(), &mut dict);
+        let res = ffi::avformat_open_input(&mut ps, path.as_ptr(), input_format(url), &mut dict);
         ff::Dictionary::own(dict);
         if res < 0 {
             // avformat_open_input frees the context on failure.
