@@ -114,9 +114,14 @@ pub async fn run(
             "outbox holds events from an earlier run; they are delivered first"
         );
     }
-    let pub_opts = PublisherOptions::from_config(&config)?;
+    let mut pub_opts = PublisherOptions::from_config(&config)?;
 
     let cameras: Vec<&CameraConfig> = config.cameras.iter().filter(|c| c.enabled).collect();
+    let stats: Vec<(String, Arc<CameraStats>)> = cameras
+        .iter()
+        .map(|c| (c.id.clone(), Arc::new(CameraStats::default())))
+        .collect();
+    pub_opts.cameras = stats.clone();
     let (service, detector_thread) = DetectorService::spawn(detector, cameras.len() * 2);
     let (events_tx, events_rx) = mpsc::channel::<Event>(1024);
     let publisher = tokio::spawn(run_publisher(
@@ -128,10 +133,8 @@ pub async fn run(
     ));
 
     let tracker = TaskTracker::new();
-    let mut stats = Vec::new();
-    for cam in cameras {
-        let cam_stats = Arc::new(CameraStats::default());
-        stats.push((cam.id.clone(), cam_stats.clone()));
+    for (cam, (_, cam_stats)) in cameras.into_iter().zip(&stats) {
+        let cam_stats = cam_stats.clone();
         let task = CameraTask {
             camera: cam.clone(),
             node: config.node.id.clone(),

@@ -352,3 +352,88 @@ fn sigkill_with_broker_down_loses_no_stored_event() {
     common::signal(child.id(), "TERM");
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn camera_status_and_stats_are_published() {
+    let broker = common::Mosquitto::start();
+    let sub = common::Subscriber::connect(broker.port, "swtest/e2e-node/#");
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(
+        &broker.url(),
+        &dir.path().join("o.sqlite"),
+        &common::media("vtest.avi"),
+    )
+    .replace(
+        "topic_prefix = \"swtest\"",
+        "topic_prefix = \"swtest\"\nstats_interval_s = 1",
+    ) + "\n[[camera]]\nid = \"broken\"\nurl = \"/nonexistent/clip.mp4\"\n";
+    let cfg = common::write_config(dir.path(), &text);
+    let mut child = spawn_daemon(&cfg);
+
+    let mut campus_online = false;
+    let mut broken_error = None;
+    let mut stats = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !(campus_online && broken_error.is_some() && stats.is_some()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "online {campus_online}, error {broken_error:?}, stats {stats:?}"
+        );
+        let Some(m) = sub.recv(Duration::from_secs(5)) else {
+            continue;
+        };
+        let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        match m.topic.as_str() {
+            "swtest/e2e-node/cameras/campus/status" => {
+                campus_online |= v["state"] == "online";
+            }
+            "swtest/e2e-node/cameras/broken/status" if v["state"] == "error" => {
+                broken_error = Some(v["reason"].as_str().unwrap().to_string());
+            }
+            "swtest/e2e-node/stats" => {
+                stats = Some(v);
+            }
+            _ => {}
+        }
+    }
+    common::signal(child.id(), "TERM");
+    assert!(child.wait().unwrap().success());
+    let reason = broken_error.unwrap();
+    assert!(reason.contains("/nonexistent/clip.mp4"), "{reason}");
+    // Retained: a subscriber arriving later learns each camera's last state.
+    let late = common::Subscriber::connect(broker.port, "swtest/e2e-node/cameras/+/status");
+    let retained: Vec<String> = late
+        .drain(Duration::from_secs(1))
+        .iter()
+        .filter(|m| m.retain)
+        .map(|m| m.topic.clone())
+        .collect();
+    assert!(
+        retained.contains(&"swtest/e2e-node/cameras/broken/status".to_string()),
+        "{retained:?}"
+    );
+    assert!(
+        retained.contains(&"swtest/e2e-node/cameras/campus/status".to_string()),
+        "{retained:?}"
+    );
+    let stats = stats.unwrap();
+    assert_eq!(stats["cameras"]["broken"]["state"], "error");
+    for key in [
+        "fps_in",
+        "fps_analysed",
+        "frames_dropped",
+        "inference_ms_mean",
+        "latency_ms_max",
+    ] {
+        assert!(
+            stats["cameras"]["campus"][key].is_number(),
+            "{key}: {stats}"
+        );
+    }
+    assert!(stats["outbox"]["depth"].is_u64(), "{stats}");
+    assert!(
+        stats["process"]["rss_bytes"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    assert!(stats["uptime_s"].is_u64(), "{stats}");
+}

@@ -24,6 +24,8 @@ fn options(port: u16) -> PublisherOptions {
         drain_timeout: Duration::from_secs(20),
         tls: Default::default(),
         credentials: None,
+        cameras: Vec::new(),
+        stats_interval: Duration::from_secs(30),
     }
 }
 

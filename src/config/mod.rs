@@ -90,6 +90,9 @@ pub struct MqttConfig {
     /// Refuse to connect without TLS.
     #[serde(default)]
     pub require_tls: bool,
+    /// Seconds between `{prefix}/{node}/stats` reports.
+    #[serde(default = "default_stats_interval_s")]
+    pub stats_interval_s: f64,
     /// MQTT user name.
     #[serde(default)]
     pub username: Option<String>,
@@ -109,6 +112,9 @@ fn default_keep_alive_s() -> u64 {
 }
 fn default_max_inflight() -> u16 {
     32
+}
+fn default_stats_interval_s() -> f64 {
+    30.0
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -405,6 +411,9 @@ impl Config {
             && self.mqtt.username.is_none()
         {
             return Err(self.invalid("mqtt.username", "a password needs a username"));
+        }
+        if !(self.mqtt.stats_interval_s.is_finite() && self.mqtt.stats_interval_s >= 1.0) {
+            return Err(self.invalid("mqtt.stats_interval_s", "must be at least 1 second"));
         }
         if self.mqtt.max_inflight == 0 {
             return Err(self.invalid("mqtt.max_inflight", "must be at least 1"));

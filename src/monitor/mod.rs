@@ -196,3 +196,158 @@ mod tests {
         assert!((snap.mean_latency_ms() - 20.0).abs() < 1e-9);
     }
 }
+
+/// Builds the periodic `{prefix}/{node}/stats` document from the counters.
+///
+/// Rates (fps) are computed between two consecutive reports.
+pub struct StatsReporter {
+    started: std::time::Instant,
+    last: Option<(std::time::Instant, Vec<CameraSnapshot>)>,
+}
+
+/// Outbox figures for a stats report.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutboxFigures {
+    pub depth: u64,
+    pub oldest_age_s: Option<f64>,
+    pub dropped_total: u64,
+}
+
+impl Default for StatsReporter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StatsReporter {
+    pub fn new() -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            last: None,
+        }
+    }
+
+    pub fn report(
+        &mut self,
+        cameras: &[(String, std::sync::Arc<CameraStats>)],
+        outbox: OutboxFigures,
+    ) -> serde_json::Value {
+        let now = std::time::Instant::now();
+        let snaps: Vec<CameraSnapshot> = cameras.iter().map(|(_, s)| s.snapshot()).collect();
+        let mut cams = serde_json::Map::new();
+        for (i, (id, stats)) in cameras.iter().enumerate() {
+            let s = snaps[i];
+            let rate = |f: fn(&CameraSnapshot) -> u64| match &self.last {
+                Some((t, prev)) if prev.len() == snaps.len() => {
+                    let dt = now.duration_since(*t).as_secs_f64();
+                    if dt > 0.0 {
+                        (f(&s).saturating_sub(f(&prev[i]))) as f64 / dt
+                    } else {
+                        0.0
+                    }
+                }
+                _ => 0.0,
+            };
+            let round = |v: f64| (v * 100.0).round() / 100.0;
+            let state = stats.state();
+            cams.insert(
+                id.clone(),
+                serde_json::json!({
+                    "state": state.name(),
+                    "fps_in": round(rate(|c| c.frames_decoded)),
+                    "fps_analysed": round(rate(|c| c.frames_analysed)),
+                    "frames_dropped": s.frames_dropped,
+                    "decode_errors": s.decode_errors,
+                    "reconnects": s.reconnects,
+                    "events": s.events,
+                    "inference_ms_mean": round(s.mean_inference_ms()),
+                    "latency_ms_mean": round(s.mean_latency_ms()),
+                    "latency_ms_max": round(s.latency_max_us as f64 / 1000.0),
+                }),
+            );
+        }
+        self.last = Some((now, snaps));
+        let (rss, cpu) = process_usage();
+        serde_json::json!({
+            "ts": crate::event::rfc3339(std::time::SystemTime::now()),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "cameras": cams,
+            "outbox": {
+                "depth": outbox.depth,
+                "oldest_age_s": outbox.oldest_age_s,
+                "dropped_total": outbox.dropped_total,
+            },
+            "process": { "rss_bytes": rss, "cpu_s": cpu },
+        })
+    }
+}
+
+/// Resident memory (bytes) and CPU time used (seconds) of this process, from `/proc`.
+pub fn process_usage() -> (Option<u64>, Option<f64>) {
+    let page = 4096u64;
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * page);
+    // Fields 14 and 15 (utime, stime) in clock ticks, after the parenthesised name.
+    let cpu = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        });
+    (rss, cpu)
+}
+
+/// The retained `{prefix}/{node}/cameras/{camera}/status` payload.
+pub fn camera_status_json(state: &CameraState) -> serde_json::Value {
+    let reason = match state {
+        CameraState::Error(r) => Some(r.as_str()),
+        _ => None,
+    };
+    serde_json::json!({
+        "state": state.name(),
+        "reason": reason,
+        "ts": crate::event::rfc3339(std::time::SystemTime::now()),
+    })
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn stats_report_has_rates_outbox_and_process() {
+        let cam = Arc::new(CameraStats::default());
+        let cams = vec![("gate".to_string(), cam.clone())];
+        let mut r = StatsReporter::new();
+        let first = r.report(&cams, OutboxFigures::default());
+        assert_eq!(first["cameras"]["gate"]["fps_in"], 0.0);
+        CameraStats::add(&cam.frames_decoded, 50);
+        std::thread::sleep(Duration::from_millis(100));
+        let second = r.report(
+            &cams,
+            OutboxFigures {
+                depth: 3,
+                oldest_age_s: Some(1.5),
+                dropped_total: 2,
+            },
+        );
+        let fps = second["cameras"]["gate"]["fps_in"].as_f64().unwrap();
+        assert!(fps > 50.0 && fps <= 500.0, "{fps}");
+        assert_eq!(second["outbox"]["depth"], 3);
+        assert_eq!(second["cameras"]["gate"]["state"], "connecting");
+        assert!(second["process"]["rss_bytes"].as_u64().unwrap() > 1 << 20);
+    }
+
+    #[test]
+    fn camera_status_carries_the_error_reason() {
+        let v = camera_status_json(&CameraState::Error("cannot open x".into()));
+        assert_eq!(v["state"], "error");
+        assert_eq!(v["reason"], "cannot open x");
+        assert!(camera_status_json(&CameraState::Online)["reason"].is_null());
+    }
+}

@@ -143,6 +143,10 @@ pub struct PublisherOptions {
     pub tls: TlsFiles,
     /// User name and password.
     pub credentials: Option<(String, Secret)>,
+    /// Cameras whose state and counters are published (status and stats topics).
+    pub cameras: Vec<(String, std::sync::Arc<crate::monitor::CameraStats>)>,
+    /// How often `{prefix}/{node}/stats` is published.
+    pub stats_interval: Duration,
 }
 
 impl PublisherOptions {
@@ -198,12 +202,27 @@ impl PublisherOptions {
             drain_timeout: Duration::from_secs(10),
             tls,
             credentials,
+            cameras: Vec::new(),
+            stats_interval: Duration::from_secs_f64(m.stats_interval_s),
         })
     }
 
     /// `{prefix}/{node}/status`: retained `online`; `offline` as Last Will and on shutdown.
     pub fn status_topic(&self) -> String {
         format!("{}/{}/status", self.topic_prefix, self.node)
+    }
+
+    /// `{prefix}/{node}/cameras/{camera}/status`: retained camera state.
+    pub fn camera_status_topic(&self, camera: &str) -> String {
+        format!(
+            "{}/{}/cameras/{camera}/status",
+            self.topic_prefix, self.node
+        )
+    }
+
+    /// `{prefix}/{node}/stats`: periodic counters.
+    pub fn stats_topic(&self) -> String {
+        format!("{}/{}/stats", self.topic_prefix, self.node)
     }
 
     /// `{prefix}/{node}/alerts`: things an operator must know, e.g. events dropped.
@@ -411,9 +430,15 @@ pub async fn run_publisher(
         report: PublisherReport::default(),
         was_down: false,
         unannounced_drops: None,
+        published_states: HashMap::new(),
     };
     let mut limits_timer = tokio::time::interval(Duration::from_secs(60));
     limits_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut status_timer = tokio::time::interval(Duration::from_millis(500));
+    status_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stats_timer = tokio::time::interval(opts.stats_interval.max(Duration::from_secs(1)));
+    stats_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reporter = crate::monitor::StatsReporter::new();
 
     // Phase 1: take events until the producers are gone or shutdown is asked.
     let mut producers_open = true;
@@ -429,6 +454,8 @@ pub async fn run_publisher(
                 None => break,
             },
             _ = limits_timer.tick() => st.enforce_limits(&mut outbox),
+            _ = status_timer.tick() => st.publish_camera_states(&opts),
+            _ = stats_timer.tick() => st.publish_stats(&opts, &outbox, &mut reporter),
         }
         st.announce_drops(&outbox, &opts);
         st.fill(&outbox);
@@ -499,6 +526,8 @@ struct PubState {
     was_down: bool,
     /// Events dropped by the outbox limits and not yet announced: (count, highest seq).
     unannounced_drops: Option<(u64, u64)>,
+    /// Camera states as last published (retained), to publish only changes.
+    published_states: HashMap<String, crate::monitor::CameraState>,
 }
 
 impl PubState {
@@ -543,6 +572,8 @@ impl PubState {
                 self.queued.clear();
                 self.inflight.clear();
                 self.last_queued_seq = 0;
+                // A restarted broker may have lost retained messages: state them again.
+                self.published_states.clear();
                 if self
                     .client
                     .try_publish(
@@ -590,6 +621,67 @@ impl PubState {
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "cannot apply the outbox limits"),
+        }
+    }
+
+    /// Publishes each camera's state (retained) when it changed.
+    fn publish_camera_states(&mut self, opts: &PublisherOptions) {
+        if !self.connected {
+            return;
+        }
+        for (id, stats) in &opts.cameras {
+            let state = stats.state();
+            if self.published_states.get(id) == Some(&state) {
+                continue;
+            }
+            let payload = crate::monitor::camera_status_json(&state);
+            if self
+                .client
+                .try_publish(
+                    opts.camera_status_topic(id),
+                    QoS::AtLeastOnce,
+                    true,
+                    serde_json::to_vec(&payload).expect("status encodes"),
+                )
+                .is_ok()
+            {
+                self.queued.push_back(None);
+                self.published_states.insert(id.clone(), state);
+            }
+        }
+    }
+
+    fn publish_stats(
+        &mut self,
+        opts: &PublisherOptions,
+        outbox: &Outbox,
+        reporter: &mut crate::monitor::StatsReporter,
+    ) {
+        let figures = crate::monitor::OutboxFigures {
+            depth: outbox.depth().unwrap_or(0),
+            oldest_age_s: outbox.oldest_age().ok().flatten().map(|d| d.as_secs_f64()),
+            dropped_total: outbox.dropped_total().unwrap_or(0),
+        };
+        let mut report = reporter.report(&opts.cameras, figures);
+        report["mqtt"] = serde_json::json!({
+            "connected": self.connected,
+            "inflight": self.inflight.len(),
+            "published": self.report.acked,
+        });
+        if !self.connected {
+            return;
+        }
+        if self
+            .client
+            .try_publish(
+                opts.stats_topic(),
+                QoS::AtMostOnce,
+                false,
+                serde_json::to_vec(&report).expect("stats encode"),
+            )
+            .is_ok()
+        {
+            self.queued.push_back(None);
         }
     }
 
