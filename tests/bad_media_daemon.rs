@@ -82,15 +82,7 @@ clear_duration_s = 2
             good = good.display(),
         ),
     );
-    let out = Command::new(common::bin())
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let stderr = common::run_daemon_to_end(&cfg, "info");
     let line = |id: &str| {
         stderr
             .lines()
@@ -107,21 +99,15 @@ clear_duration_s = 2
         good_l.contains(": offline,"),
         "the good file ended normally: {good_l}"
     );
-    let number_before = |line: &str, what: &str| -> u64 {
-        let i = line
-            .find(what)
-            .unwrap_or_else(|| panic!("{what} in {line}"));
-        line[..i]
-            .trim_end()
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
     // ~20 s at 10 fps (cut at a key frame), analysed at 2 fps.
-    assert!(number_before(&good_l, " frames decoded") >= 195, "{good_l}");
-    assert!(number_before(&good_l, " analysed") >= 39, "{good_l}");
+    assert!(
+        common::number_before(&good_l, " frames decoded") >= 195,
+        "{good_l}"
+    );
+    assert!(
+        common::number_before(&good_l, " analysed") >= 39,
+        "{good_l}"
+    );
     // The broken cameras' errors are logged once, as state changes naming them.
     for cam in ["cut", "noise"] {
         assert!(

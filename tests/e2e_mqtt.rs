@@ -112,14 +112,7 @@ fn daemon_publishes_crowding_events_from_real_video_to_mosquitto() {
         &config(&broker.url(), &outbox, &common::media("vtest.avi")),
     );
 
-    let out = Command::new(common::bin())
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "daemon failed: {stderr}");
+    let stderr = common::run_daemon_to_end(&cfg, "warn");
     assert!(stderr.contains("summary"), "{stderr}");
 
     let msgs = sub.drain(Duration::from_secs(2));
@@ -188,26 +181,8 @@ fn events_wait_in_the_outbox_until_the_broker_is_back() {
         dir.path(),
         &config(&url, &outbox, &common::media("vtest.avi")),
     );
-    let out = Command::new(common::bin())
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let conn = rusqlite::Connection::open(&outbox).unwrap();
-    let stored: Vec<(i64, String)> = conn
-        .prepare("SELECT seq, id FROM outbox ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    drop(conn);
+    common::run_daemon_to_end(&cfg, "warn");
+    let stored = common::stored_events(&outbox);
     assert!(
         !stored.is_empty(),
         "events were stored while the broker was down"
@@ -222,17 +197,7 @@ fn events_wait_in_the_outbox_until_the_broker_is_back() {
         config(&url, &outbox, &dir.path().join("no-such-clip.mp4")),
     )
     .unwrap();
-    let out = Command::new(common::bin())
-        .args(["run", "--config"])
-        .arg(&empty)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run_daemon_to_end(&empty, "warn");
     let got: Vec<(i64, String)> = sub
         .drain(Duration::from_secs(2))
         .iter()
@@ -321,15 +286,10 @@ fn sigkill_with_broker_down_loses_no_stored_event() {
     };
     common::signal(child.id(), "KILL");
     child.wait().unwrap();
-    let conn = rusqlite::Connection::open(&outbox).unwrap();
-    let ids: Vec<String> = conn
-        .prepare("SELECT id FROM outbox ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    drop(conn);
+    let ids: Vec<String> = common::stored_events(&outbox)
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
     assert!(ids.len() as i64 >= stored);
 
     // Broker and daemon back: every stored event is delivered, same ids, in order.

@@ -145,26 +145,21 @@ reconnect_max_s = 2
             .unwrap_or_else(|| panic!("no summary line for {id}:\n{text}"))
             .clone()
     };
-    let number_before = |line: &str, what: &str| -> u64 {
-        let i = line
-            .find(what)
-            .unwrap_or_else(|| panic!("{what} in {line}"));
-        line[..i]
-            .trim_end()
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
     let live = camera_line("live");
     let dead_line = camera_line("dead");
     eprintln!("{live}\n{dead_line}");
     // ~7 s online at 5 fps (2 s + 2 s around the outage, plus the start).
-    assert!(number_before(&live, " analysed") >= 20, "{live}");
-    assert!(number_before(&live, " reconnects") >= 1, "{live}");
-    assert!(number_before(&dead_line, " reconnects") >= 3, "{dead_line}");
-    assert_eq!(number_before(&dead_line, " analysed"), 0, "{dead_line}");
+    assert!(common::number_before(&live, " analysed") >= 20, "{live}");
+    assert!(common::number_before(&live, " reconnects") >= 1, "{live}");
+    assert!(
+        common::number_before(&dead_line, " reconnects") >= 3,
+        "{dead_line}"
+    );
+    assert_eq!(
+        common::number_before(&dead_line, " analysed"),
+        0,
+        "{dead_line}"
+    );
     // Capture-to-detection latency is measured for the live camera: above zero, and
     // below one frame interval of the 10 fps stream on an idle pipeline.
     let mean: f64 = live

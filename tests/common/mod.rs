@@ -478,3 +478,44 @@ impl Drop for MjpegServer {
         let _ = self.child.wait();
     }
 }
+
+/// Runs the daemon on `cfg` to its end with `RUST_LOG=rust_log`; asserts it exited 0
+/// without a panic and returns its stderr.
+pub fn run_daemon_to_end(cfg: &Path, rust_log: &str) -> String {
+    let out = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(cfg)
+        .env("RUST_LOG", rust_log)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "daemon failed: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+/// The number just before `what` in a summary line ("… 42 analysed …" → 42).
+pub fn number_before(line: &str, what: &str) -> u64 {
+    let i = line
+        .find(what)
+        .unwrap_or_else(|| panic!("{what} in {line}"));
+    line[..i]
+        .trim_end()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// (seq, id) of the events waiting in an outbox file, in seq order.
+pub fn stored_events(outbox: &Path) -> Vec<(i64, String)> {
+    let conn = rusqlite::Connection::open(outbox).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT seq, id FROM outbox ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
