@@ -7,16 +7,20 @@
 //!
 //! Start-up checks everything that can be checked (model, labels, outbox)
 //! before any camera starts, and reports it as a [`StartError`]. After that a
-//! camera that fails is logged and ends on its own; the others go on. The
-//! run ends when every camera has ended (files) or `shutdown` fires; then the
-//! publisher drains the outbox for a bounded time and says `offline`.
+//! camera that fails is logged and ends on its own; the others go on.
+//! Commands from the publisher (`camera/enable`, `camera/disable`,
+//! `snapshot`, `reload`) are executed here, between camera tasks. The run
+//! ends when every camera has ended (files) and none is merely disabled, or
+//! when `shutdown` fires; then the publisher drains the outbox for a bounded
+//! time and says `offline`.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::analytics::{CameraRules, Observation, RuleEvent};
@@ -24,10 +28,11 @@ use crate::config::{CameraConfig, Config, ConfigError};
 use crate::detect::{DetectError, Detector, DetectorOptions, DetectorService};
 use crate::event::{Event, SCHEMA, rfc3339};
 use crate::monitor::{CameraSnapshot, CameraState, CameraStats};
+use crate::mqtt::commands::{Command, ControlRequest, Reply};
 use crate::mqtt::{CommitHook, PublisherOptions, PublisherReport, run_publisher};
 use crate::outbox::{Outbox, OutboxError};
-use crate::source::FrameSlot;
 use crate::source::runner::{self, SourceOptions};
+use crate::source::{Frame, FrameSlot};
 
 /// Problems found before any camera starts. All mean "fix the configuration or the box".
 #[derive(Debug, thiserror::Error)]
@@ -116,14 +121,13 @@ pub async fn run(
     }
     let mut pub_opts = PublisherOptions::from_config(&config)?;
 
-    let cameras: Vec<&CameraConfig> = config.cameras.iter().filter(|c| c.enabled).collect();
-    let stats: Vec<(String, Arc<CameraStats>)> = cameras
-        .iter()
-        .map(|c| (c.id.clone(), Arc::new(CameraStats::default())))
-        .collect();
-    pub_opts.cameras = stats.clone();
-    let (service, detector_thread) = DetectorService::spawn(detector, cameras.len() * 2);
+    let enabled = config.cameras.iter().filter(|c| c.enabled).count();
+    let (service, detector_thread) = DetectorService::spawn(detector, enabled.max(1) * 2);
     let (events_tx, events_rx) = mpsc::channel::<Event>(1024);
+    let (control_tx, control_rx) = mpsc::channel::<ControlRequest>(8);
+    let (list_tx, list_rx) = watch::channel(Vec::new());
+    pub_opts.cameras = list_rx;
+    pub_opts.control = Some(control_tx);
     let publisher = tokio::spawn(run_publisher(
         pub_opts,
         outbox,
@@ -132,25 +136,25 @@ pub async fn run(
         on_commit,
     ));
 
-    let tracker = TaskTracker::new();
-    for (cam, (_, cam_stats)) in cameras.into_iter().zip(&stats) {
-        let cam_stats = cam_stats.clone();
-        let task = CameraTask {
-            camera: cam.clone(),
-            node: config.node.id.clone(),
-            rules: CameraRules::new(cam, &manifest),
-            service: service.clone(),
-            events: events_tx.clone(),
-            stats: cam_stats,
-            shutdown: shutdown.child_token(),
-        };
-        let span = tracing::info_span!("camera", camera = %cam.id);
-        tracker.spawn(task.run().instrument(span));
-    }
-    drop(events_tx);
-    drop(service);
-    tracker.close();
-    tracker.wait().await;
+    let mut cameras = Cameras {
+        node: config.node.id.clone(),
+        manifest,
+        service,
+        events: events_tx,
+        shutdown: shutdown.clone(),
+        stats: Vec::new(),
+        running: HashMap::new(),
+        disabled: HashSet::new(),
+        tasks: JoinSet::new(),
+        generation: 0,
+        list_tx,
+        config,
+    };
+    cameras.start_configured();
+    cameras.supervise(control_rx).await;
+    let stats = std::mem::take(&mut cameras.stats);
+    // Dropping the last event sender and detector handle lets both wind down.
+    drop(cameras);
 
     let report = publisher.await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "publisher task failed");
@@ -171,6 +175,287 @@ pub async fn run(
     })
 }
 
+/// A camera task that is running.
+struct Running {
+    token: CancellationToken,
+    latest: watch::Receiver<Option<Arc<Frame>>>,
+    /// Tells this run apart from an earlier one of the same camera still winding down.
+    generation: u64,
+}
+
+/// The node's cameras: which run, which are disabled, and the commands that change that.
+struct Cameras {
+    config: Config,
+    node: String,
+    manifest: crate::detect::Manifest,
+    service: DetectorService,
+    events: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+    /// Counters of every camera this run has known, in order (kept across restarts).
+    stats: Vec<(String, Arc<CameraStats>)>,
+    running: HashMap<String, Running>,
+    /// Cameras stopped by `camera/disable` until `camera/enable`.
+    disabled: HashSet<String>,
+    tasks: JoinSet<(String, u64)>,
+    generation: u64,
+    /// What the publisher reports on (status and stats topics).
+    list_tx: watch::Sender<Vec<(String, Arc<CameraStats>)>>,
+}
+
+impl Cameras {
+    fn stats_of(&mut self, id: &str) -> Arc<CameraStats> {
+        if let Some((_, s)) = self.stats.iter().find(|(i, _)| i == id) {
+            return s.clone();
+        }
+        let s = Arc::new(CameraStats::default());
+        self.stats.push((id.to_string(), s.clone()));
+        s
+    }
+
+    fn publish_list(&mut self) {
+        let ids: Vec<String> = self.config.cameras.iter().map(|c| c.id.clone()).collect();
+        let list = ids
+            .iter()
+            .map(|id| (id.clone(), self.stats_of(id)))
+            .collect();
+        self.list_tx.send_replace(list);
+    }
+
+    fn start_configured(&mut self) {
+        let ids: Vec<String> = self
+            .config
+            .cameras
+            .iter()
+            .filter(|c| c.enabled)
+            .map(|c| c.id.clone())
+            .collect();
+        for id in ids {
+            self.start(&id);
+        }
+        self.publish_list();
+    }
+
+    fn start(&mut self, id: &str) {
+        let Some(cam) = self.config.cameras.iter().find(|c| c.id == id).cloned() else {
+            return;
+        };
+        self.generation += 1;
+        let generation = self.generation;
+        let token = self.shutdown.child_token();
+        let (latest_tx, latest) = watch::channel(None);
+        let task = CameraTask {
+            rules: CameraRules::new(&cam, &self.manifest),
+            node: self.node.clone(),
+            service: self.service.clone(),
+            events: self.events.clone(),
+            stats: self.stats_of(id),
+            shutdown: token.clone(),
+            latest: latest_tx,
+            camera: cam,
+        };
+        let span = tracing::info_span!("camera", camera = %id);
+        let id = id.to_string();
+        self.tasks.spawn({
+            let id = id.clone();
+            async move {
+                task.run().instrument(span).await;
+                (id, generation)
+            }
+        });
+        self.running.insert(
+            id,
+            Running {
+                token,
+                latest,
+                generation,
+            },
+        );
+    }
+
+    fn stop(&mut self, id: &str) -> bool {
+        match self.running.remove(id) {
+            Some(r) => {
+                r.token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Runs until every camera has ended (and none is merely disabled) or shutdown.
+    async fn supervise(&mut self, mut control: mpsc::Receiver<ControlRequest>) {
+        loop {
+            if self.tasks.is_empty() && self.disabled.is_empty() {
+                break;
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                Some(done) = self.tasks.join_next() => {
+                    if let Ok((id, generation)) = done
+                        && self.running.get(&id).is_some_and(|r| r.generation == generation)
+                    {
+                        self.running.remove(&id);
+                    }
+                }
+                Some(req) = control.recv() => {
+                    let outcome = self.execute(req.command).await;
+                    let _ = req.reply.send(outcome);
+                }
+            }
+        }
+        control.close();
+        for r in self.running.values() {
+            r.token.cancel();
+        }
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    fn known(&self, id: &str) -> Result<(), String> {
+        if self.config.cameras.iter().any(|c| c.id == id) {
+            Ok(())
+        } else {
+            Err(format!("no camera {id:?} on this node"))
+        }
+    }
+
+    async fn execute(&mut self, cmd: Command) -> Result<Reply, String> {
+        let reply = |result: serde_json::Value| Reply {
+            result,
+            attachment: None,
+        };
+        match cmd {
+            Command::CameraDisable { camera } => {
+                self.known(&camera)?;
+                let was_running = self.stop(&camera);
+                let changed = self.disabled.insert(camera.clone()) || was_running;
+                tracing::info!(camera = %camera, "camera disabled by command");
+                Ok(reply(
+                    serde_json::json!({"camera": camera, "enabled": false, "changed": changed}),
+                ))
+            }
+            Command::CameraEnable { camera } => {
+                self.known(&camera)?;
+                self.disabled.remove(&camera);
+                let changed = !self.running.contains_key(&camera);
+                if changed {
+                    self.start(&camera);
+                    tracing::info!(camera = %camera, "camera enabled by command");
+                }
+                Ok(reply(
+                    serde_json::json!({"camera": camera, "enabled": true, "changed": changed}),
+                ))
+            }
+            Command::Snapshot { camera } => {
+                self.known(&camera)?;
+                let frame = self
+                    .running
+                    .get(&camera)
+                    .and_then(|r| r.latest.borrow().clone())
+                    .ok_or_else(|| format!("camera {camera:?} has no frame yet (not running?)"))?;
+                let jpeg = tokio::task::spawn_blocking({
+                    let frame = frame.clone();
+                    move || encode_jpeg(&frame)
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                let suffix = format!("snapshots/{camera}");
+                Ok(Reply {
+                    result: serde_json::json!({
+                        "camera": camera,
+                        "topic_suffix": suffix,
+                        "width": frame.width,
+                        "height": frame.height,
+                        "bytes": jpeg.len(),
+                        "captured_at": rfc3339(frame.captured_at),
+                        "stream_time_s": frame.pts.as_secs_f64(),
+                    }),
+                    attachment: Some((suffix, jpeg)),
+                })
+            }
+            Command::Reload => self.reload().map(reply),
+        }
+    }
+
+    /// Re-reads the config file; applies camera changes, refuses anything that needs a restart.
+    fn reload(&mut self) -> Result<serde_json::Value, String> {
+        let path = self.config.source_path.clone();
+        let new = Config::load(&path).map_err(|e| format!("{e}; nothing was changed"))?;
+        let sections = |c: &Config| {
+            [
+                ("node", format!("{:?}", c.node)),
+                ("mqtt", format!("{:?}", c.mqtt)),
+                ("model", format!("{:?}", c.model)),
+                ("detector", format!("{:?}", c.detector)),
+                ("outbox", format!("{:?}", c.outbox)),
+            ]
+        };
+        let changed: Vec<&str> = sections(&self.config)
+            .into_iter()
+            .zip(sections(&new))
+            .filter(|(a, b)| a.1 != b.1)
+            .map(|(a, _)| a.0)
+            .collect();
+        if !changed.is_empty() {
+            return Err(format!(
+                "changes to [{}] need a restart; nothing was changed",
+                changed.join("], [")
+            ));
+        }
+        for (key, class) in new.referenced_classes() {
+            if self.manifest.class_id(&class).is_none() {
+                return Err(format!(
+                    "`{key}`: class {class:?} is not a label of the model; nothing was changed"
+                ));
+            }
+        }
+        let old = std::mem::replace(&mut self.config, new);
+        let (mut started, mut stopped, mut restarted) = (Vec::new(), Vec::new(), Vec::new());
+        for cam in &old.cameras {
+            if !self.config.cameras.iter().any(|c| c.id == cam.id) {
+                self.stop(&cam.id);
+                self.disabled.remove(&cam.id);
+                stopped.push(cam.id.clone());
+            }
+        }
+        for cam in self.config.cameras.clone() {
+            let before = old.cameras.iter().find(|c| c.id == cam.id);
+            let same = before.is_some_and(|b| format!("{b:?}") == format!("{cam:?}"));
+            if same && (self.running.contains_key(&cam.id) || !cam.enabled) {
+                continue;
+            }
+            let was_running = self.stop(&cam.id);
+            if cam.enabled && !self.disabled.contains(&cam.id) {
+                self.start(&cam.id);
+                if was_running {
+                    &mut restarted
+                } else {
+                    &mut started
+                }
+                .push(cam.id.clone());
+            } else if was_running {
+                stopped.push(cam.id.clone());
+            }
+        }
+        self.publish_list();
+        tracing::info!(?started, ?stopped, ?restarted, "configuration reloaded");
+        Ok(serde_json::json!({"started": started, "stopped": stopped, "restarted": restarted}))
+    }
+}
+
+/// JPEG (quality 85) of a frame, for snapshots.
+fn encode_jpeg(frame: &Frame) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+        .encode(
+            &frame.data,
+            frame.width,
+            frame.height,
+            image::ExtendedColorType::Rgb8,
+        )
+        .map_err(|e| format!("JPEG encoding failed: {e}"))?;
+    Ok(out)
+}
+
 struct CameraTask {
     camera: CameraConfig,
     node: String,
@@ -179,6 +464,8 @@ struct CameraTask {
     events: mpsc::Sender<Event>,
     stats: Arc<CameraStats>,
     shutdown: CancellationToken,
+    /// The latest analysed frame, for snapshots.
+    latest: watch::Sender<Option<Arc<Frame>>>,
 }
 
 impl CameraTask {
@@ -233,6 +520,7 @@ impl CameraTask {
                 detections: &out.detections,
             };
             let evs = self.rules.observe(&obs);
+            self.latest.send_replace(Some(frame.clone()));
             last = Some((frame.captured_at, frame.pts));
             if !self.emit(evs).await {
                 break;

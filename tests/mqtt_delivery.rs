@@ -24,7 +24,8 @@ fn options(port: u16) -> PublisherOptions {
         drain_timeout: Duration::from_secs(20),
         tls: Default::default(),
         credentials: None,
-        cameras: Vec::new(),
+        cameras: tokio::sync::watch::channel(Vec::new()).1,
+        control: None,
         stats_interval: Duration::from_secs(30),
     }
 }

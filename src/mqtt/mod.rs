@@ -22,6 +22,21 @@ use tokio_util::sync::CancellationToken;
 use crate::event::{Event, rfc3339};
 use crate::outbox::Outbox;
 
+pub mod commands;
+
+use commands::{ControlRequest, Reply};
+
+/// The cameras whose state and counters are published; replaced on reload.
+pub type CameraList =
+    tokio::sync::watch::Receiver<Vec<(String, std::sync::Arc<crate::monitor::CameraStats>)>>;
+
+/// A command's outcome on its way back to the publisher.
+struct CommandDone {
+    id: Option<String>,
+    verb: String,
+    outcome: Result<Reply, String>,
+}
+
 /// A parsed `[mqtt] url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
@@ -144,7 +159,9 @@ pub struct PublisherOptions {
     /// User name and password.
     pub credentials: Option<(String, Secret)>,
     /// Cameras whose state and counters are published (status and stats topics).
-    pub cameras: Vec<(String, std::sync::Arc<crate::monitor::CameraStats>)>,
+    pub cameras: CameraList,
+    /// Where commands go; `None`: commands are answered with an error.
+    pub control: Option<mpsc::Sender<ControlRequest>>,
     /// How often `{prefix}/{node}/stats` is published.
     pub stats_interval: Duration,
 }
@@ -202,7 +219,8 @@ impl PublisherOptions {
             drain_timeout: Duration::from_secs(10),
             tls,
             credentials,
-            cameras: Vec::new(),
+            cameras: tokio::sync::watch::channel(Vec::new()).1,
+            control: None,
             stats_interval: Duration::from_secs_f64(m.stats_interval_s),
         })
     }
@@ -218,6 +236,11 @@ impl PublisherOptions {
             "{}/{}/cameras/{camera}/status",
             self.topic_prefix, self.node
         )
+    }
+
+    /// `{prefix}/{node}/cmd/` — commands arrive below it.
+    pub fn command_prefix(&self) -> String {
+        format!("{}/{}/cmd/", self.topic_prefix, self.node)
     }
 
     /// `{prefix}/{node}/stats`: periodic counters.
@@ -308,6 +331,9 @@ fn client_options(
     mqtt.set_keep_alive(opts.keep_alive);
     mqtt.set_clean_session(true);
     mqtt.set_inflight(opts.max_inflight.saturating_add(4));
+    // Incoming: commands (oversized ones get an error result up to this size).
+    // Outgoing: events and snapshot JPEGs.
+    mqtt.set_max_packet_size(4 << 20, 16 << 20);
     if let Some(started_at) = started_at {
         mqtt.set_last_will(LastWill::new(
             opts.status_topic(),
@@ -420,6 +446,7 @@ pub async fn run_publisher(
         })
     };
 
+    let (done_tx, mut done_rx) = mpsc::channel::<CommandDone>(16);
     let mut st = PubState {
         client: client.clone(),
         connected: false,
@@ -431,6 +458,7 @@ pub async fn run_publisher(
         was_down: false,
         unannounced_drops: None,
         published_states: HashMap::new(),
+        done_tx,
     };
     let mut limits_timer = tokio::time::interval(Duration::from_secs(60));
     limits_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -455,6 +483,7 @@ pub async fn run_publisher(
             },
             _ = limits_timer.tick() => st.enforce_limits(&mut outbox),
             _ = status_timer.tick() => st.publish_camera_states(&opts),
+            Some(done) = done_rx.recv() => st.publish_command_result(&opts, done),
             _ = stats_timer.tick() => st.publish_stats(&opts, &outbox, &mut reporter),
         }
         st.announce_drops(&outbox, &opts);
@@ -528,6 +557,8 @@ struct PubState {
     unannounced_drops: Option<(u64, u64)>,
     /// Camera states as last published (retained), to publish only changes.
     published_states: HashMap<String, crate::monitor::CameraState>,
+    /// Command outcomes come back here from the tasks that wait for them.
+    done_tx: mpsc::Sender<CommandDone>,
 }
 
 impl PubState {
@@ -574,6 +605,13 @@ impl PubState {
                 self.last_queued_seq = 0;
                 // A restarted broker may have lost retained messages: state them again.
                 self.published_states.clear();
+                // Subscriptions do not survive a clean session: ask again every time.
+                if let Err(e) = self
+                    .client
+                    .try_subscribe(format!("{}#", opts.command_prefix()), QoS::AtLeastOnce)
+                {
+                    tracing::warn!(error = %e, "cannot subscribe to commands");
+                }
                 if self
                     .client
                     .try_publish(
@@ -602,7 +640,87 @@ impl PubState {
                     }
                 }
             }
+            Note::Mqtt(MqttEvent::Incoming(Packet::Publish(p))) => {
+                if let Some(verb) = p.topic.strip_prefix(&opts.command_prefix())
+                    && verb != "result"
+                {
+                    self.start_command(opts, verb.to_string(), &p.payload);
+                }
+            }
             Note::Mqtt(_) => {}
+        }
+    }
+
+    /// Parses a command and hands it to the supervisor; the outcome comes back
+    /// through `done_tx`. Refused commands are answered at once.
+    fn start_command(&mut self, opts: &PublisherOptions, verb: String, payload: &[u8]) {
+        let (id, command) = match commands::parse(&verb, payload) {
+            Ok(parsed) => parsed,
+            Err(refused) => {
+                tracing::warn!(verb = %verb.chars().take(64).collect::<String>(), error = %refused.error, "command refused");
+                let done = CommandDone {
+                    id: refused.id,
+                    verb,
+                    outcome: Err(refused.error),
+                };
+                self.publish_command_result(opts, done);
+                return;
+            }
+        };
+        tracing::info!(verb = command.verb(), id = ?id, "command received");
+        let Some(control) = opts.control.clone() else {
+            let done = CommandDone {
+                id,
+                verb,
+                outcome: Err("this node takes no commands".into()),
+            };
+            self.publish_command_result(opts, done);
+            return;
+        };
+        let done_tx = self.done_tx.clone();
+        tokio::spawn(async move {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let outcome = match control.send(ControlRequest { command, reply }).await {
+                Err(_) => Err("the node is shutting down".to_string()),
+                Ok(()) => match tokio::time::timeout(Duration::from_secs(30), rx).await {
+                    Ok(Ok(outcome)) => outcome,
+                    Ok(Err(_)) => Err("the node is shutting down".to_string()),
+                    Err(_) => Err("no answer within 30 s".to_string()),
+                },
+            };
+            let _ = done_tx.send(CommandDone { id, verb, outcome }).await;
+        });
+    }
+
+    fn publish_command_result(&mut self, opts: &PublisherOptions, done: CommandDone) {
+        let doc = match &done.outcome {
+            Ok(reply) => {
+                if let Some((suffix, bytes)) = &reply.attachment {
+                    let topic = format!("{}/{}/{suffix}", opts.topic_prefix, opts.node);
+                    if self
+                        .client
+                        .try_publish(topic, QoS::AtLeastOnce, false, bytes.clone())
+                        .is_ok()
+                    {
+                        self.queued.push_back(None);
+                    }
+                }
+                commands::result_json(done.id.as_deref(), &done.verb, Ok(&reply.result))
+            }
+            Err(e) => commands::result_json(done.id.as_deref(), &done.verb, Err(e)),
+        };
+        let topic = format!("{}result", opts.command_prefix());
+        if self
+            .client
+            .try_publish(
+                topic,
+                QoS::AtLeastOnce,
+                false,
+                serde_json::to_vec(&doc).expect("result encodes"),
+            )
+            .is_ok()
+        {
+            self.queued.push_back(None);
         }
     }
 
@@ -629,7 +747,8 @@ impl PubState {
         if !self.connected {
             return;
         }
-        for (id, stats) in &opts.cameras {
+        let cameras = opts.cameras.borrow().clone();
+        for (id, stats) in &cameras {
             let state = stats.state();
             if self.published_states.get(id) == Some(&state) {
                 continue;
@@ -662,7 +781,8 @@ impl PubState {
             oldest_age_s: outbox.oldest_age().ok().flatten().map(|d| d.as_secs_f64()),
             dropped_total: outbox.dropped_total().unwrap_or(0),
         };
-        let mut report = reporter.report(&opts.cameras, figures);
+        let cameras = opts.cameras.borrow().clone();
+        let mut report = reporter.report(&cameras, figures);
         report["mqtt"] = serde_json::json!({
             "connected": self.connected,
             "inflight": self.inflight.len(),

@@ -519,3 +519,25 @@ pub fn stored_events(outbox: &Path) -> Vec<(i64, String)> {
         .collect::<Result<_, _>>()
         .unwrap()
 }
+
+/// Publishes one message (QoS 1) and returns once the broker acknowledged it.
+pub fn publish(port: u16, topic: &str, payload: &[u8]) {
+    use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
+    let id = format!("test-pub-{}-{}", std::process::id(), free_port());
+    let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+    opts.set_max_packet_size(8 << 20, 8 << 20);
+    let (client, mut conn) = Client::new(opts, 4);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
+        .unwrap();
+    for n in conn.iter() {
+        match n {
+            Ok(Event::Incoming(Packet::PubAck(_))) => {
+                client.disconnect().unwrap();
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+            Ok(_) => {}
+            Err(e) => panic!("publishing to {topic}: {e}"),
+        }
+    }
+}

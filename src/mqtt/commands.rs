@@ -1,0 +1,174 @@
+//! Remote commands: `{prefix}/{node}/cmd/{verb}` in, `{prefix}/{node}/cmd/result` out.
+//!
+//! Parsing is strict and total: any payload yields either a [`Command`] or an
+//! error that goes back as a result; nothing is changed by a command that
+//! was not understood.
+
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// Largest command payload accepted; larger ones get an error result.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+/// A command the node understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Re-read the config file and apply camera changes.
+    Reload,
+    /// Publish a JPEG of the camera's latest frame.
+    Snapshot { camera: String },
+    /// Start a camera (again).
+    CameraEnable { camera: String },
+    /// Stop a camera until it is enabled again.
+    CameraDisable { camera: String },
+}
+
+impl Command {
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::Reload => "reload",
+            Command::Snapshot { .. } => "snapshot",
+            Command::CameraEnable { .. } => "camera/enable",
+            Command::CameraDisable { .. } => "camera/disable",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    camera: Option<String>,
+}
+
+/// A request id, when one could be read, and why the command was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub id: Option<String>,
+    pub error: String,
+}
+
+/// Parses the verb (the topic after `cmd/`) and payload. An empty payload is `{}`.
+pub fn parse(verb: &str, payload: &[u8]) -> Result<(Option<String>, Command), Refused> {
+    let refuse = |id: Option<String>, error: String| Refused { id, error };
+    if payload.len() > MAX_PAYLOAD {
+        return Err(refuse(
+            None,
+            format!(
+                "payload of {} bytes is larger than {MAX_PAYLOAD}",
+                payload.len()
+            ),
+        ));
+    }
+    let value: Value = if payload.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(payload)
+            .map_err(|e| refuse(None, format!("payload is not JSON: {e}")))?
+    };
+    // Salvage the id for the error result even when the rest is wrong.
+    let id = value
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|s| s.len() <= 128)
+        .map(str::to_string);
+    let body: Body = serde_json::from_value(value)
+        .map_err(|e| refuse(id.clone(), format!("bad command body: {e}")))?;
+    if body.id.as_ref().is_some_and(|s| s.len() > 128) {
+        return Err(refuse(None, "id is longer than 128 characters".into()));
+    }
+    let camera = || {
+        body.camera
+            .clone()
+            .ok_or_else(|| refuse(id.clone(), format!("{verb} needs a \"camera\"")))
+    };
+    let cmd = match verb {
+        "reload" => Command::Reload,
+        "snapshot" => Command::Snapshot { camera: camera()? },
+        "camera/enable" => Command::CameraEnable { camera: camera()? },
+        "camera/disable" => Command::CameraDisable { camera: camera()? },
+        other => {
+            return Err(refuse(
+                id,
+                format!(
+                    "unknown command {:?} (known: reload, snapshot, camera/enable, camera/disable)",
+                    other.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+    };
+    Ok((body.id, cmd))
+}
+
+/// What the supervisor answers.
+#[derive(Debug)]
+pub struct Reply {
+    pub result: Value,
+    /// Binary to publish before the result: (topic suffix after `{prefix}/{node}/`, bytes).
+    pub attachment: Option<(String, Vec<u8>)>,
+}
+
+/// A command on its way to the supervisor.
+#[derive(Debug)]
+pub struct ControlRequest {
+    pub command: Command,
+    pub reply: oneshot::Sender<Result<Reply, String>>,
+}
+
+/// The result document published on `cmd/result`.
+pub fn result_json(id: Option<&str>, verb: &str, outcome: Result<&Value, &str>) -> Value {
+    match outcome {
+        Ok(result) => serde_json::json!({"id": id, "verb": verb, "ok": true, "result": result}),
+        Err(error) => serde_json::json!({"id": id, "verb": verb, "ok": false, "error": error}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_commands_parse() {
+        assert_eq!(parse("reload", b"").unwrap(), (None, Command::Reload));
+        assert_eq!(
+            parse("camera/disable", br#"{"id": "r1", "camera": "gate"}"#).unwrap(),
+            (
+                Some("r1".into()),
+                Command::CameraDisable {
+                    camera: "gate".into()
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn garbage_is_refused_with_the_id_when_readable() {
+        for (verb, payload, needle) in [
+            ("reload", &b"{not json"[..], "not JSON"),
+            ("reboot", br#"{"id": "r2"}"#, "unknown command"),
+            ("snapshot", br#"{"id": "r3"}"#, "needs a \"camera\""),
+            (
+                "snapshot",
+                br#"{"id": "r4", "camera": 7}"#,
+                "bad command body",
+            ),
+            ("reload", br#"{"id": "r5", "force": true}"#, "unknown field"),
+            ("reload", b"[1, 2]", "bad command body"),
+        ] {
+            let e = parse(verb, payload).unwrap_err();
+            assert!(e.error.contains(needle), "{verb} {payload:?}: {e:?}");
+        }
+        assert_eq!(
+            parse("reboot", br#"{"id": "r2"}"#)
+                .unwrap_err()
+                .id
+                .as_deref(),
+            Some("r2")
+        );
+        let huge = vec![b' '; MAX_PAYLOAD + 1];
+        assert!(parse("reload", &huge).unwrap_err().error.contains("larger"));
+    }
+}

@@ -1,0 +1,181 @@
+//! Remote commands over a real mosquitto: results for every command, garbage
+//! refused without effect, snapshots, camera enable/disable, reload.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn config(broker: &str, dir: &std::path::Path, fps: u32) -> String {
+    format!(
+        r#"
+[node]
+id = "cmd-node"
+[mqtt]
+url = "{broker}"
+topic_prefix = "swc"
+[outbox]
+path = "{dir}/outbox.sqlite"
+[[camera]]
+id = "campus"
+url = "{clip}"
+fps = {fps}
+loop = true
+realtime = true
+"#,
+        dir = dir.display(),
+        clip = common::media("vtest.avi").display()
+    )
+}
+
+/// Waits for the next message on `topic` (others are skipped).
+fn next_on(sub: &common::Subscriber, topic: &str) -> common::Message {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = sub
+            .recv(left)
+            .unwrap_or_else(|| panic!("nothing on {topic}"));
+        if m.topic == topic {
+            return m;
+        }
+    }
+}
+
+fn command(port: u16, sub: &common::Subscriber, verb: &str, payload: &str) -> Value {
+    common::publish(
+        port,
+        &format!("swc/cmd-node/cmd/{verb}"),
+        payload.as_bytes(),
+    );
+    let m = next_on(sub, "swc/cmd-node/cmd/result");
+    serde_json::from_slice(&m.payload).unwrap()
+}
+
+fn camera_state(sub: &common::Subscriber, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = next_on(sub, "swc/cmd-node/cameras/campus/status");
+        let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        if v["state"] == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "camera never {want}");
+    }
+}
+
+#[test]
+fn commands_steer_the_node_and_garbage_changes_nothing() {
+    let broker = common::Mosquitto::start();
+    let port = broker.port;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::write_config(dir.path(), &config(&broker.url(), dir.path(), 2));
+    let results = common::Subscriber::connect(port, "swc/cmd-node/cmd/result");
+    let snaps = common::Subscriber::connect(port, "swc/cmd-node/snapshots/#");
+    let states = common::Subscriber::connect(port, "swc/cmd-node/cameras/+/status");
+    let mut daemon = std::process::Command::new(common::bin())
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    camera_state(&states, "online");
+
+    // Garbage: each gets an error result, with the request id when it could be read.
+    let r = command(port, &results, "reload", "{not json");
+    assert_eq!(r["ok"], false);
+    assert!(r["error"].as_str().unwrap().contains("not JSON"), "{r}");
+    let r = command(port, &results, "reboot", r#"{"id": "g2"}"#);
+    assert_eq!(
+        (r["ok"].clone(), r["id"].clone()),
+        (Value::from(false), Value::from("g2"))
+    );
+    assert!(
+        r["error"].as_str().unwrap().contains("unknown command"),
+        "{r}"
+    );
+    let huge = format!(r#"{{"id": "g3", "camera": "{}"}}"#, "x".repeat(1 << 20));
+    let r = command(port, &results, "snapshot", &huge);
+    assert_eq!(r["ok"], false);
+    assert!(r["error"].as_str().unwrap().contains("larger"), "{r}");
+    let r = command(
+        port,
+        &results,
+        "camera/disable",
+        r#"{"id": "g4", "camera": "nope"}"#,
+    );
+    assert_eq!(r["ok"], false);
+    assert!(r["error"].as_str().unwrap().contains("nope"), "{r}");
+    let r = command(port, &results, "snapshot", r#"{"id": "g5"}"#);
+    assert!(r["error"].as_str().unwrap().contains("camera"), "{r}");
+
+    // Snapshot: a JPEG of the latest frame.
+    let r = command(
+        port,
+        &results,
+        "snapshot",
+        r#"{"id": "s1", "camera": "campus"}"#,
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["id"], "s1");
+    assert_eq!(
+        (
+            r["result"]["width"].as_u64(),
+            r["result"]["height"].as_u64()
+        ),
+        (Some(768), Some(576))
+    );
+    let jpeg = next_on(&snaps, "swc/cmd-node/snapshots/campus").payload;
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG");
+    assert_eq!(jpeg.len() as u64, r["result"]["bytes"].as_u64().unwrap());
+    let img = image::load_from_memory(&jpeg).unwrap();
+    assert_eq!((img.width(), img.height()), (768, 576));
+
+    // Disable, then enable.
+    let r = command(
+        port,
+        &results,
+        "camera/disable",
+        r#"{"id": "d1", "camera": "campus"}"#,
+    );
+    assert_eq!(
+        (r["ok"].clone(), r["result"]["changed"].clone()),
+        (Value::from(true), Value::from(true)),
+        "{r}"
+    );
+    let r = command(port, &results, "snapshot", r#"{"camera": "campus"}"#);
+    assert_eq!(r["ok"], false, "a disabled camera has no frame: {r}");
+    let r = command(
+        port,
+        &results,
+        "camera/enable",
+        r#"{"id": "e1", "camera": "campus"}"#,
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    camera_state(&states, "online");
+
+    // Reload: a camera setting applies; a broker change is refused and changes nothing.
+    std::fs::write(&cfg, config(&broker.url(), dir.path(), 3)).unwrap();
+    let r = command(port, &results, "reload", r#"{"id": "r1"}"#);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(
+        r["result"]["restarted"],
+        serde_json::json!(["campus"]),
+        "{r}"
+    );
+    std::fs::write(&cfg, config("mqtt://127.0.0.1:1", dir.path(), 3)).unwrap();
+    let r = command(port, &results, "reload", r#"{"id": "r2"}"#);
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("[mqtt]"), "{r}");
+    std::fs::write(&cfg, "this is not toml").unwrap();
+    let r = command(port, &results, "reload", "");
+    assert_eq!(r["ok"], false, "{r}");
+
+    // Still working after all of it.
+    let r = command(port, &results, "snapshot", r#"{"camera": "campus"}"#);
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(daemon.try_wait().unwrap().is_none(), "daemon still running");
+    common::signal(daemon.id(), "TERM");
+    assert!(daemon.wait().unwrap().success());
+}
