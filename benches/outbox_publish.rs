@@ -133,6 +133,7 @@ fn options(port: u16) -> PublisherOptions {
         credentials: None,
         cameras: tokio::sync::watch::channel(Vec::new()).1,
         control: None,
+        protocol: Default::default(),
         stats_interval: Duration::from_secs(3600),
     }
 }

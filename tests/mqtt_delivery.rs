@@ -26,6 +26,7 @@ fn options(port: u16) -> PublisherOptions {
         credentials: None,
         cameras: tokio::sync::watch::channel(Vec::new()).1,
         control: None,
+        protocol: Default::default(),
         stats_interval: Duration::from_secs(30),
     }
 }
@@ -284,4 +285,91 @@ fn a_full_outbox_drops_the_oldest_counts_them_and_says_so() {
     assert_eq!(alerts[0]["alert"], "outbox_dropped");
     assert_eq!(alerts[0]["dropped"], 30);
     assert_eq!(alerts[0]["up_to_seq"], 30);
+}
+
+#[test]
+fn mqtt5_delivers_with_content_type_and_stats_expire() {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::Packet as P5;
+    use rumqttc::v5::{Client, Event as E5, MqttOptions};
+
+    let broker = common::Mosquitto::start();
+    // An MQTT 5 subscriber, to see the properties.
+    let mut o = MqttOptions::new(format!("v5-sub-{}", broker.port), "127.0.0.1", broker.port);
+    o.set_keep_alive(Duration::from_secs(30));
+    let (client, mut conn) = Client::new(o, 64);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for n in conn.iter() {
+            match n {
+                Ok(E5::Incoming(P5::ConnAck(_))) => {
+                    client.subscribe("swd/#", QoS5::AtLeastOnce).unwrap()
+                }
+                Ok(E5::Incoming(P5::SubAck(_))) => {
+                    let _ = ready_tx.send(());
+                }
+                Ok(E5::Incoming(P5::Publish(p))) => {
+                    if tx.send(p).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut opts = options(broker.port);
+    opts.protocol = streetwatch::mqtt::Protocol::V5;
+    opts.stats_interval = Duration::from_secs(1);
+    let (events_tx, events) = mpsc::channel(64);
+    let handle = rt.spawn(run_publisher(
+        opts,
+        Outbox::open(&dir.path().join("o.sqlite")).unwrap(),
+        events,
+        CancellationToken::new(),
+        Box::new(|_| {}),
+    ));
+    rt.block_on(async {
+        for n in 0..100 {
+            events_tx.send(event("north", n)).await.unwrap();
+        }
+        // Long enough for a stats report.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    });
+    drop(events_tx);
+    let report = rt.block_on(handle).unwrap();
+    assert_eq!((report.acked, report.left_in_outbox), (100, 0));
+
+    let mut events_seen = 0;
+    let mut stats_seen = 0;
+    let mut status_seen = 0;
+    while let Ok(p) = rx.recv_timeout(Duration::from_secs(2)) {
+        let topic = String::from_utf8_lossy(&p.topic).into_owned();
+        let props = p.properties.clone().unwrap_or_default();
+        assert_eq!(
+            props.content_type.as_deref(),
+            Some("application/json"),
+            "{topic}"
+        );
+        if topic.starts_with("swd/pole-1/events/") {
+            let v: Value = serde_json::from_slice(&p.payload).unwrap();
+            common::assert_schema_valid(&v);
+            assert_eq!(props.message_expiry_interval, None, "events never expire");
+            events_seen += 1;
+        } else if topic == "swd/pole-1/stats" {
+            let left = props.message_expiry_interval.expect("stats expire");
+            assert!(left <= 2, "{left}");
+            stats_seen += 1;
+        } else if topic == "swd/pole-1/status" {
+            status_seen += 1;
+        }
+    }
+    assert_eq!(events_seen, 100);
+    assert!(stats_seen >= 1);
+    assert!(status_seen >= 1);
 }

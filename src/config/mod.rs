@@ -90,6 +90,9 @@ pub struct MqttConfig {
     /// Refuse to connect without TLS.
     #[serde(default)]
     pub require_tls: bool,
+    /// `"3.1.1"` or `"5"` (content types and message expiry on every message).
+    #[serde(default)]
+    pub protocol: crate::mqtt::Protocol,
     /// Seconds between `{prefix}/{node}/stats` reports.
     #[serde(default = "default_stats_interval_s")]
     pub stats_interval_s: f64,

@@ -15,7 +15,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
-use rumqttc::{AsyncClient, Event as MqttEvent, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -23,8 +22,11 @@ use crate::event::{Event, rfc3339};
 use crate::outbox::Outbox;
 
 pub mod commands;
+pub mod link;
 
 use commands::{ControlRequest, Reply};
+pub use link::Protocol;
+use link::{Link, Meta, Wire};
 
 /// The cameras whose state and counters are published; replaced on reload.
 pub type CameraList =
@@ -164,6 +166,8 @@ pub struct PublisherOptions {
     pub control: Option<mpsc::Sender<ControlRequest>>,
     /// How often `{prefix}/{node}/stats` is published.
     pub stats_interval: Duration,
+    /// MQTT 3.1.1 or 5.
+    pub protocol: Protocol,
 }
 
 impl PublisherOptions {
@@ -222,6 +226,7 @@ impl PublisherOptions {
             cameras: tokio::sync::watch::channel(Vec::new()).1,
             control: None,
             stats_interval: Duration::from_secs_f64(m.stats_interval_s),
+            protocol: m.protocol,
         })
     }
 
@@ -316,59 +321,21 @@ impl Backoff {
 }
 
 enum Note {
-    Mqtt(MqttEvent),
+    Mqtt(Wire),
     Down(String),
-}
-
-/// rumqttc options for `opts`: keep-alive, TLS, credentials, and the Last Will
-/// (`offline`) when `started_at` is given.
-fn client_options(
-    opts: &PublisherOptions,
-    client_id: &str,
-    started_at: Option<SystemTime>,
-) -> MqttOptions {
-    let mut mqtt = MqttOptions::new(client_id, &opts.broker.host, opts.broker.port);
-    mqtt.set_keep_alive(opts.keep_alive);
-    mqtt.set_clean_session(true);
-    mqtt.set_inflight(opts.max_inflight.saturating_add(4));
-    // Incoming: commands (oversized ones get an error result up to this size).
-    // Outgoing: events and snapshot JPEGs.
-    mqtt.set_max_packet_size(4 << 20, 16 << 20);
-    if let Some(started_at) = started_at {
-        mqtt.set_last_will(LastWill::new(
-            opts.status_topic(),
-            status_payload("offline", started_at),
-            QoS::AtLeastOnce,
-            true,
-        ));
-    }
-    if opts.broker.tls {
-        mqtt.set_transport(match opts.tls.ca.clone() {
-            Some(ca) => rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
-                ca,
-                alpn: None,
-                client_auth: opts.tls.client_auth.clone(),
-            }),
-            None => rumqttc::Transport::tls_with_default_config(),
-        });
-    }
-    if let Some((user, Secret(password))) = &opts.credentials {
-        mqtt.set_credentials(user, password);
-    }
-    mqtt
 }
 
 /// Connects once and disconnects: checks address, TLS and credentials.
 pub async fn probe_connection(opts: &PublisherOptions, timeout: Duration) -> Result<(), String> {
     // Its own client id and no Last Will: a running daemon's session and status stay untouched.
-    let o = client_options(opts, &format!("{}-check", opts.client_id), None);
-    let (client, mut eventloop) = AsyncClient::new(o, 4);
+    let (client, mut eventloop) =
+        link::connect(opts, &format!("{}-check", opts.client_id), None, 4);
     let scheme = if opts.broker.tls { "mqtts" } else { "mqtt" };
     let target = format!("{scheme}://{}:{}", opts.broker.host, opts.broker.port);
     let attempt = async {
         loop {
             match eventloop.poll().await {
-                Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(Wire::ConnAck) => return Ok(()),
                 Ok(_) => {}
                 Err(e) => return Err(format!("cannot connect to {target}: {e}")),
             }
@@ -399,9 +366,8 @@ pub async fn run_publisher(
     mut on_commit: CommitHook,
 ) -> PublisherReport {
     let started_at = SystemTime::now();
-    let mqtt = client_options(&opts, &opts.client_id, Some(started_at));
     let cap = opts.max_inflight as usize * 2 + 8;
-    let (client, mut eventloop) = AsyncClient::new(mqtt, cap);
+    let (client, mut eventloop) = link::connect(&opts, &opts.client_id, Some(started_at), cap);
 
     let (note_tx, mut notes) = mpsc::channel::<Note>(256);
     let poll_stop = CancellationToken::new();
@@ -417,10 +383,10 @@ pub async fn run_publisher(
                 };
                 match polled {
                     Ok(ev) => {
-                        if matches!(ev, MqttEvent::Incoming(Packet::ConnAck(_))) {
+                        if matches!(ev, Wire::ConnAck) {
                             backoff.reset();
                         }
-                        let done = matches!(ev, MqttEvent::Outgoing(Outgoing::Disconnect));
+                        let done = matches!(ev, Wire::DisconnectSent);
                         if note_tx.send(Note::Mqtt(ev)).await.is_err() || done {
                             break;
                         }
@@ -516,20 +482,19 @@ pub async fn run_publisher(
 
     // Phase 3: say goodbye.
     if st.connected {
-        let _ = client
-            .publish(
-                opts.status_topic(),
-                QoS::AtLeastOnce,
-                true,
-                status_payload("offline", started_at),
-            )
-            .await;
-        let _ = client.disconnect().await;
+        st.send(
+            opts.status_topic(),
+            true,
+            true,
+            status_payload("offline", started_at),
+            Meta::JSON,
+        );
+        client.try_disconnect();
         let wait = Instant::now() + Duration::from_secs(2);
         while Instant::now() < wait {
             let left = wait.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, notes.recv()).await {
-                Ok(Some(Note::Mqtt(MqttEvent::Outgoing(Outgoing::Disconnect)))) => break,
+                Ok(Some(Note::Mqtt(Wire::DisconnectSent))) => break,
                 Ok(Some(n)) => st.handle(n, &mut outbox, &opts, started_at),
                 _ => break,
             }
@@ -542,7 +507,7 @@ pub async fn run_publisher(
 }
 
 struct PubState {
-    client: AsyncClient,
+    client: Link,
     connected: bool,
     /// Publishes handed to rumqttc, awaiting their packet id: `Some(seq)` for events.
     queued: VecDeque<Option<u64>>,
@@ -595,8 +560,8 @@ impl PubState {
                 self.queued.clear();
                 self.inflight.clear();
             }
-            Note::Mqtt(MqttEvent::Incoming(Packet::ConnAck(ack))) => {
-                tracing::info!(code = ?ack.code, "connected to MQTT broker");
+            Note::Mqtt(Wire::ConnAck) => {
+                tracing::info!(protocol = ?opts.protocol, "connected to MQTT broker");
                 self.connected = true;
                 self.was_down = false;
                 // rumqttc forgot everything unacknowledged: start over from the outbox.
@@ -606,32 +571,27 @@ impl PubState {
                 // A restarted broker may have lost retained messages: state them again.
                 self.published_states.clear();
                 // Subscriptions do not survive a clean session: ask again every time.
-                if let Err(e) = self
+                if !self
                     .client
-                    .try_subscribe(format!("{}#", opts.command_prefix()), QoS::AtLeastOnce)
+                    .try_subscribe(format!("{}#", opts.command_prefix()))
                 {
-                    tracing::warn!(error = %e, "cannot subscribe to commands");
+                    tracing::warn!("cannot subscribe to commands");
                 }
-                if self
-                    .client
-                    .try_publish(
-                        opts.status_topic(),
-                        QoS::AtLeastOnce,
-                        true,
-                        status_payload("online", started_at),
-                    )
-                    .is_ok()
-                {
-                    self.queued.push_back(None);
-                }
+                self.send(
+                    opts.status_topic(),
+                    true,
+                    true,
+                    status_payload("online", started_at),
+                    Meta::JSON,
+                );
             }
-            Note::Mqtt(MqttEvent::Outgoing(Outgoing::Publish(pkid))) => {
+            Note::Mqtt(Wire::Published(pkid)) => {
                 if let Some(Some(seq)) = self.queued.pop_front() {
                     self.inflight.insert(pkid, seq);
                 }
             }
-            Note::Mqtt(MqttEvent::Incoming(Packet::PubAck(ack))) => {
-                if let Some(seq) = self.inflight.remove(&ack.pkid) {
+            Note::Mqtt(Wire::PubAck(pkid)) => {
+                if let Some(seq) = self.inflight.remove(&pkid) {
                     match outbox.ack(seq) {
                         Ok(()) => self.report.acked += 1,
                         Err(e) => {
@@ -640,11 +600,11 @@ impl PubState {
                     }
                 }
             }
-            Note::Mqtt(MqttEvent::Incoming(Packet::Publish(p))) => {
-                if let Some(verb) = p.topic.strip_prefix(&opts.command_prefix())
+            Note::Mqtt(Wire::Message { topic, payload }) => {
+                if let Some(verb) = topic.strip_prefix(&opts.command_prefix())
                     && verb != "result"
                 {
-                    self.start_command(opts, verb.to_string(), &p.payload);
+                    self.start_command(opts, verb.to_string(), &payload);
                 }
             }
             Note::Mqtt(_) => {}
@@ -697,31 +657,15 @@ impl PubState {
             Ok(reply) => {
                 if let Some((suffix, bytes)) = &reply.attachment {
                     let topic = format!("{}/{}/{suffix}", opts.topic_prefix, opts.node);
-                    if self
-                        .client
-                        .try_publish(topic, QoS::AtLeastOnce, false, bytes.clone())
-                        .is_ok()
-                    {
-                        self.queued.push_back(None);
-                    }
+                    self.send(topic, true, false, bytes.clone(), Meta::JPEG);
                 }
                 commands::result_json(done.id.as_deref(), &done.verb, Ok(&reply.result))
             }
             Err(e) => commands::result_json(done.id.as_deref(), &done.verb, Err(e)),
         };
         let topic = format!("{}result", opts.command_prefix());
-        if self
-            .client
-            .try_publish(
-                topic,
-                QoS::AtLeastOnce,
-                false,
-                serde_json::to_vec(&doc).expect("result encodes"),
-            )
-            .is_ok()
-        {
-            self.queued.push_back(None);
-        }
+        let payload = serde_json::to_vec(&doc).expect("result encodes");
+        self.send(topic, true, false, payload, Meta::JSON);
     }
 
     fn enforce_limits(&mut self, outbox: &mut Outbox) {
@@ -742,6 +686,25 @@ impl PubState {
         }
     }
 
+    /// Queues a publish that is not an event; `false` if rumqttc's queue is full.
+    fn send(
+        &mut self,
+        topic: String,
+        at_least_once: bool,
+        retain: bool,
+        payload: Vec<u8>,
+        meta: Meta,
+    ) -> bool {
+        let ok = self
+            .client
+            .try_publish(topic, at_least_once, retain, payload, meta);
+        if ok {
+            // Every publish, whatever its QoS, is reported once as Outgoing::Publish.
+            self.queued.push_back(None);
+        }
+        ok
+    }
+
     /// Publishes each camera's state (retained) when it changed.
     fn publish_camera_states(&mut self, opts: &PublisherOptions) {
         if !self.connected {
@@ -754,17 +717,14 @@ impl PubState {
                 continue;
             }
             let payload = crate::monitor::camera_status_json(&state);
-            if self
-                .client
-                .try_publish(
-                    opts.camera_status_topic(id),
-                    QoS::AtLeastOnce,
-                    true,
-                    serde_json::to_vec(&payload).expect("status encodes"),
-                )
-                .is_ok()
-            {
-                self.queued.push_back(None);
+            let payload = serde_json::to_vec(&payload).expect("status encodes");
+            if self.send(
+                opts.camera_status_topic(id),
+                true,
+                true,
+                payload,
+                Meta::JSON,
+            ) {
                 self.published_states.insert(id.clone(), state);
             }
         }
@@ -791,18 +751,12 @@ impl PubState {
         if !self.connected {
             return;
         }
-        if self
-            .client
-            .try_publish(
-                opts.stats_topic(),
-                QoS::AtMostOnce,
-                false,
-                serde_json::to_vec(&report).expect("stats encode"),
-            )
-            .is_ok()
-        {
-            self.queued.push_back(None);
-        }
+        let payload = serde_json::to_vec(&report).expect("stats encode");
+        let meta = Meta {
+            expiry_s: link::stats_expiry(opts.stats_interval),
+            ..Meta::JSON
+        };
+        self.send(opts.stats_topic(), false, false, payload, meta);
     }
 
     /// Publishes an alert for dropped events once connected.
@@ -820,17 +774,8 @@ impl PubState {
             "up_to_seq": up_to_seq,
             "ts": rfc3339(SystemTime::now()),
         });
-        if self
-            .client
-            .try_publish(
-                opts.alerts_topic(),
-                QoS::AtLeastOnce,
-                false,
-                serde_json::to_vec(&payload).expect("alert encodes"),
-            )
-            .is_ok()
-        {
-            self.queued.push_back(None);
+        let payload = serde_json::to_vec(&payload).expect("alert encodes");
+        if self.send(opts.alerts_topic(), true, false, payload, Meta::JSON) {
             self.unannounced_drops = None;
         }
     }
@@ -852,16 +797,14 @@ impl PubState {
             }
         };
         for row in rows {
-            match self
+            if !self
                 .client
-                .try_publish(row.topic, QoS::AtLeastOnce, false, row.payload)
+                .try_publish(row.topic, true, false, row.payload, Meta::JSON)
             {
-                Ok(()) => {
-                    self.queued.push_back(Some(row.seq));
-                    self.last_queued_seq = row.seq;
-                }
-                Err(_) => break,
+                break;
             }
+            self.queued.push_back(Some(row.seq));
+            self.last_queued_seq = row.seq;
         }
     }
 }
