@@ -7,6 +7,7 @@
 //! else touches it. [`Detector`] owns one session and its scratch buffers;
 //! [`DetectorService`] runs one detector on its own thread for all cameras.
 
+pub mod decode;
 pub mod manifest;
 pub mod postprocess;
 pub mod preprocess;
@@ -23,7 +24,8 @@ pub use manifest::Manifest;
 pub use postprocess::Detection;
 pub use preprocess::RgbView;
 
-use manifest::{Layout, OutputFormat};
+use decode::{OutputInfo, Plan, Tensor};
+use manifest::Layout;
 use preprocess::Preprocessor;
 
 /// The ONNX Runtime version this build is made for.
@@ -151,21 +153,46 @@ pub struct Detector {
     session: Session,
     manifest: Manifest,
     model_path: PathBuf,
+    /// The model input fed with the frame.
+    input_name: String,
+    /// How the outputs are read.
+    plan: Plan,
+    /// Minimum score per class id.
+    thresholds: Vec<f32>,
     preprocessor: Preprocessor,
     input: Vec<f32>,
-    min_score: f32,
     nms_iou: f32,
+}
+
+/// A model's inputs and outputs as ONNX Runtime reports them.
+#[derive(Debug, Clone)]
+pub struct ModelIo {
+    pub inputs: Vec<OutputInfo>,
+    pub outputs: Vec<OutputInfo>,
+}
+
+fn io_of(list: &[ort::value::Outlet]) -> Vec<OutputInfo> {
+    list.iter()
+        .map(|o| OutputInfo {
+            name: o.name().to_owned(),
+            shape: o
+                .dtype()
+                .tensor_shape()
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 impl Detector {
     /// Loads the runtime, the manifest and the model, and checks they fit together.
     pub fn open(opts: &DetectorOptions) -> Result<Detector, DetectError> {
-        let manifest = Manifest::locate(&opts.model, opts.manifest.as_deref())?;
         if !opts.model.exists() {
             return Err(DetectError::ModelMissing {
                 path: opts.model.clone(),
             });
         }
+        let located = Manifest::locate(&opts.model, opts.manifest.as_deref())?;
         let env = load_runtime(&runtime_path(opts.ort_library.as_deref()))?;
         let model_err = |message: String| DetectError::Model {
             path: opts.model.clone(),
@@ -177,78 +204,94 @@ impl Detector {
                 .with_intra_threads(opts.intra_threads)
                 .map_err(|e| model_err(e.to_string()))?;
         }
-        let session = builder
-            .commit_from_file(&opts.model)
-            .map_err(|e| model_err(format!("ONNX Runtime cannot load it: {e}")))?;
-
-        let input = session
-            .inputs()
+        let session = builder.commit_from_file(&opts.model).map_err(|e| {
+            model_err(format!(
+                "ONNX Runtime cannot load it (is it an ONNX model?): {e}"
+            ))
+        })?;
+        let manifest = match located {
+            Some(m) => m,
+            None => {
+                let meta = session
+                    .metadata()
+                    .map_err(|e| model_err(format!("cannot read its metadata: {e}")))?;
+                let stem = opts
+                    .model
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("model");
+                Manifest::from_ultralytics(stem, |k| meta.custom(k))
+                    .map_err(model_err)?
+                    .ok_or_else(|| {
+                        model_err(format!(
+                            "no manifest ({} or [model] manifest) and no Ultralytics metadata in the model; write a manifest (see models/nanodet-m-416.toml)",
+                            opts.model.with_extension("toml").display()
+                        ))
+                    })?
+            }
+        };
+        let io = ModelIo {
+            inputs: io_of(session.inputs()),
+            outputs: io_of(session.outputs()),
+        };
+        let input_name = match (&manifest.input.name, io.inputs.as_slice()) {
+            (Some(n), _) => n.clone(),
+            (None, [only]) => only.name.clone(),
+            (None, _) => {
+                return Err(model_err(format!(
+                    "the model has {} inputs {:?}; name the image one in the manifest (input.name)",
+                    io.inputs.len(),
+                    io.inputs.iter().map(|i| &i.name).collect::<Vec<_>>()
+                )));
+            }
+        };
+        let input = io
+            .inputs
             .iter()
-            .find(|i| i.name() == manifest.input.name)
+            .find(|i| i.name == input_name)
             .ok_or_else(|| {
                 model_err(format!(
-                    "manifest input {:?} is not an input of the model (inputs: {:?})",
-                    manifest.input.name,
-                    session
-                        .inputs()
-                        .iter()
-                        .map(|i| i.name())
-                        .collect::<Vec<_>>()
+                    "manifest input {input_name:?} is not an input of the model (inputs: {:?})",
+                    io.inputs.iter().map(|i| &i.name).collect::<Vec<_>>()
                 ))
             })?;
-        let shape: Vec<i64> = input
-            .dtype()
-            .tensor_shape()
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
+        let shape = &input.shape;
         let (w, h) = (manifest.input.width as i64, manifest.input.height as i64);
         let expected = match manifest.input.layout {
             Layout::Nchw => [1, 3, h, w],
             Layout::Nhwc => [1, h, w, 3],
         };
-        let fits = shape.len() == 4
-            && shape
-                .iter()
-                .zip(expected)
-                .all(|(&got, want)| got == want || got < 0);
+        if shape.len() != 4 {
+            return Err(model_err(format!(
+                "input {input_name:?} has rank {} (shape {shape:?}); an image detector takes a rank-4 tensor {expected:?}",
+                shape.len()
+            )));
+        }
+        let fits = shape
+            .iter()
+            .zip(expected)
+            .all(|(&got, want)| got == want || got < 0);
         if !fits {
             return Err(model_err(format!(
-                "input {:?} has shape {shape:?}; the manifest describes {expected:?}",
-                manifest.input.name
+                "input {input_name:?} has shape {shape:?}; the manifest describes {expected:?} ({:?})",
+                manifest.input.layout
             )));
         }
-        let OutputFormat::BoxesScores = manifest.output.format;
-        for name in [&manifest.output.boxes, &manifest.output.scores] {
-            if !session.outputs().iter().any(|o| o.name() == name) {
-                return Err(model_err(format!(
-                    "manifest output {name:?} is not an output of the model (outputs: {:?})",
-                    session
-                        .outputs()
-                        .iter()
-                        .map(|o| o.name())
-                        .collect::<Vec<_>>()
-                )));
-            }
-        }
-        if let Some(classes) = session
-            .outputs()
-            .iter()
-            .find(|o| o.name() == manifest.output.scores)
-            .and_then(|o| o.dtype().tensor_shape().and_then(|s| s.last().copied()))
-            && classes > 0
-            && classes as usize != manifest.labels.len()
-        {
-            return Err(model_err(format!(
-                "the model has {classes} classes but the manifest lists {} labels",
-                manifest.labels.len()
-            )));
-        }
-
+        let plan = Plan::resolve(
+            &manifest.output,
+            &io.outputs,
+            manifest.labels.len(),
+            (manifest.input.width, manifest.input.height),
+        )
+        .map_err(model_err)?;
+        let min_score = opts.min_score.unwrap_or(manifest.detection.min_score);
         Ok(Detector {
             preprocessor: Preprocessor::new(&manifest.input),
-            min_score: opts.min_score.unwrap_or(manifest.detection.min_score),
+            thresholds: manifest.thresholds(min_score),
             nms_iou: opts.nms_iou.unwrap_or(manifest.detection.nms_iou),
             input: Vec::new(),
+            input_name,
+            plan,
             session,
             manifest,
             model_path: opts.model.clone(),
@@ -263,6 +306,19 @@ impl Detector {
         &self.model_path
     }
 
+    /// How the outputs are decoded.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The model's inputs and outputs.
+    pub fn io(&self) -> ModelIo {
+        ModelIo {
+            inputs: io_of(self.session.inputs()),
+            outputs: io_of(self.session.outputs()),
+        }
+    }
+
     pub fn label(&self, class_id: usize) -> &str {
         self.manifest
             .labels
@@ -274,7 +330,8 @@ impl Detector {
     /// Runs the model on one image.
     pub fn detect(&mut self, img: RgbView<'_>) -> Result<DetectOutput, DetectError> {
         let start = Instant::now();
-        self.preprocessor
+        let geometry = self
+            .preprocessor
             .run(img, &mut self.input)
             .map_err(DetectError::Inference)?;
         let spec = &self.manifest.input;
@@ -287,35 +344,27 @@ impl Detector {
             .map_err(|e| DetectError::Inference(e.to_string()))?;
         let outputs = self
             .session
-            .run(ort::inputs![spec.name.as_str() => tensor])
+            .run(ort::inputs![self.input_name.as_str() => tensor])
             .map_err(|e| DetectError::Inference(e.to_string()))?;
-        let out_err = |e: ort::Error| DetectError::Inference(e.to_string());
-        let (_, boxes) = outputs[self.manifest.output.boxes.as_str()]
-            .try_extract_tensor::<f32>()
-            .map_err(out_err)?;
-        let (score_shape, scores) = outputs[self.manifest.output.scores.as_str()]
-            .try_extract_tensor::<f32>()
-            .map_err(out_err)?;
-        let classes = score_shape.last().copied().unwrap_or(0).max(0) as usize;
-        if classes == 0 || boxes.len() / 4 != scores.len() / classes {
-            return Err(DetectError::Inference(format!(
-                "output shapes do not match: {} boxes values, scores {score_shape:?}",
-                boxes.len()
-            )));
+        let mut tensors = Vec::new();
+        for name in self.plan.output_names() {
+            let (shape, data) = outputs[name]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| DetectError::Inference(format!("output {name:?}: {e}")))?;
+            tensors.push(Tensor {
+                shape: &shape[..],
+                data,
+            });
         }
-        let scale = (
-            img.width as f32 / spec.width as f32,
-            img.height as f32 / spec.height as f32,
-        );
-        let candidates = postprocess::decode_boxes_scores(
-            boxes,
-            scores,
-            classes,
-            self.min_score,
-            scale,
-            (img.width, img.height),
-        );
-        let detections = postprocess::nms_per_class(candidates, self.nms_iou);
+        let candidates = decode::decode(
+            &self.plan,
+            &tensors,
+            &self.thresholds,
+            (spec.width, spec.height),
+        )
+        .map_err(DetectError::Inference)?;
+        let mut detections = postprocess::nms_per_class(candidates, self.nms_iou);
+        geometry.to_source(&mut detections);
         Ok(DetectOutput {
             detections,
             elapsed: start.elapsed(),
