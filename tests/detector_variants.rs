@@ -32,15 +32,8 @@ fn variant(stem: &str) -> PathBuf {
 }
 
 fn open(model: &Path) -> Detector {
-    Detector::open(&DetectorOptions {
-        model: model.to_owned(),
-        manifest: None,
-        ort_library: None,
-        intra_threads: 0,
-        min_score: None,
-        nms_iou: None,
-    })
-    .unwrap_or_else(|e| panic!("{} opens: {e}", model.display()))
+    Detector::open(&DetectorOptions::for_model(model.to_owned()))
+        .unwrap_or_else(|e| panic!("{} opens: {e}", model.display()))
 }
 
 /// The real photos plus frames 50, 200 and 400 of vtest.avi (extracted by ffmpeg, lossless).

@@ -11,6 +11,8 @@ pub mod decode;
 pub mod manifest;
 pub mod postprocess;
 pub mod preprocess;
+pub mod probe;
+pub mod providers;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -27,6 +29,7 @@ pub use preprocess::RgbView;
 use decode::{OutputInfo, Plan, Tensor};
 use manifest::Layout;
 use preprocess::Preprocessor;
+pub use providers::Provider;
 
 /// The ONNX Runtime version this build is made for.
 pub const ORT_VERSION: &str = "1.31.1";
@@ -121,6 +124,8 @@ pub struct DetectorOptions {
     pub intra_threads: usize,
     pub min_score: Option<f32>,
     pub nms_iou: Option<f32>,
+    /// Execution providers to try, in order.
+    pub providers: Vec<Provider>,
 }
 
 impl DetectorOptions {
@@ -136,6 +141,20 @@ impl DetectorOptions {
             intra_threads: c.detector.intra_threads,
             min_score: c.model.min_score,
             nms_iou: c.model.nms_iou,
+            providers: c.detector.providers.clone(),
+        }
+    }
+
+    /// `model` with its own manifest and defaults, on the CPU.
+    pub fn for_model(model: impl Into<PathBuf>) -> Self {
+        Self {
+            model: model.into(),
+            manifest: None,
+            ort_library: None,
+            intra_threads: 0,
+            min_score: None,
+            nms_iou: None,
+            providers: providers::default_providers(),
         }
     }
 }
@@ -162,6 +181,10 @@ pub struct Detector {
     preprocessor: Preprocessor,
     input: Vec<f32>,
     nms_iou: f32,
+    /// The execution provider the session runs on.
+    provider: Provider,
+    /// Where the manifest came from (a file, built in, model metadata).
+    manifest_source: String,
 }
 
 /// A model's inputs and outputs as ONNX Runtime reports them.
@@ -198,17 +221,15 @@ impl Detector {
             path: opts.model.clone(),
             message,
         };
-        let mut builder = Session::builder(env).map_err(|e| model_err(e.to_string()))?;
-        if opts.intra_threads > 0 {
-            builder = builder
-                .with_intra_threads(opts.intra_threads)
-                .map_err(|e| model_err(e.to_string()))?;
-        }
-        let session = builder.commit_from_file(&opts.model).map_err(|e| {
-            model_err(format!(
-                "ONNX Runtime cannot load it (is it an ONNX model?): {e}"
-            ))
-        })?;
+        let (session, provider) = open_session(env, opts)?;
+        let manifest_source = match (&located, &opts.manifest) {
+            (None, _) => "Ultralytics metadata in the model".to_string(),
+            (Some(_), Some(p)) => p.display().to_string(),
+            (Some(_), None) if opts.model.with_extension("toml").exists() => {
+                opts.model.with_extension("toml").display().to_string()
+            }
+            (Some(_), None) => "built in".to_string(),
+        };
         let manifest = match located {
             Some(m) => m,
             None => {
@@ -295,7 +316,19 @@ impl Detector {
             session,
             manifest,
             model_path: opts.model.clone(),
+            provider,
+            manifest_source,
         })
+    }
+
+    /// The execution provider the model runs on.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// Where the manifest came from.
+    pub fn manifest_source(&self) -> &str {
+        &self.manifest_source
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -370,6 +403,54 @@ impl Detector {
             elapsed: start.elapsed(),
         })
     }
+}
+
+/// Opens the model on the first of `opts.providers` that can run it; logs why the
+/// others could not.
+fn open_session(
+    env: &ort::environment::Environment,
+    opts: &DetectorOptions,
+) -> Result<(Session, Provider), DetectError> {
+    let model_err = |message: String| DetectError::Model {
+        path: opts.model.clone(),
+        message,
+    };
+    let mut failures = Vec::new();
+    for &provider in &opts.providers {
+        let attempt = || -> Result<Session, String> {
+            let mut builder = Session::builder(env).map_err(|e| e.to_string())?;
+            if opts.intra_threads > 0 {
+                builder = builder
+                    .with_intra_threads(opts.intra_threads)
+                    .map_err(|e| e.to_string())?;
+            }
+            if let Some(ep) = provider.dispatch() {
+                builder = builder
+                    .with_execution_providers([ep])
+                    .map_err(|e| format!("cannot register it: {e}"))?;
+            }
+            builder
+                .commit_from_file(&opts.model)
+                .map_err(|e| format!("cannot load the model with it: {e}"))
+        };
+        match attempt() {
+            Ok(session) => {
+                tracing::info!(provider = %provider, model = %opts.model.display(), "execution provider chosen");
+                return Ok((session, provider));
+            }
+            Err(reason) => {
+                tracing::warn!(provider = %provider, %reason, "execution provider not usable");
+                failures.push(format!("{provider}: {reason}"));
+            }
+        }
+    }
+    if failures.is_empty() {
+        return Err(model_err("[detector] providers is empty".into()));
+    }
+    Err(model_err(format!(
+        "ONNX Runtime cannot load it (is it an ONNX model?) with any configured provider: {}",
+        failures.join("; ")
+    )))
 }
 
 /// Loads a still image (JPEG/PNG) as RGB.
