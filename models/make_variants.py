@@ -23,6 +23,11 @@ Ultralytics one, which carries metadata instead):
   ultralytics.onnx  RGB 0..1, letterbox, no manifest: Ultralytics metadata
                     (names, imgsz, stride, task); output as yolov8
   raw.onnx          the raw GFL head (Identity:0..5), decoded by streetwatch
+
+and two models streetwatch must refuse at start-up (tests/model_errors.rs):
+
+  broken_rank.onnx    input [1, 3, 173056] (rank 3: not an image tensor)
+  broken_layout.onnx  one output [1, 3549, 84, 1] (no known layout)
 """
 
 import argparse
@@ -252,6 +257,28 @@ def ultralytics(base, labels):
     return m
 
 
+def broken_rank(base):
+    m = load(base)
+    g = m.graph
+    new_input(m, "flat", [1, 3, SIZE * SIZE], [
+        helper.make_node("Reshape", ["flat", const(g, "br_shape", np.array([1, 3, SIZE, SIZE], np.int64))],
+                         ["input"]),
+    ])
+    return m
+
+
+def broken_layout(base):
+    m = yolov8(base)
+    g = m.graph
+    set_outputs(m, [])
+    g.node.extend([
+        helper.make_node("Transpose", ["v8_cat"], ["bl_t"], perm=[0, 1, 2]),
+        helper.make_node("Unsqueeze", ["bl_t", const(g, "bl_ax", np.array([3], np.int64))], ["features"]),
+    ])
+    set_outputs(m, [out_info("features", [1, N, 4 + C, 1])])
+    return m
+
+
 def toml_list(values):
     return "[" + ", ".join(repr(float(v)) for v in values) + "]"
 
@@ -308,6 +335,8 @@ def main():
     write("nhwc", nhwc(a.model), manifest("nhwc", labels, "images", layout="nhwc", fmt="boxes_scores"))
     write("rgb", rgb(a.model), manifest("rgb", labels, "images", color="rgb", fmt="boxes_scores"))
     write("ultralytics", ultralytics(a.model, labels))
+    write("broken_rank", broken_rank(a.model), manifest("broken_rank", labels, "flat"))
+    write("broken_layout", broken_layout(a.model), manifest("broken_layout", labels, "input"))
     shutil.copyfile(a.raw, os.path.join(a.out, "raw.onnx"))
     with open(os.path.join(a.out, "raw.toml"), "w") as f:
         f.write(manifest("raw", labels, "input_1:0"))

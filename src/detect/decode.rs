@@ -337,6 +337,24 @@ fn detect_format(
             one.name, s
         ));
     }
+    // Shapes of a known layout with another class count: say so.
+    if s[1] > 4 && s[2] > s[1] {
+        return Err(format!(
+            "output {} {:?} looks like yolov8 [1, 4+C, N] with {} classes, but the manifest lists {classes} labels (the model has {} classes)",
+            one.name,
+            s,
+            s[1] - 4,
+            s[1] - 4
+        ));
+    }
+    if s[2] > 5 && s[1] > s[2] {
+        return Err(format!(
+            "output {} {:?} looks like yolov5/yolox [1, N, 5+C], but the manifest lists {classes} labels (the model has {} classes)",
+            one.name,
+            s,
+            s[2] - 5
+        ));
+    }
     Err(unknown())
 }
 
