@@ -360,6 +360,50 @@ impl Detector {
             .unwrap_or("?")
     }
 
+    /// Preprocesses `img` and runs the model; returns where the frame landed and a copy
+    /// of every output [`Plan::output_names`] reads (shape, values), in that order.
+    /// For benches and diagnostics; [`Detector::detect`] does not copy.
+    #[allow(clippy::type_complexity)]
+    pub fn raw_outputs(
+        &mut self,
+        img: RgbView<'_>,
+    ) -> Result<(postprocess::Geometry, Vec<(Vec<i64>, Vec<f32>)>), DetectError> {
+        let geometry = self
+            .preprocessor
+            .run(img, &mut self.input)
+            .map_err(DetectError::Inference)?;
+        let spec = &self.manifest.input;
+        let (w, h) = (spec.width as usize, spec.height as usize);
+        let shape = match spec.layout {
+            Layout::Nchw => [1, 3, h, w],
+            Layout::Nhwc => [1, h, w, 3],
+        };
+        let tensor = TensorRef::from_array_view((shape, self.input.as_slice()))
+            .map_err(|e| DetectError::Inference(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(|e| DetectError::Inference(e.to_string()))?;
+        let mut copies = Vec::new();
+        for name in self.plan.output_names() {
+            let (shape, data) = outputs[name]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| DetectError::Inference(format!("output {name:?}: {e}")))?;
+            copies.push((shape.to_vec(), data.to_vec()));
+        }
+        Ok((geometry, copies))
+    }
+
+    /// Minimum score per class id.
+    pub fn thresholds(&self) -> &[f32] {
+        &self.thresholds
+    }
+
+    /// IoU above which two boxes of one class are one object.
+    pub fn nms_iou(&self) -> f32 {
+        self.nms_iou
+    }
+
     /// Runs the model on one image.
     pub fn detect(&mut self, img: RgbView<'_>) -> Result<DetectOutput, DetectError> {
         let start = Instant::now();
