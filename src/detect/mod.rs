@@ -6,6 +6,15 @@
 //! build; [`load_runtime`] checks it is there and new enough before anything
 //! else touches it. [`Detector`] owns one session and its scratch buffers;
 //! [`DetectorService`] runs one detector on its own thread for all cameras.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`manifest`] | model descriptions (TOML or Ultralytics metadata) |
+//! | [`preprocess`] | frame → input tensor (stretch/letterbox, colour, normalisation, layout) |
+//! | [`decode`] | every supported output layout → candidates in input pixels |
+//! | [`postprocess`] | class-aware NMS, mapping back to source pixels |
+//! | [`providers`] | execution providers, tried in the configured order |
+//! | [`probe`] | the `probe-model` report |
 
 pub mod decode;
 pub mod manifest;
