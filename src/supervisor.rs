@@ -125,7 +125,7 @@ pub async fn run(
             camera: cam.clone(),
             node: config.node.id.clone(),
             rules: CameraRules::new(cam, &manifest),
-            service: service.clone(),
+            service: service.camera(&cam.id),
             events: events_tx.clone(),
             stats: cam_stats,
             shutdown: shutdown.child_token(),

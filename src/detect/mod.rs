@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use ort::session::Session;
 use ort::value::TensorRef;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 pub use manifest::Manifest;
 pub use postprocess::Detection;
@@ -526,26 +526,114 @@ pub fn load_image(path: &Path) -> Result<image::RgbImage, DetectError> {
     Ok(img.into_rgb8())
 }
 
+/// Why the service gave no detections for a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// A newer frame of the same camera arrived while this one waited: shed, counted.
+    #[error("frame dropped: a newer frame of this camera replaced it in the queue")]
+    Dropped,
+    #[error("detector service stopped")]
+    Stopped,
+    #[error("{0}")]
+    Inference(String),
+}
+
 struct Request {
     frame: std::sync::Arc<crate::source::Frame>,
-    reply: oneshot::Sender<Result<DetectOutput, String>>,
+    reply: oneshot::Sender<Result<DetectOutput, ServiceError>>,
+}
+
+/// One camera's waiting frames and counters.
+struct CameraQueue {
+    camera: String,
+    waiting: std::collections::VecDeque<Request>,
+    analysed: u64,
+    dropped: u64,
+}
+
+#[derive(Default)]
+struct Queues {
+    cameras: Vec<CameraQueue>,
+    /// Index of the camera served next (round-robin).
+    next: usize,
+    /// Set when every handle is gone: the thread finishes what waits and ends.
+    closed: bool,
+}
+
+struct Shared {
+    queues: std::sync::Mutex<Queues>,
+    wake: std::sync::Condvar,
+    /// Frames a camera may have waiting; the oldest is dropped beyond it.
+    depth: usize,
+}
+
+impl Shared {
+    /// Takes the next request, round-robin over cameras that have one. `None`: closed and empty.
+    fn next(&self) -> Option<(usize, Request)> {
+        let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let n = q.cameras.len();
+            for k in 0..n {
+                let i = (q.next + k) % n;
+                if let Some(req) = q.cameras[i].waiting.pop_front() {
+                    q.next = (i + 1) % n;
+                    return Some((i, req));
+                }
+            }
+            if q.closed {
+                return None;
+            }
+            q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Closes the queues when the last handle is dropped.
+struct CloseOnDrop(std::sync::Arc<Shared>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let mut q = self.0.queues.lock().unwrap_or_else(|p| p.into_inner());
+        q.closed = true;
+        self.0.wake.notify_all();
+    }
 }
 
 /// One detector shared by every camera, on its own thread so inference never
-/// blocks the async runtime. Cameras send frames and await the answer.
+/// blocks the async runtime. Each camera has its own bounded queue; the thread
+/// serves cameras round-robin, so a busy camera cannot starve a quiet one.
+/// When a camera's queue is full its oldest frame is dropped (answered with
+/// [`ServiceError::Dropped`] and counted): latency never grows without bound.
+/// Batching across cameras is not done: the default model has a fixed batch of 1.
 #[derive(Clone)]
 pub struct DetectorService {
-    tx: mpsc::Sender<Request>,
+    shared: std::sync::Arc<Shared>,
+    _close: std::sync::Arc<CloseOnDrop>,
+    /// The camera this handle queues for (see [`DetectorService::camera`]).
+    camera: String,
+}
+
+/// A camera's counters in the service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceCounts {
+    pub analysed: u64,
+    pub dropped: u64,
 }
 
 impl DetectorService {
-    /// Starts the inference thread. It ends when every handle is dropped.
-    pub fn spawn(mut detector: Detector, queue: usize) -> (Self, std::thread::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Request>(queue.max(1));
+    /// Starts the inference thread; `depth` frames may wait per camera. The thread
+    /// ends when every handle is dropped and the waiting frames are answered.
+    pub fn spawn(mut detector: Detector, depth: usize) -> (Self, std::thread::JoinHandle<()>) {
+        let shared = std::sync::Arc::new(Shared {
+            queues: Default::default(),
+            wake: std::sync::Condvar::new(),
+            depth: depth.max(1),
+        });
+        let worker = shared.clone();
         let handle = std::thread::Builder::new()
             .name("detector".into())
             .spawn(move || {
-                while let Some(req) = rx.blocking_recv() {
+                while let Some((cam, req)) = worker.next() {
                     let f = &req.frame;
                     let out = detector
                         .detect(RgbView {
@@ -553,25 +641,80 @@ impl DetectorService {
                             height: f.height,
                             data: &f.data,
                         })
-                        .map_err(|e| e.to_string());
+                        .map_err(|e| ServiceError::Inference(e.to_string()));
+                    if out.is_ok() {
+                        let mut q = worker.queues.lock().unwrap_or_else(|p| p.into_inner());
+                        q.cameras[cam].analysed += 1;
+                    }
                     let _ = req.reply.send(out);
                 }
             })
             .expect("spawning the detector thread");
-        (Self { tx }, handle)
+        let close = std::sync::Arc::new(CloseOnDrop(shared.clone()));
+        (
+            Self {
+                shared,
+                _close: close,
+                camera: String::new(),
+            },
+            handle,
+        )
     }
 
-    /// Detects objects in `frame`. Fails only if the service has stopped or inference failed.
+    /// A handle whose frames queue under `camera`.
+    pub fn camera(&self, camera: &str) -> Self {
+        Self {
+            camera: camera.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// Frames analysed and dropped for `camera` so far.
+    pub fn counts(&self, camera: &str) -> ServiceCounts {
+        let q = self.shared.queues.lock().unwrap_or_else(|p| p.into_inner());
+        q.cameras
+            .iter()
+            .find(|c| c.camera == camera)
+            .map(|c| ServiceCounts {
+                analysed: c.analysed,
+                dropped: c.dropped,
+            })
+            .unwrap_or_default()
+    }
+
+    /// Detects objects in `frame`, queued under this handle's camera.
     pub async fn detect(
         &self,
         frame: std::sync::Arc<crate::source::Frame>,
-    ) -> Result<DetectOutput, String> {
+    ) -> Result<DetectOutput, ServiceError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request { frame, reply })
-            .await
-            .map_err(|_| "detector service stopped".to_string())?;
-        rx.await
-            .map_err(|_| "detector service stopped".to_string())?
+        {
+            let mut q = self.shared.queues.lock().unwrap_or_else(|p| p.into_inner());
+            if q.closed {
+                return Err(ServiceError::Stopped);
+            }
+            let i = match q.cameras.iter().position(|c| c.camera == self.camera) {
+                Some(i) => i,
+                None => {
+                    q.cameras.push(CameraQueue {
+                        camera: self.camera.clone(),
+                        waiting: Default::default(),
+                        analysed: 0,
+                        dropped: 0,
+                    });
+                    q.cameras.len() - 1
+                }
+            };
+            let cam = &mut q.cameras[i];
+            if cam.waiting.len() >= self.shared.depth
+                && let Some(old) = cam.waiting.pop_front()
+            {
+                cam.dropped += 1;
+                let _ = old.reply.send(Err(ServiceError::Dropped));
+            }
+            cam.waiting.push_back(Request { frame, reply });
+            self.shared.wake.notify_one();
+        }
+        rx.await.map_err(|_| ServiceError::Stopped)?
     }
 }
