@@ -13,7 +13,10 @@
 #          scenetext01.jpg,scenetext05.jpg,bus.jpg,zidane.jpg}
 #   all    deps ort model media
 #   test-assets  (not in `all`) an older ONNX Runtime (1.22.0) that the tests
-#          check is refused: $CACHE/onnxruntime-1.22.0/
+#          check is refused: $CACHE/onnxruntime-1.22.0/; and the default model
+#          re-packed in every layout the detector reads (models/make_variants.py,
+#          ONNX graph surgery, sha256 in models/variants.sha256):
+#          $CACHE/models/variants/*.onnx + manifests
 #   check  dev check (not in `all`): adds onnxruntime + pillow to the convert
 #          venv and runs models/reference_check.py on bus.jpg
 #
@@ -143,8 +146,30 @@ step_ort() {
     # the wheel (24 MB) goes with $tmp
 }
 
-# An older ONNX Runtime for the test that checks it is refused (x86_64 pins only).
 step_test_assets() {
+    test_assets_old_ort
+    test_assets_variants
+}
+
+# The default model re-packed as YOLOv8/v5/X, end-to-end, TF OD, NHWC, RGB,
+# Ultralytics (letterbox, metadata) and raw GFL, for tests/detector_variants.rs.
+test_assets_variants() {
+    local sums=$REPO_DIR/models/variants.sha256 dir=$MODELS/variants f s ok=1
+    while read -r s f; do file_ok "$dir/$f" "$s" || { ok=0; break; }; done <"$sums"
+    [[ $ok -eq 1 ]] && return 0
+    step_model
+    say "test-assets: deriving model variants (models/make_variants.py)"
+    local log tmp; log=$(logfile variants); tmp=$(mktmp)
+    ensure_venv "$log"
+    run "$log" "$VENV/bin/python" "$REPO_DIR/models/make_variants.py" --model "$MODEL" \
+        --raw "$MODEL_RAW" --manifest "$REPO_DIR/models/nanodet-m-416.toml" --out "$tmp/v"
+    while read -r s f; do verify "$tmp/v/$f" "$s"; done <"$sums"
+    rm -rf -- "$dir"
+    mv -f "$tmp/v" "$dir"
+}
+
+# An older ONNX Runtime for the test that checks it is refused (x86_64 pins only).
+test_assets_old_ort() {
     local v
     v="ORT_OLD_WHEEL_$ARCH"; local wheel=${!v:-}
     [[ -n $wheel ]] || die "test-assets: no pinned old onnxruntime wheel for $ARCH"

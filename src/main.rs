@@ -59,6 +59,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Describe a model: inputs, outputs, detected format, labels, execution providers, speed.
+    ProbeModel {
+        /// The .onnx file.
+        path: PathBuf,
+        /// Manifest (default: `<model>.toml` beside it, built in, or the model's metadata).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Use this config's [detector] settings (library, threads, providers).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Timed inferences on a blank frame.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Subscribe to a broker and print events as they arrive, one line each.
     Tail {
         /// Broker, e.g. mqtt://127.0.0.1:1883
@@ -103,6 +117,12 @@ fn main() -> ExitCode {
             model,
             json,
         } => cmd_detect(image, config, model, json),
+        Command::ProbeModel {
+            path,
+            manifest,
+            config,
+            runs,
+        } => cmd_probe(path, manifest, config, runs),
         Command::Tail {
             url,
             prefix,
@@ -230,12 +250,14 @@ fn cmd_check(config_path: PathBuf, connect: bool) -> anyhow::Result<()> {
         );
     }
     println!(
-        "{}: ok — node {:?}, {} camera(s), model {} ({})",
+        "{}: ok — node {:?}, {} camera(s), model {} ({}, {}), on {}",
         config_path.display(),
         config.node.id,
         config.cameras.len(),
         detector.manifest().name,
-        detector.model_path().display()
+        detector.model_path().display(),
+        detector.plan().format().as_str(),
+        detector.provider()
     );
     Ok(())
 }
@@ -255,6 +277,7 @@ fn cmd_detect(
             intra_threads: 0,
             min_score: None,
             nms_iou: None,
+            providers: detect::providers::default_providers(),
         },
     };
     if let Some(m) = model {
@@ -310,6 +333,22 @@ fn cmd_detect(
             );
         }
     }
+    Ok(())
+}
+
+fn cmd_probe(
+    path: PathBuf,
+    manifest: Option<PathBuf>,
+    config: Option<PathBuf>,
+    runs: usize,
+) -> anyhow::Result<()> {
+    let mut opts = match &config {
+        Some(p) => DetectorOptions::from_config(&Config::load(p)?),
+        None => DetectorOptions::for_model(&path),
+    };
+    opts.model = path;
+    opts.manifest = manifest;
+    print!("{}", detect::probe::report(&opts, runs)?);
     Ok(())
 }
 

@@ -121,8 +121,8 @@ pub async fn run(
     }
     let mut pub_opts = PublisherOptions::from_config(&config)?;
 
-    let enabled = config.cameras.iter().filter(|c| c.enabled).count();
-    let (service, detector_thread) = DetectorService::spawn(detector, enabled.max(1) * 2);
+    // Each camera has one frame in flight at a time; a queue of 2 per camera is plenty.
+    let (service, detector_thread) = DetectorService::spawn(detector, 2);
     let (events_tx, events_rx) = mpsc::channel::<Event>(1024);
     let (control_tx, control_rx) = mpsc::channel::<ControlRequest>(8);
     let (list_tx, list_rx) = watch::channel(Vec::new());
@@ -246,7 +246,7 @@ impl Cameras {
         let task = CameraTask {
             rules: CameraRules::new(&cam, &self.manifest),
             node: self.node.clone(),
-            service: self.service.clone(),
+            service: self.service.camera(id),
             events: self.events.clone(),
             stats: self.stats_of(id),
             shutdown: token.clone(),

@@ -18,15 +18,8 @@ const BUS_REFERENCE: [(&str, f32, [f32; 4]); 5] = [
 ];
 
 fn open_default() -> Detector {
-    Detector::open(&DetectorOptions {
-        model: common::default_model(),
-        manifest: None,
-        ort_library: None,
-        intra_threads: 0,
-        min_score: None,
-        nms_iou: None,
-    })
-    .expect("default model opens")
+    Detector::open(&DetectorOptions::for_model(common::default_model()))
+        .expect("default model opens")
 }
 
 #[test]

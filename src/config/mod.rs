@@ -137,7 +137,7 @@ pub struct ModelConfig {
     pub nms_iou: Option<f32>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorConfig {
     /// `libonnxruntime.so` to load; defaults to `$ORT_DYLIB_PATH`, then the cached 1.31.1.
@@ -146,6 +146,19 @@ pub struct DetectorConfig {
     /// Threads ONNX Runtime uses for one inference; 0 lets it choose.
     #[serde(default)]
     pub intra_threads: usize,
+    /// Execution providers to try, in order (`tensorrt`, `cuda`, `openvino`, `cpu`).
+    #[serde(default = "crate::detect::providers::default_providers")]
+    pub providers: Vec<crate::detect::providers::Provider>,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            ort_library: None,
+            intra_threads: 0,
+            providers: crate::detect::providers::default_providers(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -436,6 +449,12 @@ impl Config {
         }
         if !(self.outbox.max_age_h.is_finite() && self.outbox.max_age_h > 0.0) {
             return Err(self.invalid("outbox.max_age_h", "must be > 0 hours"));
+        }
+        if self.detector.providers.is_empty() {
+            return Err(self.invalid(
+                "detector.providers",
+                "needs at least one provider (e.g. [\"cpu\"])",
+            ));
         }
         if self.cameras.is_empty() {
             return Err(self.invalid("camera", "at least one [[camera]] is needed"));

@@ -6,10 +6,22 @@
 //! build; [`load_runtime`] checks it is there and new enough before anything
 //! else touches it. [`Detector`] owns one session and its scratch buffers;
 //! [`DetectorService`] runs one detector on its own thread for all cameras.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`manifest`] | model descriptions (TOML or Ultralytics metadata) |
+//! | [`preprocess`] | frame → input tensor (stretch/letterbox, colour, normalisation, layout) |
+//! | [`decode`] | every supported output layout → candidates in input pixels |
+//! | [`postprocess`] | class-aware NMS, mapping back to source pixels |
+//! | [`providers`] | execution providers, tried in the configured order |
+//! | [`probe`] | the `probe-model` report |
 
+pub mod decode;
 pub mod manifest;
 pub mod postprocess;
 pub mod preprocess;
+pub mod probe;
+pub mod providers;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -17,14 +29,16 @@ use std::time::{Duration, Instant};
 
 use ort::session::Session;
 use ort::value::TensorRef;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 pub use manifest::Manifest;
 pub use postprocess::Detection;
 pub use preprocess::RgbView;
 
-use manifest::{Layout, OutputFormat};
+use decode::{OutputInfo, Plan, Tensor};
+use manifest::Layout;
 use preprocess::Preprocessor;
+pub use providers::Provider;
 
 /// The ONNX Runtime version this build is made for.
 pub const ORT_VERSION: &str = "1.31.1";
@@ -119,6 +133,8 @@ pub struct DetectorOptions {
     pub intra_threads: usize,
     pub min_score: Option<f32>,
     pub nms_iou: Option<f32>,
+    /// Execution providers to try, in order.
+    pub providers: Vec<Provider>,
 }
 
 impl DetectorOptions {
@@ -134,6 +150,20 @@ impl DetectorOptions {
             intra_threads: c.detector.intra_threads,
             min_score: c.model.min_score,
             nms_iou: c.model.nms_iou,
+            providers: c.detector.providers.clone(),
+        }
+    }
+
+    /// `model` with its own manifest and defaults, on the CPU.
+    pub fn for_model(model: impl Into<PathBuf>) -> Self {
+        Self {
+            model: model.into(),
+            manifest: None,
+            ort_library: None,
+            intra_threads: 0,
+            min_score: None,
+            nms_iou: None,
+            providers: providers::default_providers(),
         }
     }
 }
@@ -151,108 +181,163 @@ pub struct Detector {
     session: Session,
     manifest: Manifest,
     model_path: PathBuf,
+    /// The model input fed with the frame.
+    input_name: String,
+    /// How the outputs are read.
+    plan: Plan,
+    /// Minimum score per class id.
+    thresholds: Vec<f32>,
     preprocessor: Preprocessor,
     input: Vec<f32>,
-    min_score: f32,
     nms_iou: f32,
+    /// The execution provider the session runs on.
+    provider: Provider,
+    /// Where the manifest came from (a file, built in, model metadata).
+    manifest_source: String,
+}
+
+/// A model's inputs and outputs as ONNX Runtime reports them.
+#[derive(Debug, Clone)]
+pub struct ModelIo {
+    pub inputs: Vec<OutputInfo>,
+    pub outputs: Vec<OutputInfo>,
+}
+
+fn io_of(list: &[ort::value::Outlet]) -> Vec<OutputInfo> {
+    list.iter()
+        .map(|o| OutputInfo {
+            name: o.name().to_owned(),
+            shape: o
+                .dtype()
+                .tensor_shape()
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 impl Detector {
     /// Loads the runtime, the manifest and the model, and checks they fit together.
     pub fn open(opts: &DetectorOptions) -> Result<Detector, DetectError> {
-        let manifest = Manifest::locate(&opts.model, opts.manifest.as_deref())?;
         if !opts.model.exists() {
             return Err(DetectError::ModelMissing {
                 path: opts.model.clone(),
             });
         }
+        let located = Manifest::locate(&opts.model, opts.manifest.as_deref())?;
         let env = load_runtime(&runtime_path(opts.ort_library.as_deref()))?;
         let model_err = |message: String| DetectError::Model {
             path: opts.model.clone(),
             message,
         };
-        let mut builder = Session::builder(env).map_err(|e| model_err(e.to_string()))?;
-        if opts.intra_threads > 0 {
-            builder = builder
-                .with_intra_threads(opts.intra_threads)
-                .map_err(|e| model_err(e.to_string()))?;
-        }
-        let session = builder
-            .commit_from_file(&opts.model)
-            .map_err(|e| model_err(format!("ONNX Runtime cannot load it: {e}")))?;
-
-        let input = session
-            .inputs()
+        let (session, provider) = open_session(env, opts)?;
+        let manifest_source = match (&located, &opts.manifest) {
+            (None, _) => "Ultralytics metadata in the model".to_string(),
+            (Some(_), Some(p)) => p.display().to_string(),
+            (Some(_), None) if opts.model.with_extension("toml").exists() => {
+                opts.model.with_extension("toml").display().to_string()
+            }
+            (Some(_), None) => "built in".to_string(),
+        };
+        let manifest = match located {
+            Some(m) => m,
+            None => {
+                let meta = session
+                    .metadata()
+                    .map_err(|e| model_err(format!("cannot read its metadata: {e}")))?;
+                let stem = opts
+                    .model
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("model");
+                Manifest::from_ultralytics(stem, |k| meta.custom(k))
+                    .map_err(model_err)?
+                    .ok_or_else(|| {
+                        model_err(format!(
+                            "no manifest ({} or [model] manifest) and no Ultralytics metadata in the model; write a manifest (see models/nanodet-m-416.toml)",
+                            opts.model.with_extension("toml").display()
+                        ))
+                    })?
+            }
+        };
+        let io = ModelIo {
+            inputs: io_of(session.inputs()),
+            outputs: io_of(session.outputs()),
+        };
+        let input_name = match (&manifest.input.name, io.inputs.as_slice()) {
+            (Some(n), _) => n.clone(),
+            (None, [only]) => only.name.clone(),
+            (None, _) => {
+                return Err(model_err(format!(
+                    "the model has {} inputs {:?}; name the image one in the manifest (input.name)",
+                    io.inputs.len(),
+                    io.inputs.iter().map(|i| &i.name).collect::<Vec<_>>()
+                )));
+            }
+        };
+        let input = io
+            .inputs
             .iter()
-            .find(|i| i.name() == manifest.input.name)
+            .find(|i| i.name == input_name)
             .ok_or_else(|| {
                 model_err(format!(
-                    "manifest input {:?} is not an input of the model (inputs: {:?})",
-                    manifest.input.name,
-                    session
-                        .inputs()
-                        .iter()
-                        .map(|i| i.name())
-                        .collect::<Vec<_>>()
+                    "manifest input {input_name:?} is not an input of the model (inputs: {:?})",
+                    io.inputs.iter().map(|i| &i.name).collect::<Vec<_>>()
                 ))
             })?;
-        let shape: Vec<i64> = input
-            .dtype()
-            .tensor_shape()
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
+        let shape = &input.shape;
         let (w, h) = (manifest.input.width as i64, manifest.input.height as i64);
         let expected = match manifest.input.layout {
             Layout::Nchw => [1, 3, h, w],
             Layout::Nhwc => [1, h, w, 3],
         };
-        let fits = shape.len() == 4
-            && shape
-                .iter()
-                .zip(expected)
-                .all(|(&got, want)| got == want || got < 0);
+        if shape.len() != 4 {
+            return Err(model_err(format!(
+                "input {input_name:?} has rank {} (shape {shape:?}); an image detector takes a rank-4 tensor {expected:?}",
+                shape.len()
+            )));
+        }
+        let fits = shape
+            .iter()
+            .zip(expected)
+            .all(|(&got, want)| got == want || got < 0);
         if !fits {
             return Err(model_err(format!(
-                "input {:?} has shape {shape:?}; the manifest describes {expected:?}",
-                manifest.input.name
+                "input {input_name:?} has shape {shape:?}; the manifest describes {expected:?} ({:?})",
+                manifest.input.layout
             )));
         }
-        let OutputFormat::BoxesScores = manifest.output.format;
-        for name in [&manifest.output.boxes, &manifest.output.scores] {
-            if !session.outputs().iter().any(|o| o.name() == name) {
-                return Err(model_err(format!(
-                    "manifest output {name:?} is not an output of the model (outputs: {:?})",
-                    session
-                        .outputs()
-                        .iter()
-                        .map(|o| o.name())
-                        .collect::<Vec<_>>()
-                )));
-            }
-        }
-        if let Some(classes) = session
-            .outputs()
-            .iter()
-            .find(|o| o.name() == manifest.output.scores)
-            .and_then(|o| o.dtype().tensor_shape().and_then(|s| s.last().copied()))
-            && classes > 0
-            && classes as usize != manifest.labels.len()
-        {
-            return Err(model_err(format!(
-                "the model has {classes} classes but the manifest lists {} labels",
-                manifest.labels.len()
-            )));
-        }
-
+        let plan = Plan::resolve(
+            &manifest.output,
+            &io.outputs,
+            manifest.labels.len(),
+            (manifest.input.width, manifest.input.height),
+        )
+        .map_err(model_err)?;
+        let min_score = opts.min_score.unwrap_or(manifest.detection.min_score);
         Ok(Detector {
             preprocessor: Preprocessor::new(&manifest.input),
-            min_score: opts.min_score.unwrap_or(manifest.detection.min_score),
+            thresholds: manifest.thresholds(min_score),
             nms_iou: opts.nms_iou.unwrap_or(manifest.detection.nms_iou),
             input: Vec::new(),
+            input_name,
+            plan,
             session,
             manifest,
             model_path: opts.model.clone(),
+            provider,
+            manifest_source,
         })
+    }
+
+    /// The execution provider the model runs on.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// Where the manifest came from.
+    pub fn manifest_source(&self) -> &str {
+        &self.manifest_source
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -263,6 +348,19 @@ impl Detector {
         &self.model_path
     }
 
+    /// How the outputs are decoded.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The model's inputs and outputs.
+    pub fn io(&self) -> ModelIo {
+        ModelIo {
+            inputs: io_of(self.session.inputs()),
+            outputs: io_of(self.session.outputs()),
+        }
+    }
+
     pub fn label(&self, class_id: usize) -> &str {
         self.manifest
             .labels
@@ -271,10 +369,16 @@ impl Detector {
             .unwrap_or("?")
     }
 
-    /// Runs the model on one image.
-    pub fn detect(&mut self, img: RgbView<'_>) -> Result<DetectOutput, DetectError> {
-        let start = Instant::now();
-        self.preprocessor
+    /// Preprocesses `img` and runs the model; returns where the frame landed and a copy
+    /// of every output [`Plan::output_names`] reads (shape, values), in that order.
+    /// For benches and diagnostics; [`Detector::detect`] does not copy.
+    #[allow(clippy::type_complexity)]
+    pub fn raw_outputs(
+        &mut self,
+        img: RgbView<'_>,
+    ) -> Result<(postprocess::Geometry, Vec<(Vec<i64>, Vec<f32>)>), DetectError> {
+        let geometry = self
+            .preprocessor
             .run(img, &mut self.input)
             .map_err(DetectError::Inference)?;
         let spec = &self.manifest.input;
@@ -287,40 +391,119 @@ impl Detector {
             .map_err(|e| DetectError::Inference(e.to_string()))?;
         let outputs = self
             .session
-            .run(ort::inputs![spec.name.as_str() => tensor])
+            .run(ort::inputs![self.input_name.as_str() => tensor])
             .map_err(|e| DetectError::Inference(e.to_string()))?;
-        let out_err = |e: ort::Error| DetectError::Inference(e.to_string());
-        let (_, boxes) = outputs[self.manifest.output.boxes.as_str()]
-            .try_extract_tensor::<f32>()
-            .map_err(out_err)?;
-        let (score_shape, scores) = outputs[self.manifest.output.scores.as_str()]
-            .try_extract_tensor::<f32>()
-            .map_err(out_err)?;
-        let classes = score_shape.last().copied().unwrap_or(0).max(0) as usize;
-        if classes == 0 || boxes.len() / 4 != scores.len() / classes {
-            return Err(DetectError::Inference(format!(
-                "output shapes do not match: {} boxes values, scores {score_shape:?}",
-                boxes.len()
-            )));
+        let mut copies = Vec::new();
+        for name in self.plan.output_names() {
+            let (shape, data) = outputs[name]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| DetectError::Inference(format!("output {name:?}: {e}")))?;
+            copies.push((shape.to_vec(), data.to_vec()));
         }
-        let scale = (
-            img.width as f32 / spec.width as f32,
-            img.height as f32 / spec.height as f32,
-        );
-        let candidates = postprocess::decode_boxes_scores(
-            boxes,
-            scores,
-            classes,
-            self.min_score,
-            scale,
-            (img.width, img.height),
-        );
-        let detections = postprocess::nms_per_class(candidates, self.nms_iou);
+        Ok((geometry, copies))
+    }
+
+    /// Minimum score per class id.
+    pub fn thresholds(&self) -> &[f32] {
+        &self.thresholds
+    }
+
+    /// IoU above which two boxes of one class are one object.
+    pub fn nms_iou(&self) -> f32 {
+        self.nms_iou
+    }
+
+    /// Runs the model on one image.
+    pub fn detect(&mut self, img: RgbView<'_>) -> Result<DetectOutput, DetectError> {
+        let start = Instant::now();
+        let geometry = self
+            .preprocessor
+            .run(img, &mut self.input)
+            .map_err(DetectError::Inference)?;
+        let spec = &self.manifest.input;
+        let (w, h) = (spec.width as usize, spec.height as usize);
+        let shape = match spec.layout {
+            Layout::Nchw => [1, 3, h, w],
+            Layout::Nhwc => [1, h, w, 3],
+        };
+        let tensor = TensorRef::from_array_view((shape, self.input.as_slice()))
+            .map_err(|e| DetectError::Inference(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(|e| DetectError::Inference(e.to_string()))?;
+        let mut tensors = Vec::new();
+        for name in self.plan.output_names() {
+            let (shape, data) = outputs[name]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| DetectError::Inference(format!("output {name:?}: {e}")))?;
+            tensors.push(Tensor {
+                shape: &shape[..],
+                data,
+            });
+        }
+        let candidates = decode::decode(
+            &self.plan,
+            &tensors,
+            &self.thresholds,
+            (spec.width, spec.height),
+        )
+        .map_err(DetectError::Inference)?;
+        let mut detections = postprocess::nms_per_class(candidates, self.nms_iou);
+        geometry.to_source(&mut detections);
         Ok(DetectOutput {
             detections,
             elapsed: start.elapsed(),
         })
     }
+}
+
+/// Opens the model on the first of `opts.providers` that can run it; logs why the
+/// others could not.
+fn open_session(
+    env: &ort::environment::Environment,
+    opts: &DetectorOptions,
+) -> Result<(Session, Provider), DetectError> {
+    let model_err = |message: String| DetectError::Model {
+        path: opts.model.clone(),
+        message,
+    };
+    let mut failures = Vec::new();
+    for &provider in &opts.providers {
+        let attempt = || -> Result<Session, String> {
+            let mut builder = Session::builder(env).map_err(|e| e.to_string())?;
+            if opts.intra_threads > 0 {
+                builder = builder
+                    .with_intra_threads(opts.intra_threads)
+                    .map_err(|e| e.to_string())?;
+            }
+            if let Some(ep) = provider.dispatch() {
+                builder = builder
+                    .with_execution_providers([ep])
+                    .map_err(|e| format!("cannot register it: {e}"))?;
+            }
+            builder
+                .commit_from_file(&opts.model)
+                .map_err(|e| format!("cannot load the model with it: {e}"))
+        };
+        match attempt() {
+            Ok(session) => {
+                tracing::info!(provider = %provider, model = %opts.model.display(), "execution provider chosen");
+                return Ok((session, provider));
+            }
+            Err(reason) => {
+                tracing::warn!(provider = %provider, %reason, "execution provider not usable");
+                failures.push(format!("{provider}: {reason}"));
+            }
+        }
+    }
+    if failures.is_empty() {
+        return Err(model_err("[detector] providers is empty".into()));
+    }
+    Err(model_err(format!(
+        "ONNX Runtime cannot load it (is it an ONNX model?) with any configured provider: {}",
+        failures.join("; ")
+    )))
 }
 
 /// Loads a still image (JPEG/PNG) as RGB.
@@ -343,26 +526,114 @@ pub fn load_image(path: &Path) -> Result<image::RgbImage, DetectError> {
     Ok(img.into_rgb8())
 }
 
+/// Why the service gave no detections for a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// A newer frame of the same camera arrived while this one waited: shed, counted.
+    #[error("frame dropped: a newer frame of this camera replaced it in the queue")]
+    Dropped,
+    #[error("detector service stopped")]
+    Stopped,
+    #[error("{0}")]
+    Inference(String),
+}
+
 struct Request {
     frame: std::sync::Arc<crate::source::Frame>,
-    reply: oneshot::Sender<Result<DetectOutput, String>>,
+    reply: oneshot::Sender<Result<DetectOutput, ServiceError>>,
+}
+
+/// One camera's waiting frames and counters.
+struct CameraQueue {
+    camera: String,
+    waiting: std::collections::VecDeque<Request>,
+    analysed: u64,
+    dropped: u64,
+}
+
+#[derive(Default)]
+struct Queues {
+    cameras: Vec<CameraQueue>,
+    /// Index of the camera served next (round-robin).
+    next: usize,
+    /// Set when every handle is gone: the thread finishes what waits and ends.
+    closed: bool,
+}
+
+struct Shared {
+    queues: std::sync::Mutex<Queues>,
+    wake: std::sync::Condvar,
+    /// Frames a camera may have waiting; the oldest is dropped beyond it.
+    depth: usize,
+}
+
+impl Shared {
+    /// Takes the next request, round-robin over cameras that have one. `None`: closed and empty.
+    fn next(&self) -> Option<(usize, Request)> {
+        let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let n = q.cameras.len();
+            for k in 0..n {
+                let i = (q.next + k) % n;
+                if let Some(req) = q.cameras[i].waiting.pop_front() {
+                    q.next = (i + 1) % n;
+                    return Some((i, req));
+                }
+            }
+            if q.closed {
+                return None;
+            }
+            q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Closes the queues when the last handle is dropped.
+struct CloseOnDrop(std::sync::Arc<Shared>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let mut q = self.0.queues.lock().unwrap_or_else(|p| p.into_inner());
+        q.closed = true;
+        self.0.wake.notify_all();
+    }
 }
 
 /// One detector shared by every camera, on its own thread so inference never
-/// blocks the async runtime. Cameras send frames and await the answer.
+/// blocks the async runtime. Each camera has its own bounded queue; the thread
+/// serves cameras round-robin, so a busy camera cannot starve a quiet one.
+/// When a camera's queue is full its oldest frame is dropped (answered with
+/// [`ServiceError::Dropped`] and counted): latency never grows without bound.
+/// Batching across cameras is not done: the default model has a fixed batch of 1.
 #[derive(Clone)]
 pub struct DetectorService {
-    tx: mpsc::Sender<Request>,
+    shared: std::sync::Arc<Shared>,
+    _close: std::sync::Arc<CloseOnDrop>,
+    /// The camera this handle queues for (see [`DetectorService::camera`]).
+    camera: String,
+}
+
+/// A camera's counters in the service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceCounts {
+    pub analysed: u64,
+    pub dropped: u64,
 }
 
 impl DetectorService {
-    /// Starts the inference thread. It ends when every handle is dropped.
-    pub fn spawn(mut detector: Detector, queue: usize) -> (Self, std::thread::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Request>(queue.max(1));
+    /// Starts the inference thread; `depth` frames may wait per camera. The thread
+    /// ends when every handle is dropped and the waiting frames are answered.
+    pub fn spawn(mut detector: Detector, depth: usize) -> (Self, std::thread::JoinHandle<()>) {
+        let shared = std::sync::Arc::new(Shared {
+            queues: Default::default(),
+            wake: std::sync::Condvar::new(),
+            depth: depth.max(1),
+        });
+        let worker = shared.clone();
         let handle = std::thread::Builder::new()
             .name("detector".into())
             .spawn(move || {
-                while let Some(req) = rx.blocking_recv() {
+                while let Some((cam, req)) = worker.next() {
                     let f = &req.frame;
                     let out = detector
                         .detect(RgbView {
@@ -370,25 +641,80 @@ impl DetectorService {
                             height: f.height,
                             data: &f.data,
                         })
-                        .map_err(|e| e.to_string());
+                        .map_err(|e| ServiceError::Inference(e.to_string()));
+                    if out.is_ok() {
+                        let mut q = worker.queues.lock().unwrap_or_else(|p| p.into_inner());
+                        q.cameras[cam].analysed += 1;
+                    }
                     let _ = req.reply.send(out);
                 }
             })
             .expect("spawning the detector thread");
-        (Self { tx }, handle)
+        let close = std::sync::Arc::new(CloseOnDrop(shared.clone()));
+        (
+            Self {
+                shared,
+                _close: close,
+                camera: String::new(),
+            },
+            handle,
+        )
     }
 
-    /// Detects objects in `frame`. Fails only if the service has stopped or inference failed.
+    /// A handle whose frames queue under `camera`.
+    pub fn camera(&self, camera: &str) -> Self {
+        Self {
+            camera: camera.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// Frames analysed and dropped for `camera` so far.
+    pub fn counts(&self, camera: &str) -> ServiceCounts {
+        let q = self.shared.queues.lock().unwrap_or_else(|p| p.into_inner());
+        q.cameras
+            .iter()
+            .find(|c| c.camera == camera)
+            .map(|c| ServiceCounts {
+                analysed: c.analysed,
+                dropped: c.dropped,
+            })
+            .unwrap_or_default()
+    }
+
+    /// Detects objects in `frame`, queued under this handle's camera.
     pub async fn detect(
         &self,
         frame: std::sync::Arc<crate::source::Frame>,
-    ) -> Result<DetectOutput, String> {
+    ) -> Result<DetectOutput, ServiceError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request { frame, reply })
-            .await
-            .map_err(|_| "detector service stopped".to_string())?;
-        rx.await
-            .map_err(|_| "detector service stopped".to_string())?
+        {
+            let mut q = self.shared.queues.lock().unwrap_or_else(|p| p.into_inner());
+            if q.closed {
+                return Err(ServiceError::Stopped);
+            }
+            let i = match q.cameras.iter().position(|c| c.camera == self.camera) {
+                Some(i) => i,
+                None => {
+                    q.cameras.push(CameraQueue {
+                        camera: self.camera.clone(),
+                        waiting: Default::default(),
+                        analysed: 0,
+                        dropped: 0,
+                    });
+                    q.cameras.len() - 1
+                }
+            };
+            let cam = &mut q.cameras[i];
+            if cam.waiting.len() >= self.shared.depth
+                && let Some(old) = cam.waiting.pop_front()
+            {
+                cam.dropped += 1;
+                let _ = old.reply.send(Err(ServiceError::Dropped));
+            }
+            cam.waiting.push_back(Request { frame, reply });
+            self.shared.wake.notify_one();
+        }
+        rx.await.map_err(|_| ServiceError::Stopped)?
     }
 }

@@ -25,37 +25,28 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     if union <= 0.0 { 0.0 } else { inter / union }
 }
 
-/// Decodes `boxes [N, 4]` (input pixels) + `scores [N, C]`: every (anchor, class) pair scoring
-/// at least `min_score` is a candidate, its box scaled by `(sx, sy)` and clipped to the source.
-pub fn decode_boxes_scores(
-    boxes: &[f32],
-    scores: &[f32],
-    classes: usize,
-    min_score: f32,
-    scale: (f32, f32),
-    source: (u32, u32),
-) -> Vec<Detection> {
-    let (sx, sy) = scale;
-    let (w, h) = (source.0 as f32, source.1 as f32);
-    let mut out = Vec::new();
-    for (anchor, row) in scores.chunks_exact(classes).enumerate() {
-        for (class_id, &score) in row.iter().enumerate() {
-            if score >= min_score {
-                let b = &boxes[anchor * 4..anchor * 4 + 4];
-                out.push(Detection {
-                    class_id,
-                    score,
-                    bbox: [
-                        (b[0] * sx).clamp(0.0, w),
-                        (b[1] * sy).clamp(0.0, h),
-                        (b[2] * sx).clamp(0.0, w),
-                        (b[3] * sy).clamp(0.0, h),
-                    ],
-                });
-            }
+/// Where the source image sits in the model input: `input = source · scale + pad`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Geometry {
+    pub scale: (f32, f32),
+    pub pad: (f32, f32),
+    pub source: (u32, u32),
+}
+
+impl Geometry {
+    /// Maps boxes from input pixels back to source pixels, clipped to the source.
+    pub fn to_source(&self, dets: &mut [Detection]) {
+        let (w, h) = (self.source.0 as f32, self.source.1 as f32);
+        for d in dets {
+            let b = d.bbox;
+            d.bbox = [
+                ((b[0] - self.pad.0) / self.scale.0).clamp(0.0, w),
+                ((b[1] - self.pad.1) / self.scale.1).clamp(0.0, h),
+                ((b[2] - self.pad.0) / self.scale.0).clamp(0.0, w),
+                ((b[3] - self.pad.1) / self.scale.1).clamp(0.0, h),
+            ];
         }
     }
-    out
 }
 
 /// Greedy non-maximum suppression within each class. Returns detections sorted by score.
@@ -108,17 +99,19 @@ mod tests {
     }
 
     #[test]
-    fn decode_thresholds_scales_and_clips() {
-        // Two anchors, two classes.
-        let boxes = [10., 20., 30., 40., -5., 0., 500., 100.];
-        let scores = [0.1, 0.8, 0.5, 0.2];
-        let out = decode_boxes_scores(&boxes, &scores, 2, 0.35, (2.0, 0.5), (800, 600));
-        assert_eq!(
-            out,
-            vec![
-                det(1, 0.8, [20., 10., 60., 20.]),
-                det(0, 0.5, [0., 0., 800., 50.]),
-            ]
-        );
+    fn geometry_maps_back_and_clips() {
+        let mut dets = vec![
+            det(1, 0.8, [20., 10., 60., 20.]),
+            det(0, 0.5, [-5., 0., 900., 100.]),
+        ];
+        // Letterbox of 800×600 into 400×400: scale 0.5, 50 px bands above and below.
+        let g = Geometry {
+            scale: (0.5, 0.5),
+            pad: (0.0, 50.0),
+            source: (800, 600),
+        };
+        g.to_source(&mut dets);
+        assert_eq!(dets[0].bbox, [40., 0., 120., 0.]);
+        assert_eq!(dets[1].bbox, [0., 0., 800., 100.]);
     }
 }
