@@ -208,15 +208,19 @@ fn cmd_run(config_path: PathBuf) -> anyhow::Result<()> {
         summary.wall.as_secs_f64()
     );
     for ((id, s), (_, state)) in summary.cameras.iter().zip(&summary.states) {
+        // Latency is measured only where capture time is wall-clock time (live, real-time).
+        let latency = if s.latency_frames > 0 {
+            format!(
+                "capture-to-detection latency mean {:.1} ms max {:.1} ms",
+                s.mean_latency_ms(),
+                s.latency_max_us as f64 / 1000.0
+            )
+        } else {
+            "capture-to-detection latency not measured (file read as fast as analysed)".into()
+        };
         eprintln!(
-            "streetwatch: camera {id}: {state}, {} frames decoded, {} analysed, {} dropped, {} decode errors, {} reconnects, capture-to-detection latency mean {:.1} ms max {:.1} ms",
-            s.frames_decoded,
-            s.frames_analysed,
-            s.frames_dropped,
-            s.decode_errors,
-            s.reconnects,
-            s.mean_latency_ms(),
-            s.latency_max_us as f64 / 1000.0
+            "streetwatch: camera {id}: {state}, {} frames decoded, {} analysed, {} dropped, {} decode errors, {} reconnects, {latency}",
+            s.frames_decoded, s.frames_analysed, s.frames_dropped, s.decode_errors, s.reconnects,
         );
     }
     rt.shutdown_timeout(Duration::from_secs(1));

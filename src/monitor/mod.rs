@@ -9,6 +9,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+/// The reason given when a file (not a live source) has been played to its end.
+pub const END_OF_STREAM: &str = "end of stream";
+
 /// What a camera's source is doing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum CameraState {
@@ -124,6 +127,10 @@ impl CameraStats {
         match &state {
             CameraState::Error(_) => {
                 tracing::error!(camera = %camera, state = %state, from = from.name(), reason, "camera state")
+            }
+            // A file that played to its end is done, not in trouble.
+            CameraState::Offline if reason == END_OF_STREAM => {
+                tracing::info!(camera = %camera, state = %state, from = from.name(), reason, "camera state")
             }
             CameraState::Stalled | CameraState::Offline => {
                 tracing::warn!(camera = %camera, state = %state, from = from.name(), reason, "camera state")

@@ -207,7 +207,7 @@ pub fn run(
                     let reason = format!("camera {cam}: {url} holds no decodable frame");
                     stats.set_state(cam, CameraState::Error(reason), "nothing decoded");
                 } else {
-                    stats.set_state(cam, CameraState::Offline, "end of stream");
+                    stats.set_state(cam, CameraState::Offline, crate::monitor::END_OF_STREAM);
                 }
                 break;
             }
