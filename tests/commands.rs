@@ -74,12 +74,14 @@ fn commands_steer_the_node_and_garbage_changes_nothing() {
     let results = common::Subscriber::connect(port, "swc/cmd-node/cmd/result");
     let snaps = common::Subscriber::connect(port, "swc/cmd-node/snapshots/#");
     let states = common::Subscriber::connect(port, "swc/cmd-node/cameras/+/status");
-    let mut daemon = std::process::Command::new(common::bin())
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
+    let mut daemon = common::Daemon(
+        std::process::Command::new(common::bin())
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
     camera_state(&states, "online");
 
     // Garbage: each gets an error result, with the request id when it could be read.

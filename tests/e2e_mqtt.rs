@@ -212,14 +212,16 @@ fn events_wait_in_the_outbox_until_the_broker_is_back() {
     assert_eq!(got, stored);
 }
 
-fn spawn_daemon(cfg: &std::path::Path) -> std::process::Child {
-    Command::new(common::bin())
-        .args(["run", "--config"])
-        .arg(cfg)
-        .env("RUST_LOG", "warn")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+fn spawn_daemon(cfg: &std::path::Path) -> common::Daemon {
+    common::Daemon(
+        Command::new(common::bin())
+            .args(["run", "--config"])
+            .arg(cfg)
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn state(m: &common::Message) -> String {

@@ -237,12 +237,14 @@ fn mutual_tls_needs_the_client_certificate() {
         dir.path(),
         &common::media("vtest.avi"),
     );
-    let mut child = Command::new(common::bin())
-        .args(["run", "--config"])
-        .arg(&running)
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
+    let mut child = common::Daemon(
+        Command::new(common::bin())
+            .args(["run", "--config"])
+            .arg(&running)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
     let online = sub
         .recv(Duration::from_secs(20))
         .expect("status over mutual TLS");

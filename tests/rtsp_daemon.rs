@@ -61,14 +61,16 @@ reconnect_max_s = 2
             live = server.url(),
         ),
     );
-    let mut daemon = Command::new(common::bin())
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = common::Daemon(
+        Command::new(common::bin())
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let logs = LogWatch::new(daemon.stderr.take().unwrap());
     let stop_daemon = |daemon: &mut std::process::Child| {
         let _ = Command::new("kill")
