@@ -377,29 +377,18 @@ impl Detector {
         &mut self,
         img: RgbView<'_>,
     ) -> Result<(postprocess::Geometry, Vec<(Vec<i64>, Vec<f32>)>), DetectError> {
-        let geometry = self
-            .preprocessor
-            .run(img, &mut self.input)
-            .map_err(DetectError::Inference)?;
-        let spec = &self.manifest.input;
-        let (w, h) = (spec.width as usize, spec.height as usize);
-        let shape = match spec.layout {
-            Layout::Nchw => [1, 3, h, w],
-            Layout::Nhwc => [1, h, w, 3],
-        };
-        let tensor = TensorRef::from_array_view((shape, self.input.as_slice()))
-            .map_err(|e| DetectError::Inference(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(|e| DetectError::Inference(e.to_string()))?;
-        let mut copies = Vec::new();
-        for name in self.plan.output_names() {
-            let (shape, data) = outputs[name]
-                .try_extract_tensor::<f32>()
-                .map_err(|e| DetectError::Inference(format!("output {name:?}: {e}")))?;
-            copies.push((shape.to_vec(), data.to_vec()));
-        }
+        let (geometry, outputs) = run_model(
+            &mut self.session,
+            &mut self.preprocessor,
+            &mut self.input,
+            &self.manifest.input,
+            &self.input_name,
+            img,
+        )?;
+        let copies = extract(&outputs, &self.plan)?
+            .iter()
+            .map(|t| (t.shape.to_vec(), t.data.to_vec()))
+            .collect();
         Ok((geometry, copies))
     }
 
@@ -416,32 +405,16 @@ impl Detector {
     /// Runs the model on one image.
     pub fn detect(&mut self, img: RgbView<'_>) -> Result<DetectOutput, DetectError> {
         let start = Instant::now();
-        let geometry = self
-            .preprocessor
-            .run(img, &mut self.input)
-            .map_err(DetectError::Inference)?;
+        let (geometry, outputs) = run_model(
+            &mut self.session,
+            &mut self.preprocessor,
+            &mut self.input,
+            &self.manifest.input,
+            &self.input_name,
+            img,
+        )?;
+        let tensors = extract(&outputs, &self.plan)?;
         let spec = &self.manifest.input;
-        let (w, h) = (spec.width as usize, spec.height as usize);
-        let shape = match spec.layout {
-            Layout::Nchw => [1, 3, h, w],
-            Layout::Nhwc => [1, h, w, 3],
-        };
-        let tensor = TensorRef::from_array_view((shape, self.input.as_slice()))
-            .map_err(|e| DetectError::Inference(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(|e| DetectError::Inference(e.to_string()))?;
-        let mut tensors = Vec::new();
-        for name in self.plan.output_names() {
-            let (shape, data) = outputs[name]
-                .try_extract_tensor::<f32>()
-                .map_err(|e| DetectError::Inference(format!("output {name:?}: {e}")))?;
-            tensors.push(Tensor {
-                shape: &shape[..],
-                data,
-            });
-        }
         let candidates = decode::decode(
             &self.plan,
             &tensors,
@@ -456,6 +429,50 @@ impl Detector {
             elapsed: start.elapsed(),
         })
     }
+}
+
+/// Preprocesses `img` into `input` and runs the session on it.
+fn run_model<'s>(
+    session: &'s mut Session,
+    preprocessor: &mut Preprocessor,
+    input: &mut Vec<f32>,
+    spec: &manifest::InputSpec,
+    input_name: &str,
+    img: RgbView<'_>,
+) -> Result<(postprocess::Geometry, ort::session::SessionOutputs<'s>), DetectError> {
+    let geometry = preprocessor
+        .run(img, input)
+        .map_err(DetectError::Inference)?;
+    let (w, h) = (spec.width as usize, spec.height as usize);
+    let shape = match spec.layout {
+        Layout::Nchw => [1, 3, h, w],
+        Layout::Nhwc => [1, h, w, 3],
+    };
+    let tensor = TensorRef::from_array_view((shape, input.as_slice()))
+        .map_err(|e| DetectError::Inference(e.to_string()))?;
+    let outputs = session
+        .run(ort::inputs![input_name => tensor])
+        .map_err(|e| DetectError::Inference(e.to_string()))?;
+    Ok((geometry, outputs))
+}
+
+/// The outputs `plan` reads, in its order, borrowed from `outputs`.
+fn extract<'a>(
+    outputs: &'a ort::session::SessionOutputs<'_>,
+    plan: &Plan,
+) -> Result<Vec<Tensor<'a>>, DetectError> {
+    plan.output_names()
+        .into_iter()
+        .map(|name| {
+            let (shape, data) = outputs[name]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| DetectError::Inference(format!("output {name:?}: {e}")))?;
+            Ok(Tensor {
+                shape: &shape[..],
+                data,
+            })
+        })
+        .collect()
 }
 
 /// Opens the model on the first of `opts.providers` that can run it; logs why the
