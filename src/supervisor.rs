@@ -125,7 +125,13 @@ pub async fn run(
     let (service, detector_thread) = DetectorService::spawn(detector, 2);
     let (events_tx, events_rx) = mpsc::channel::<Event>(1024);
     let (control_tx, control_rx) = mpsc::channel::<ControlRequest>(8);
-    let (list_tx, list_rx) = watch::channel(Vec::new());
+    // Counters exist before the publisher starts, so its first report names every camera.
+    let stats: Vec<(String, Arc<CameraStats>)> = config
+        .cameras
+        .iter()
+        .map(|c| (c.id.clone(), Arc::new(CameraStats::default())))
+        .collect();
+    let (list_tx, list_rx) = watch::channel(stats.clone());
     pub_opts.cameras = list_rx;
     pub_opts.control = Some(control_tx);
     let publisher = tokio::spawn(run_publisher(
@@ -142,7 +148,7 @@ pub async fn run(
         service,
         events: events_tx,
         shutdown: shutdown.clone(),
-        stats: Vec::new(),
+        stats,
         running: HashMap::new(),
         disabled: HashSet::new(),
         tasks: JoinSet::new(),

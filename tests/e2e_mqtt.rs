@@ -352,7 +352,8 @@ fn camera_status_and_stats_are_published() {
             "swtest/e2e-node/cameras/broken/status" if v["state"] == "error" => {
                 broken_error = Some(v["reason"].as_str().unwrap().to_string());
             }
-            "swtest/e2e-node/stats" => {
+            // Each report is a snapshot: wait for one taken after the broken camera gave up.
+            "swtest/e2e-node/stats" if v["cameras"]["broken"]["state"] == "error" => {
                 stats = Some(v);
             }
             _ => {}
