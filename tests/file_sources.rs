@@ -12,25 +12,14 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streetwatch::config::{HwAccel, RtspTransport};
+use streetwatch::config::HwAccel;
 use streetwatch::monitor::{CameraState, CameraStats};
 use streetwatch::source::runner::{self, SourceOptions};
 use streetwatch::source::{Frame, FrameSlot};
 use tokio_util::sync::CancellationToken;
 
 fn options(camera: &str, url: &Path, fps: f64) -> SourceOptions {
-    SourceOptions {
-        camera: camera.into(),
-        url: url.to_string_lossy().into_owned(),
-        fps,
-        looping: false,
-        realtime: false,
-        stall_timeout: Duration::from_secs(2),
-        reconnect_min: Duration::from_millis(250),
-        reconnect_max: Duration::from_secs(2),
-        hwaccel: HwAccel::None,
-        rtsp_transport: RtspTransport::Tcp,
-    }
+    common::source_options(camera, &url.to_string_lossy(), fps)
 }
 
 /// Runs a source to its end (bounded by `limit` frames and `timeout`); its frames and stats.

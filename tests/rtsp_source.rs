@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{RtspMedia, RtspServer};
-use streetwatch::config::{HwAccel, RtspTransport};
+use streetwatch::config::RtspTransport;
 use streetwatch::monitor::{CameraState, CameraStats};
 use streetwatch::source::ffmpeg::FfmpegSource;
 use streetwatch::source::runner::{self, SourceOptions};
@@ -25,18 +25,7 @@ const PATTERN: RtspMedia = RtspMedia::TestPattern {
 };
 
 fn options(camera: &str, url: &str, fps: f64) -> SourceOptions {
-    SourceOptions {
-        camera: camera.into(),
-        url: url.into(),
-        fps,
-        looping: false,
-        realtime: false,
-        stall_timeout: Duration::from_secs(2),
-        reconnect_min: Duration::from_millis(250),
-        reconnect_max: Duration::from_secs(2),
-        hwaccel: HwAccel::None,
-        rtsp_transport: RtspTransport::Tcp,
-    }
+    common::source_options(camera, url, fps)
 }
 
 /// A source runner on its own thread, and a consumer that takes frames as they come.

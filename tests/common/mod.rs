@@ -566,3 +566,23 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// Source options for tests: quick stall detection (2 s) and reconnects (0.25–2 s).
+pub fn source_options(
+    camera: &str,
+    url: &str,
+    fps: f64,
+) -> streetwatch::source::runner::SourceOptions {
+    streetwatch::source::runner::SourceOptions {
+        camera: camera.into(),
+        url: url.into(),
+        fps,
+        looping: false,
+        realtime: false,
+        stall_timeout: Duration::from_secs(2),
+        reconnect_min: Duration::from_millis(250),
+        reconnect_max: Duration::from_secs(2),
+        hwaccel: streetwatch::config::HwAccel::None,
+        rtsp_transport: streetwatch::config::RtspTransport::Tcp,
+    }
+}
