@@ -41,6 +41,7 @@ fn event(n: usize, sent_us: u64) -> Event {
         stream_time_s: n as f64,
         objects: Vec::new(),
         metrics: BTreeMap::from([("sent_us".to_string(), sent_us as f64)]),
+        attributes: BTreeMap::new(),
     }
 }
 

@@ -49,6 +49,10 @@ pub struct EventObject {
     /// Tracker id, when the object is tracked.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub track_id: Option<u64>,
+    /// What the object is to the incident when it is not the subject: `thrower`
+    /// (litter: the person who was next to the item when it appeared and walked away).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub role: Option<String>,
 }
 
 /// An incident event, as published. The outbox assigns `seq` when it stores it.
@@ -68,7 +72,8 @@ pub struct Event {
     pub node: String,
     pub camera: String,
     pub zone: String,
-    /// Rule type: `crowding`, …
+    /// Rule type: `litter`, `congestion`, `illegal_parking`, `street_vending`,
+    /// `outside_business`, `piled_materials`.
     #[serde(rename = "type")]
     #[schemars(regex(pattern = r"^[a-z_]+$"))]
     pub kind: String,
@@ -90,8 +95,13 @@ pub struct Event {
     #[schemars(range(min = 0.0))]
     pub stream_time_s: f64,
     pub objects: Vec<EventObject>,
-    /// Rule-specific numbers (`count`, `min_count`, …).
+    /// Rule-specific numbers (`count`, `occupancy`, `dwell_s`, …).
     pub metrics: BTreeMap<String, f64>,
+    /// Rule-specific words: `level` (congestion: light, moderate, heavy), `cause`
+    /// (litter: thrown, appeared), `source` (detection, static_change), `reason` (on `end`:
+    /// resolved, schedule, stream_ended).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// The JSON Schema of [`Event`], as committed in `docs/event.schema.json`.
@@ -163,14 +173,18 @@ mod tests {
                 score: 0.5,
                 bbox: [0.1, 0.2, 0.3, 0.4],
                 track_id: None,
+                role: None,
             }],
             metrics: BTreeMap::from([("count".to_string(), 3.0)]),
+            attributes: BTreeMap::new(),
         };
         let v: serde_json::Value = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "crowding");
         assert_eq!(v["phase"], "start");
         assert_eq!(v["objects"][0]["box"][2], serde_json::json!(0.3f32));
         assert!(v.get("ended_at").is_none());
+        assert!(v.get("attributes").is_none());
+        assert!(v["objects"][0].get("role").is_none());
         assert_eq!(e.topic("sw"), "sw/n/events/c/crowding");
     }
 }

@@ -250,7 +250,11 @@ impl Cameras {
         let token = self.shutdown.child_token();
         let (latest_tx, latest) = watch::channel(None);
         let task = CameraTask {
-            rules: CameraRules::new(&cam, &self.manifest),
+            rules: CameraRules::new(
+                &cam,
+                &self.manifest,
+                crate::analytics::time_zone(self.config.node.timezone.as_deref()),
+            ),
             node: self.node.clone(),
             service: self.service.camera(id),
             events: self.events.clone(),
@@ -524,6 +528,8 @@ impl CameraTask {
                 width: frame.width,
                 height: frame.height,
                 detections: &out.detections,
+                tracks: &[],
+                regions: &[],
             };
             let evs = self.rules.observe(&obs);
             self.latest.send_replace(Some(frame.clone()));
@@ -573,5 +579,6 @@ fn to_event(node: &str, camera: &str, ev: RuleEvent) -> Event {
         stream_time_s: (ev.stream_time.as_secs_f64() * 1000.0).round() / 1000.0,
         objects: ev.objects,
         metrics: ev.metrics,
+        attributes: ev.attributes,
     }
 }

@@ -41,7 +41,7 @@ fn event(camera: &str, n: usize) -> Event {
         node: "pole-1".into(),
         camera: camera.into(),
         zone: "crossing".into(),
-        kind: "crowding".into(),
+        kind: "congestion".into(),
         phase: Phase::Update,
         incident: uuid::Uuid::now_v7().to_string(),
         ts: now.clone(),
@@ -52,9 +52,11 @@ fn event(camera: &str, n: usize) -> Event {
             class: "person".into(),
             score: 0.5,
             bbox: [0.1, 0.2, 0.3, 0.4],
-            track_id: None,
+            track_id: Some(7),
+            role: None,
         }],
         metrics: BTreeMap::from([("n".to_string(), n as f64)]),
+        attributes: BTreeMap::from([("level".to_string(), "moderate".to_string())]),
     }
 }
 
@@ -68,7 +70,7 @@ fn received(msgs: &[common::Message]) -> Vec<Value> {
             assert_eq!(
                 m.topic,
                 format!(
-                    "swd/pole-1/events/{}/crowding",
+                    "swd/pole-1/events/{}/congestion",
                     v["camera"].as_str().unwrap()
                 )
             );

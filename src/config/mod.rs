@@ -14,8 +14,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod env;
+mod rules;
 
 pub use env::expand_env;
+pub use rules::{
+    Anchor, CongestionConfig, DwellConfig, Levels, LitterConfig, ParkingConfig, PilesConfig,
+    SceneConfig, TimeWindow, TrackerConfig, ZoneConfig,
+};
 
 /// A configuration that could not be used. The binary maps every variant to exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +63,9 @@ pub struct Config {
 pub struct NodeConfig {
     /// This box's name in topics and events; unique in the city.
     pub id: String,
+    /// IANA time zone for zone schedules (`"Asia/Shanghai"`); default: the system's.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +234,10 @@ pub struct CameraConfig {
     /// RTSP over TCP (interleaved, the default: survives NAT and loss) or UDP.
     #[serde(default)]
     pub rtsp_transport: RtspTransport,
+    #[serde(default)]
+    pub tracker: TrackerConfig,
+    #[serde(default)]
+    pub scene: SceneConfig,
     #[serde(default, rename = "zone")]
     pub zones: Vec<ZoneConfig>,
 }
@@ -263,49 +275,6 @@ fn default_reconnect_max_s() -> f64 {
 }
 fn default_true() -> bool {
     true
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ZoneConfig {
-    pub id: String,
-    /// Corners in normalised image coordinates: `[[x, y], …]`, 0..1, at least three.
-    pub polygon: Vec<[f64; 2]>,
-    #[serde(default)]
-    pub crowding: Option<CrowdingConfig>,
-}
-
-/// Too many objects of some classes in a zone for a sustained time.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CrowdingConfig {
-    /// Model labels that count.
-    #[serde(default = "default_crowding_classes")]
-    pub classes: Vec<String>,
-    /// The incident starts when at least this many are in the zone…
-    pub min_count: u32,
-    /// …for at least this long.
-    #[serde(default = "default_min_duration_s")]
-    pub min_duration_s: f64,
-    /// It ends after the count stays below `min_count` this long.
-    #[serde(default = "default_clear_duration_s")]
-    pub clear_duration_s: f64,
-    /// While it lasts, an `update` at most this often (when the count changed).
-    #[serde(default = "default_update_interval_s")]
-    pub update_interval_s: f64,
-}
-
-fn default_crowding_classes() -> Vec<String> {
-    vec!["person".into()]
-}
-fn default_min_duration_s() -> f64 {
-    2.0
-}
-fn default_clear_duration_s() -> f64 {
-    5.0
-}
-fn default_update_interval_s() -> f64 {
-    30.0
 }
 
 impl Config {
@@ -383,6 +352,14 @@ impl Config {
     /// Checks what the types alone cannot: ranges, uniqueness, polygons, URLs.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_id(&self.node.id).map_err(|m| self.invalid("node.id", m))?;
+        if let Some(tz) = &self.node.timezone {
+            jiff::tz::TimeZone::get(tz).map_err(|e| {
+                self.invalid(
+                    "node.timezone",
+                    format!("{tz:?} is not a known IANA time zone ({e})"),
+                )
+            })?;
+        }
         if self.mqtt.topic_prefix.is_empty()
             || self.mqtt.topic_prefix.contains(['+', '#'])
             || self.mqtt.topic_prefix.starts_with('/')
@@ -487,6 +464,9 @@ impl Config {
                     ));
                 }
             }
+            for r in [cam.tracker.validate(), cam.scene.validate()] {
+                r.map_err(|(k, m)| self.invalid(format!("{key}.{k}"), m))?;
+            }
             let mut zone_ids = HashSet::new();
             for (j, zone) in cam.zones.iter().enumerate() {
                 let zkey = format!("{key}.zone[{j}]");
@@ -498,44 +478,8 @@ impl Config {
                     ));
                 }
                 let zkey = format!("{key}.zone[{}]", zone.id);
-                if zone.polygon.len() < 3 {
-                    return Err(self.invalid(
-                        format!("{zkey}.polygon"),
-                        "needs at least three [x, y] corners",
-                    ));
-                }
-                if let Some(p) = zone
-                    .polygon
-                    .iter()
-                    .find(|[x, y]| !(0.0..=1.0).contains(x) || !(0.0..=1.0).contains(y))
-                {
-                    return Err(self.invalid(
-                        format!("{zkey}.polygon"),
-                        format!(
-                            "corner {p:?} is outside 0..1 (coordinates are fractions of the image width and height)"
-                        ),
-                    ));
-                }
-                if let Some(c) = &zone.crowding {
-                    let rkey = format!("{zkey}.crowding");
-                    if c.classes.is_empty() {
-                        return Err(self.invalid(format!("{rkey}.classes"), "must not be empty"));
-                    }
-                    if c.min_count == 0 {
-                        return Err(self.invalid(format!("{rkey}.min_count"), "must be at least 1"));
-                    }
-                    for (name, v) in [
-                        ("min_duration_s", c.min_duration_s),
-                        ("clear_duration_s", c.clear_duration_s),
-                        ("update_interval_s", c.update_interval_s),
-                    ] {
-                        if !(v.is_finite() && v >= 0.0) {
-                            return Err(
-                                self.invalid(format!("{rkey}.{name}"), "must be ≥ 0 seconds")
-                            );
-                        }
-                    }
-                }
+                zone.validate()
+                    .map_err(|(k, m)| self.invalid(format!("{zkey}.{k}"), m))?;
             }
         }
         Ok(())
@@ -547,13 +491,11 @@ impl Config {
         let mut out = Vec::new();
         for cam in &self.cameras {
             for zone in &cam.zones {
-                if let Some(c) = &zone.crowding {
-                    for class in &c.classes {
-                        out.push((
-                            format!("camera[{}].zone[{}].crowding.classes", cam.id, zone.id),
-                            class.clone(),
-                        ));
-                    }
+                for (suffix, class) in zone.classes() {
+                    out.push((
+                        format!("camera[{}].zone[{}].{suffix}", cam.id, zone.id),
+                        class,
+                    ));
                 }
             }
         }
@@ -603,8 +545,8 @@ fps = 4
 [[camera.zone]]
 id = "road"
 polygon = [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]
-[camera.zone.crowding]
-min_count = 3
+[camera.zone.congestion]
+levels = { light = 3, moderate = 6, heavy = 10 }
 "#;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -616,13 +558,19 @@ min_count = 3
         let c = parse(GOOD).unwrap();
         assert_eq!(c.mqtt.topic_prefix, "streetwatch");
         assert_eq!(c.cameras[0].url, "/etc/streetwatch/clip.mp4");
-        let crowd = c.cameras[0].zones[0].crowding.as_ref().unwrap();
+        let zone = &c.cameras[0].zones[0];
+        assert_eq!(zone.anchor, Anchor::BottomCenter);
+        assert_eq!(zone.inertia, 1);
+        let crowd = zone.congestion.as_ref().unwrap();
         assert_eq!(crowd.classes, vec!["person".to_string()]);
-        assert_eq!(crowd.min_count, 3);
+        assert_eq!(crowd.levels.light, 3.0);
+        assert_eq!(crowd.min_duration_s, 5.0);
+        assert!(c.cameras[0].scene.enabled && !c.cameras[0].scene.motion_gate);
+        assert_eq!(c.cameras[0].tracker.confirm_frames, 3);
         assert_eq!(
             c.referenced_classes(),
             vec![(
-                "camera[gate].zone[road].crowding.classes".to_string(),
+                "camera[gate].zone[road].congestion.classes".to_string(),
                 "person".to_string()
             )]
         );
@@ -652,9 +600,29 @@ min_count = 3
                 "camera[gate].zone[road].polygon",
             ),
             (
-                "min_count = 3",
-                "min_count = 0",
-                "camera[gate].zone[road].crowding.min_count",
+                "moderate = 6",
+                "moderate = 2",
+                "camera[gate].zone[road].congestion.levels",
+            ),
+            (
+                "polygon = [[0, 0.5]",
+                "schedule = [\"7-19\"]\npolygon = [[0, 0.5]",
+                "camera[gate].zone[road].schedule",
+            ),
+            (
+                "fps = 4",
+                "fps = 4\n[camera.tracker]\nlow_score = 0.9",
+                "camera[gate].tracker.low_score",
+            ),
+            (
+                "fps = 4",
+                "fps = 4\n[camera.scene]\nrecheck_s = -1",
+                "camera[gate].scene.recheck_s",
+            ),
+            (
+                "id = \"pole-17\"",
+                "id = \"pole-17\"\ntimezone = \"Mars/Olympus\"",
+                "node.timezone",
             ),
             ("mqtt://127.0.0.1:1883", "http://127.0.0.1:1883", "mqtt.url"),
         ] {

@@ -302,6 +302,7 @@ mod tests {
             stream_time_s: 0.0,
             objects: vec![],
             metrics: Default::default(),
+            attributes: Default::default(),
         }
     }
 

@@ -1,0 +1,430 @@
+//! `litter`: an item — a litter-class detection or a new still region from the
+//! scene model — appears in the zone and stays for `dwell_s`. When a person
+//! was next to it as it appeared and then walked away, the event names that
+//! track (`cause = thrown`). The incident ends (`resolved`) once the spot has
+//! been clean for `clear_s`. Items are kept by place, so flickering
+//! detections and id switches never make a second incident.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::lifecycle::{Lifecycle, NEVER, Step, Timing};
+use super::spots::geom;
+use super::{ClassSet, Ctx, Rule, RuleEnv, RuleEvent, attributes, metrics};
+use crate::config::LitterConfig;
+use crate::event::Phase;
+
+/// Gaps in sightings shorter than this don't interrupt an item (detections flicker).
+const GRACE: Duration = Duration::from_secs(1);
+/// How far back person positions are kept, to find who was next to a new item.
+const LOOKBACK: Duration = Duration::from_secs(6);
+
+pub struct Litter {
+    classes: ClassSet,
+    throwers: ClassSet,
+    static_change: bool,
+    min_area: f32,
+    max_area: f32,
+    distance: f32,
+    timing: Timing,
+    env: RuleEnv,
+    spots: Vec<Spot>,
+    /// Recent frames: (pts, thrower-class tracks).
+    history: VecDeque<(Duration, Vec<Seen>)>,
+}
+
+struct Spot {
+    bbox: [f32; 4],
+    first_seen: Duration,
+    last_seen: Duration,
+    /// The item: class (None = a still region) and score.
+    class: Option<usize>,
+    score: f32,
+    area: f32,
+    life: Lifecycle,
+    /// The person next to the item when it appeared.
+    thrower: Option<Seen>,
+}
+
+/// A thrower-class track as it was seen.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    id: u64,
+    class_id: usize,
+    score: f32,
+    bbox: [f32; 4],
+}
+
+struct Candidate {
+    bbox: [f32; 4],
+    class: Option<usize>,
+    score: f32,
+    area: f32,
+    /// When the item appeared.
+    since: Duration,
+}
+
+impl Litter {
+    pub fn new(c: &LitterConfig, labels: &[String], env: RuleEnv) -> Self {
+        Self {
+            classes: ClassSet::of(&c.classes, labels),
+            throwers: ClassSet::of(&c.thrower_classes, labels),
+            static_change: c.static_change,
+            min_area: c.min_area,
+            max_area: c.max_area,
+            distance: c.thrower_distance,
+            // No updates: an item lies there until it is gone.
+            timing: Timing::secs(c.dwell_s, c.clear_s, NEVER, c.cooldown_s),
+            env,
+            spots: Vec::new(),
+            history: VecDeque::new(),
+        }
+    }
+
+    fn candidates(&self, ctx: &Ctx<'_>) -> Vec<Candidate> {
+        let obs = ctx.obs;
+        let frame = obs.width.max(1) as f32 * obs.height.max(1) as f32;
+        let mut out: Vec<Candidate> = obs
+            .detections
+            .iter()
+            .filter(|d| self.classes.contains(d.class_id) && ctx.holds(&d.bbox))
+            .map(|d| Candidate {
+                bbox: d.bbox,
+                class: Some(d.class_id),
+                score: d.score,
+                area: geom::area(&d.bbox) / frame,
+                since: obs.pts,
+            })
+            .collect();
+        if self.static_change {
+            out.extend(
+                obs.regions
+                    .iter()
+                    .filter(|r| r.area >= self.min_area && r.area <= self.max_area)
+                    .filter(|r| ctx.holds(&r.bbox) && !ctx.covered_by_track(&r.bbox, &self.classes))
+                    .map(|r| Candidate {
+                        bbox: r.bbox,
+                        class: None,
+                        score: 1.0,
+                        area: r.area,
+                        since: r.since.saturating_sub(self.env.still),
+                    }),
+            );
+        }
+        out
+    }
+
+    /// The thrower-class track nearest to `item` around `when`, if one was next to it.
+    fn who_was_there(&self, item: &[f32; 4], when: Duration) -> Option<Seen> {
+        let c = geom::center(item);
+        self.history
+            .iter()
+            .filter(|(t, _)| *t + Duration::from_secs(2) >= when && *t <= when + GRACE)
+            .flat_map(|(_, tracks)| tracks.iter())
+            .map(|s| {
+                (
+                    geom::distance_to(&s.bbox, c) / (s.bbox[3] - s.bbox[1]).max(1.0),
+                    s,
+                )
+            })
+            .filter(|(d, _)| *d <= self.distance)
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, s)| *s)
+    }
+
+    fn remember_people(&mut self, ctx: &Ctx<'_>) {
+        let pts = ctx.obs.pts;
+        while self
+            .history
+            .front()
+            .is_some_and(|(t, _)| pts.saturating_sub(*t) > LOOKBACK || *t > pts)
+        {
+            self.history.pop_front();
+        }
+        let mut v = Vec::new();
+        v.extend(
+            ctx.obs
+                .tracks
+                .iter()
+                .filter(|t| t.visible && self.throwers.contains(t.class_id))
+                .map(|t| Seen {
+                    id: t.id,
+                    class_id: t.class_id,
+                    score: t.score,
+                    bbox: t.bbox,
+                }),
+        );
+        self.history.push_back((pts, v));
+    }
+
+    fn start_event(&self, ctx: &Ctx<'_>, spot: &Spot) -> RuleEvent {
+        let a = spot.life.active().expect("an open incident");
+        let mut ev = ctx.event("litter", Phase::Start, &a.incident);
+        ev.started_at = a.started_at;
+        ev.objects
+            .push(ctx.object(spot.class, spot.score, &spot.bbox, None));
+        let mut cause = "appeared";
+        if let Some(then) = spot.thrower {
+            // Walked away: gone, or now farther than twice "next to".
+            let c = geom::center(&spot.bbox);
+            let now = ctx.obs.tracks.iter().find(|t| t.id == then.id);
+            let away = now.is_none_or(|t| {
+                geom::distance_to(&t.bbox, c) / t.height() > 2.0 * self.distance.max(0.25)
+            });
+            if away {
+                cause = "thrown";
+                let mut o = match now {
+                    Some(t) => ctx.track_object(t),
+                    None => ctx.object(Some(then.class_id), then.score, &then.bbox, Some(then.id)),
+                };
+                o.role = Some("thrower".into());
+                ev.objects.push(o);
+            }
+        }
+        ev.attributes = attributes([("cause", cause), ("source", source(spot.class))]);
+        ev.metrics = metrics([
+            ("area", spot.area as f64),
+            (
+                "dwell_s",
+                ctx.obs.pts.saturating_sub(spot.first_seen).as_secs_f64(),
+            ),
+        ]);
+        ev
+    }
+}
+
+fn source(class: Option<usize>) -> &'static str {
+    if class.is_some() {
+        "detection"
+    } else {
+        "static_change"
+    }
+}
+
+impl Rule for Litter {
+    fn observe(&mut self, ctx: &Ctx<'_>, out: &mut Vec<RuleEvent>) {
+        let pts = ctx.obs.pts;
+        self.remember_people(ctx);
+        for c in self.candidates(ctx) {
+            if let Some(s) = self
+                .spots
+                .iter_mut()
+                .find(|s| geom::same_place(&s.bbox, &c.bbox))
+            {
+                s.last_seen = pts;
+                // A detection names the item better than a still region does.
+                if c.class.is_some() || s.class.is_none() {
+                    s.bbox = c.bbox;
+                    s.class = c.class;
+                    s.score = c.score;
+                    s.area = c.area;
+                }
+                s.first_seen = s.first_seen.min(c.since);
+                continue;
+            }
+            let thrower = self.who_was_there(&c.bbox, c.since);
+            self.spots.push(Spot {
+                bbox: c.bbox,
+                first_seen: c.since,
+                last_seen: pts,
+                class: c.class,
+                score: c.score,
+                area: c.area,
+                life: Lifecycle::new(self.timing),
+                thrower,
+            });
+        }
+        let mut i = 0;
+        while i < self.spots.len() {
+            let s = &mut self.spots[i];
+            let seen = pts.saturating_sub(s.last_seen) <= GRACE;
+            let step = s
+                .life
+                .step(pts, ctx.obs.captured_at, seen, false, Some(s.first_seen));
+            match step {
+                Step::Start => out.push(self.start_event(ctx, &self.spots[i])),
+                Step::End {
+                    incident,
+                    started_at,
+                    duration,
+                } => {
+                    let s = &self.spots[i];
+                    let mut ev = ctx.event("litter", Phase::End, &incident);
+                    ev.started_at = started_at;
+                    ev.objects.push(ctx.object(s.class, s.score, &s.bbox, None));
+                    ev.attributes =
+                        attributes([("reason", "resolved"), ("source", source(s.class))]);
+                    ev.metrics = metrics([("duration_s", duration.as_secs_f64())]);
+                    out.push(ev);
+                }
+                Step::Update | Step::None => {}
+            }
+            let s = &self.spots[i];
+            if !seen && s.life.active().is_none() && s.life.is_quiet(pts) {
+                self.spots.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn close(&mut self, ctx: &Ctx<'_>, reason: &str, out: &mut Vec<RuleEvent>) {
+        for s in &mut self.spots {
+            if let Some(Step::End {
+                incident,
+                started_at,
+                duration,
+            }) = s.life.close(ctx.obs.pts)
+            {
+                let mut ev = ctx.event("litter", Phase::End, &incident);
+                ev.started_at = started_at;
+                ev.attributes = attributes([("reason", reason), ("source", source(s.class))]);
+                ev.metrics = metrics([("duration_s", duration.as_secs_f64())]);
+                out.push(ev);
+            }
+        }
+        self.spots.clear();
+        self.history.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+
+    const ZONE: &str = r#"
+id = "bus_stop"
+polygon = [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]
+[litter]
+classes = ["cup", "bottle"]
+dwell_s = 5
+clear_s = 3
+cooldown_s = 10
+"#;
+    const CUP_AT: [f32; 4] = [500.0, 780.0, 530.0, 810.0];
+    const FPS: f64 = 5.0;
+
+    fn t(i: usize) -> f64 {
+        i as f64 / FPS
+    }
+
+    /// A cup lying at `CUP_AT` from `from` to `to` seconds, detected in 2 frames of 3.
+    fn cup(i: usize, from: f64, to: f64) -> Frame {
+        let mut f = Frame::default();
+        if t(i) >= from && t(i) < to && i % 3 != 2 {
+            f.detections.push(det(CUP, 0.42, CUP_AT));
+        }
+        f
+    }
+
+    #[test]
+    fn a_flickering_detection_starts_once_after_dwell_and_ends_when_clean() {
+        let mut sim = Sim::new(ZONE, FPS);
+        let evs = sim.run_frames(125, |i| cup(i, 2.0, 15.0));
+        assert_eq!(phases(&evs), vec!["start", "end"]);
+        let (ts, start) = &evs[0];
+        assert!((7.0..=7.4).contains(ts), "start at {ts}");
+        assert_eq!(start.objects[0].class, "cup");
+        assert_eq!(start.attributes["cause"], "appeared");
+        assert_eq!(start.attributes["source"], "detection");
+        let (te, end) = &evs[1];
+        // Last seen 14.8, gone after the 1 s grace, clean for 3 s.
+        assert!((18.0..=19.2).contains(te), "end at {te}");
+        assert_eq!(end.incident, start.incident);
+        assert_eq!(end.attributes["reason"], "resolved");
+    }
+
+    #[test]
+    fn a_still_region_dates_back_and_a_detection_of_it_is_the_same_item() {
+        let mut sim = Sim::with_still(ZONE, FPS, 2.0);
+        // The scene model reports the region at 3 s (it lay still since 1 s); the
+        // detector also sees a cup there from 4 s; the region's id changes at 6 s.
+        let evs = sim.run_frames(50, |i| {
+            let mut f = cup(i, 4.0, 100.0);
+            if t(i) >= 3.0 {
+                let id = if t(i) < 6.0 { 1 } else { 2 };
+                f.regions.push((id, [495.0, 775.0, 535.0, 815.0], 0.0016));
+            }
+            f
+        });
+        assert_eq!(phases(&evs), vec!["start"]);
+        let (ts, e) = &evs[0];
+        assert!((6.0..=6.4).contains(ts), "start at {ts}");
+        assert_eq!(e.attributes["source"], "detection");
+    }
+
+    #[test]
+    fn the_person_who_dropped_it_and_walked_away_is_named() {
+        let mut sim = Sim::with_still(ZONE, FPS, 2.0);
+        // Person 7 walks left to right along y=600..800 at 100 px/s, passing the
+        // item's spot (x≈515) at about 1 s; the item is reported still at 3 s.
+        let evs = sim.run_frames(50, |i| {
+            let x = 400.0 + 100.0 * t(i) as f32;
+            let mut f = Frame::objects(vec![Obj::track(7, PERSON, [x, 600.0, x + 60.0, 800.0])]);
+            if t(i) >= 3.0 {
+                f.regions.push((1, CUP_AT, 0.0009));
+            }
+            f
+        });
+        assert_eq!(phases(&evs), vec!["start"]);
+        let e = &evs[0].1;
+        assert_eq!(e.attributes["cause"], "thrown");
+        let thrower = e
+            .objects
+            .iter()
+            .find(|o| o.role.as_deref() == Some("thrower"));
+        assert_eq!(
+            thrower.map(|o| (o.class.as_str(), o.track_id)),
+            Some(("person", Some(7)))
+        );
+    }
+
+    #[test]
+    fn someone_standing_next_to_it_is_not_accused_and_a_standing_person_is_no_litter() {
+        let mut sim = Sim::with_still(ZONE, FPS, 2.0);
+        let person = [480.0, 600.0, 560.0, 790.0];
+        let evs = sim.run_frames(50, |i| {
+            let mut f = Frame::objects(vec![Obj::track(3, PERSON, person)]);
+            // The person's own still region is covered by the track: ignored.
+            f.regions.push((9, [482.0, 610.0, 558.0, 788.0], 0.0015));
+            if t(i) >= 3.0 {
+                f.regions.push((1, [600.0, 770.0, 630.0, 800.0], 0.0009));
+            }
+            f
+        });
+        assert_eq!(phases(&evs), vec!["start"]);
+        assert_eq!(evs[0].1.attributes["cause"], "appeared");
+        assert_eq!(evs[0].1.objects.len(), 1);
+    }
+
+    #[test]
+    fn cooldown_then_a_new_item_at_the_same_spot_is_a_new_incident() {
+        let mut sim = Sim::new(ZONE, FPS);
+        // Lies 0–10 s (start 5, end ≈ 14); back at 16 (in cooldown until ≈ 24) and stays.
+        let evs = sim.run_frames(200, |i| {
+            let on = t(i) < 10.0 || t(i) >= 16.0;
+            let mut f = Frame::default();
+            if on {
+                f.detections.push(det(BOTTLE, 0.6, CUP_AT));
+            }
+            f
+        });
+        assert_eq!(phases(&evs), vec!["start", "end", "start"]);
+        assert_ne!(evs[0].1.incident, evs[2].1.incident);
+        assert!(evs[2].0 >= 24.0, "second start at {}", evs[2].0);
+    }
+
+    #[test]
+    fn outside_the_zone_or_the_size_range_nothing_happens() {
+        let mut sim = Sim::with_still(ZONE, FPS, 2.0);
+        let evs = sim.run_frames(60, |_| {
+            let mut f = Frame::default();
+            // Above the zone; and a region too big to be litter.
+            f.detections
+                .push(det(CUP, 0.8, [500.0, 100.0, 530.0, 130.0]));
+            f.regions.push((1, [100.0, 600.0, 400.0, 900.0], 0.09));
+            f
+        });
+        assert!(evs.is_empty(), "{evs:?}");
+    }
+}

@@ -1,0 +1,181 @@
+//! `piled_materials`: a large new still region (sand, bricks, rubbish bags —
+//! whatever the model has no class for) that stays for `min_duration_s`.
+//! Kept by place like litter; ends once the place has been clear for `clear_s`.
+
+use std::time::Duration;
+
+use super::lifecycle::{Lifecycle, NEVER, Step, Timing};
+use super::spots::geom;
+use super::{ClassSet, Ctx, Rule, RuleEnv, RuleEvent, attributes, metrics};
+use crate::config::PilesConfig;
+use crate::event::Phase;
+
+const GRACE: Duration = Duration::from_secs(1);
+
+pub struct Piles {
+    min_area: f32,
+    timing: Timing,
+    env: RuleEnv,
+    spots: Vec<Pile>,
+}
+
+struct Pile {
+    bbox: [f32; 4],
+    area: f32,
+    first_seen: Duration,
+    last_seen: Duration,
+    life: Lifecycle,
+}
+
+impl Piles {
+    pub fn new(c: &PilesConfig, _labels: &[String], env: RuleEnv) -> Self {
+        Self {
+            min_area: c.min_area,
+            timing: Timing::secs(c.min_duration_s, c.clear_s, NEVER, c.cooldown_s),
+            env,
+            spots: Vec::new(),
+        }
+    }
+}
+
+impl Rule for Piles {
+    fn observe(&mut self, ctx: &Ctx<'_>, out: &mut Vec<RuleEvent>) {
+        let pts = ctx.obs.pts;
+        let none = ClassSet::default();
+        for r in ctx.obs.regions {
+            if r.area < self.min_area || !ctx.holds(&r.bbox) || ctx.covered_by_track(&r.bbox, &none)
+            {
+                continue;
+            }
+            let since = r.since.saturating_sub(self.env.still);
+            match self
+                .spots
+                .iter_mut()
+                .find(|p| geom::same_place(&p.bbox, &r.bbox))
+            {
+                Some(p) => {
+                    p.bbox = r.bbox;
+                    p.area = r.area;
+                    p.last_seen = pts;
+                    p.first_seen = p.first_seen.min(since);
+                }
+                None => self.spots.push(Pile {
+                    bbox: r.bbox,
+                    area: r.area,
+                    first_seen: since,
+                    last_seen: pts,
+                    life: Lifecycle::new(self.timing),
+                }),
+            }
+        }
+        let mut i = 0;
+        while i < self.spots.len() {
+            let p = &mut self.spots[i];
+            let seen = pts.saturating_sub(p.last_seen) <= GRACE;
+            match p
+                .life
+                .step(pts, ctx.obs.captured_at, seen, false, Some(p.first_seen))
+            {
+                Step::Start => {
+                    let a = p.life.active().expect("an open incident");
+                    let mut ev = ctx.event("piled_materials", Phase::Start, &a.incident);
+                    ev.started_at = a.started_at;
+                    ev.objects.push(ctx.object(None, 1.0, &p.bbox, None));
+                    ev.attributes = attributes([("source", "static_change")]);
+                    ev.metrics = metrics([
+                        ("area", p.area as f64),
+                        ("dwell_s", pts.saturating_sub(p.first_seen).as_secs_f64()),
+                    ]);
+                    out.push(ev);
+                }
+                Step::End {
+                    incident,
+                    started_at,
+                    duration,
+                } => {
+                    let mut ev = ctx.event("piled_materials", Phase::End, &incident);
+                    ev.started_at = started_at;
+                    ev.objects.push(ctx.object(None, 1.0, &p.bbox, None));
+                    ev.attributes =
+                        attributes([("reason", "resolved"), ("source", "static_change")]);
+                    ev.metrics = metrics([
+                        ("area", p.area as f64),
+                        ("duration_s", duration.as_secs_f64()),
+                    ]);
+                    out.push(ev);
+                }
+                Step::Update | Step::None => {}
+            }
+            let p = &self.spots[i];
+            if !seen && p.life.active().is_none() && p.life.is_quiet(pts) {
+                self.spots.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn close(&mut self, ctx: &Ctx<'_>, reason: &str, out: &mut Vec<RuleEvent>) {
+        for p in &mut self.spots {
+            if let Some(Step::End {
+                incident,
+                started_at,
+                duration,
+            }) = p.life.close(ctx.obs.pts)
+            {
+                let mut ev = ctx.event("piled_materials", Phase::End, &incident);
+                ev.started_at = started_at;
+                ev.attributes = attributes([("reason", reason), ("source", "static_change")]);
+                ev.metrics = metrics([("duration_s", duration.as_secs_f64())]);
+                out.push(ev);
+            }
+        }
+        self.spots.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+
+    const ZONE: &str = r#"
+id = "verge"
+polygon = [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]
+[piled_materials]
+min_area = 0.01
+min_duration_s = 6
+clear_s = 3
+"#;
+    const PILE: [f32; 4] = [200.0, 700.0, 400.0, 850.0];
+
+    #[test]
+    fn a_large_still_region_starts_after_min_duration_and_ends_when_cleared() {
+        let mut sim = Sim::with_still(ZONE, 1.0, 2.0);
+        let evs = sim.run_frames(30, |i| {
+            let mut f = Frame::default();
+            if (4..20).contains(&i) {
+                // Seen from 4 s: it has lain still since 2 s.
+                f.regions.push((1 + i as u64 / 7, PILE, 0.03));
+            }
+            // A small one nearby is not a pile.
+            f.regions.push((99, [600.0, 800.0, 620.0, 820.0], 0.0004));
+            f
+        });
+        let got: Vec<(f64, &str)> = evs.iter().map(|(t, e)| (*t, e.phase.as_str())).collect();
+        // Start at 2 + 6 = 8; last seen 19, missing past the 1 s grace at 21, clear 3 s ⇒ 24.
+        assert_eq!(got, vec![(8.0, "start"), (24.0, "end")]);
+        assert_eq!(evs[0].1.metrics["area"], 0.03);
+        assert_eq!(evs[0].1.objects[0].bbox, [0.2, 0.7, 0.4, 0.85]);
+    }
+
+    #[test]
+    fn a_parked_car_is_not_a_pile() {
+        let mut sim = Sim::new(ZONE, 1.0);
+        let evs = sim.run_frames(20, |_| {
+            let mut f = Frame::objects(vec![Obj::track(5, CAR, [190.0, 690.0, 410.0, 860.0])]);
+            f.regions.push((1, PILE, 0.03));
+            f
+        });
+        assert!(evs.is_empty());
+    }
+}
