@@ -416,9 +416,14 @@ fn describe_event(topic: &str, payload: &[u8]) -> String {
     }
     let objects: Vec<String> = classes.iter().map(|(c, n)| format!("{n} {c}")).collect();
     let metrics: Vec<String> = ev
-        .metrics
+        .attributes
         .iter()
-        .map(|(k, v)| format!("{k}={}", (v * 10.0).round() / 10.0))
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain(
+            ev.metrics
+                .iter()
+                .map(|(k, v)| format!("{k}={}", (v * 100.0).round() / 100.0)),
+        )
         .collect();
     let objects = if objects.is_empty() {
         String::new()

@@ -13,7 +13,7 @@ fn broken_files_end_their_own_camera_only() {
     let broker = common::Mosquitto::start();
     let sub = common::Subscriber::connect(broker.port, "swbad/#");
     let dir = tempfile::tempdir().unwrap();
-    // The first 20 s of the sample video: people enough for a crowding event.
+    // The first 20 s of the sample video: people enough for a congestion event.
     let good = dir.path().join("vtest_20s.mp4");
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-i"])
@@ -70,8 +70,8 @@ hwaccel = "auto"
 [[camera.zone]]
 id = "all"
 polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
-[camera.zone.crowding]
-min_count = 4
+[camera.zone.congestion]
+levels = { light = 4, moderate = 8, heavy = 12 }
 min_duration_s = 1
 clear_duration_s = 2
 "#,

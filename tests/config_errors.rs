@@ -23,9 +23,9 @@ fps = 2
 id = "road"
 polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
 
-[camera.zone.crowding]
+[camera.zone.congestion]
 classes = ["person"]
-min_count = 3
+levels = { light = 3, moderate = 6, heavy = 9 }
 "#;
 
 fn run(args: &[&str], config: &str) -> (Output, String) {
@@ -106,7 +106,7 @@ fn class_the_model_does_not_know_exits_2_naming_the_key() {
     assert_refused(
         &["check-config"],
         &GOOD.replace("classes = [\"person\"]", "classes = [\"persn\"]"),
-        &["camera[gate].zone[road].crowding.classes", "\"persn\""],
+        &["camera[gate].zone[road].congestion.classes", "\"persn\""],
     );
 }
 

@@ -32,9 +32,9 @@ fps = 2
 id = "plaza"
 polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
 
-[camera.zone.crowding]
+[camera.zone.congestion]
 classes = ["person"]
-min_count = 4
+levels = { light = 4, moderate = 8, heavy = 12 }
 min_duration_s = 1
 clear_duration_s = 2
 update_interval_s = 5
@@ -57,8 +57,8 @@ fn check_event(topic: &str, payload: &[u8]) -> Value {
     assert_eq!(v["node"], "e2e-node");
     assert_eq!(v["camera"], "campus");
     assert_eq!(v["zone"], "plaza");
-    assert_eq!(v["type"], "crowding");
-    assert_eq!(topic, "swtest/e2e-node/events/campus/crowding");
+    assert_eq!(v["type"], "congestion");
+    assert_eq!(topic, "swtest/e2e-node/events/campus/congestion");
     assert!(
         ["start", "update", "end"].contains(&v["phase"].as_str().unwrap()),
         "{v}"
@@ -102,7 +102,7 @@ fn check_event(topic: &str, payload: &[u8]) -> Value {
 }
 
 #[test]
-fn daemon_publishes_crowding_events_from_real_video_to_mosquitto() {
+fn daemon_publishes_congestion_events_from_real_video_to_mosquitto() {
     let broker = common::Mosquitto::start();
     let sub = common::Subscriber::connect(broker.port, "swtest/#");
     let dir = tempfile::tempdir().unwrap();

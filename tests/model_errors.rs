@@ -34,8 +34,8 @@ url = "clip.mp4"
 id = "road"
 polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
 
-[camera.zone.crowding]
-min_count = 3
+[camera.zone.congestion]
+levels = { light = 3, moderate = 6, heavy = 9 }
 "#,
         model.display()
     )
