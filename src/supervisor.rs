@@ -23,7 +23,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::analytics::{CameraRules, Observation, RuleEvent};
+use crate::analytics::{CameraRules, Observation, Region, RuleEvent, TrackedObject};
+use crate::detect::Detection;
+use crate::scene::SceneModel;
+use crate::track::Tracker;
 use crate::config::{CameraConfig, Config, ConfigError};
 use crate::detect::{DetectError, Detector, DetectorOptions, DetectorService};
 use crate::event::{Event, SCHEMA, rfc3339};
@@ -64,6 +67,7 @@ impl RunSummary {
             t.frames_dropped += s.frames_dropped;
             t.decode_errors += s.decode_errors;
             t.frames_analysed += s.frames_analysed;
+            t.frames_gated += s.frames_gated;
             t.detections += s.detections;
             t.events += s.events;
             t.inference_us += s.inference_us;
@@ -250,6 +254,8 @@ impl Cameras {
         let token = self.shutdown.child_token();
         let (latest_tx, latest) = watch::channel(None);
         let task = CameraTask {
+            tracker: Tracker::new(tracker_config(&cam.tracker)),
+            scene: scene_model(&cam),
             rules: CameraRules::new(
                 &cam,
                 &self.manifest,
@@ -469,6 +475,9 @@ fn encode_jpeg(frame: &Frame) -> Result<Vec<u8>, String> {
 struct CameraTask {
     camera: CameraConfig,
     node: String,
+    tracker: Tracker,
+    /// `None` when `[camera.scene] enabled = false`.
+    scene: Option<SceneModel>,
     rules: CameraRules,
     service: DetectorService,
     events: mpsc::Sender<Event>,
@@ -504,32 +513,76 @@ impl CameraTask {
         };
 
         let mut last: Option<(SystemTime, Duration)> = None;
+        let gate = &self.camera.scene;
+        let (gated, recheck, motion_threshold) = (
+            gate.enabled && gate.motion_gate,
+            Duration::from_secs_f64(gate.recheck_s),
+            gate.motion_threshold,
+        );
+        // The last detector result and when it ran, for frames the motion gate skips.
+        let mut detections: Vec<Detection> = Vec::new();
+        let mut detected_at: Option<Duration> = None;
+        let mut tracks: Vec<TrackedObject> = Vec::new();
+        let mut regions: Vec<Region> = Vec::new();
         while let Some(frame) = slot.take().await {
             let frame = Arc::new(frame);
-            let out = match self.service.detect(frame.clone()).await {
-                Ok(out) => out,
-                Err(e) => {
-                    tracing::error!(error = %e, "detection failed; frame skipped");
-                    continue;
+            let scene = self
+                .scene
+                .as_mut()
+                .map(|s| s.update(frame.pts, frame.width, frame.height, &frame.data));
+            let still = scene.as_ref().is_some_and(|s| s.motion < motion_threshold);
+            let due = detected_at.is_none_or(|t| frame.pts.saturating_sub(t) >= recheck);
+            if gated && still && !due {
+                // Nothing moved since the last detection: its objects are still there.
+                CameraStats::add(&self.stats.frames_gated, 1);
+            } else {
+                let out = match self.service.detect(frame.clone()).await {
+                    Ok(out) => out,
+                    Err(e) => {
+                        tracing::error!(error = %e, "detection failed; frame skipped");
+                        continue;
+                    }
+                };
+                CameraStats::add(&self.stats.frames_analysed, 1);
+                if timed {
+                    let latency = SystemTime::now()
+                        .duration_since(frame.captured_at)
+                        .unwrap_or_default();
+                    self.stats.record_latency(latency);
                 }
-            };
-            CameraStats::add(&self.stats.frames_analysed, 1);
-            if timed {
-                let latency = SystemTime::now()
-                    .duration_since(frame.captured_at)
-                    .unwrap_or_default();
-                self.stats.record_latency(latency);
+                CameraStats::add(&self.stats.detections, out.detections.len() as u64);
+                CameraStats::add(&self.stats.inference_us, out.elapsed.as_micros() as u64);
+                detections = out.detections;
+                detected_at = Some(frame.pts);
             }
-            CameraStats::add(&self.stats.detections, out.detections.len() as u64);
-            CameraStats::add(&self.stats.inference_us, out.elapsed.as_micros() as u64);
+            self.tracker.update(frame.pts, &detections);
+            tracks.clear();
+            tracks.extend(self.tracker.confirmed().map(|t| TrackedObject {
+                id: t.id,
+                class_id: t.class_id,
+                score: t.score,
+                bbox: t.bbox,
+                visible: t.visible(),
+                speed: t.speed(),
+                still_since: t.still_since,
+            }));
+            regions.clear();
+            if let Some(s) = scene {
+                regions.extend(s.regions.into_iter().map(|r| Region {
+                    id: r.id,
+                    bbox: r.bbox,
+                    area: r.area,
+                    since: r.since,
+                }));
+            }
             let obs = Observation {
                 pts: frame.pts,
                 captured_at: frame.captured_at,
                 width: frame.width,
                 height: frame.height,
-                detections: &out.detections,
-                tracks: &[],
-                regions: &[],
+                detections: &detections,
+                tracks: &tracks,
+                regions: &regions,
             };
             let evs = self.rules.observe(&obs);
             self.latest.send_replace(Some(frame.clone()));
@@ -560,6 +613,30 @@ impl CameraTask {
         }
         true
     }
+}
+
+fn tracker_config(c: &crate::config::TrackerConfig) -> crate::track::TrackerConfig {
+    crate::track::TrackerConfig {
+        high_score: c.high_score,
+        low_score: c.low_score,
+        new_track_score: c.new_track_score,
+        confirm_hits: c.confirm_frames,
+        max_lost: Duration::from_secs_f64(c.lost_timeout_s),
+        ..Default::default()
+    }
+}
+
+/// The scene model of a camera, unless disabled.
+fn scene_model(cam: &CameraConfig) -> Option<SceneModel> {
+    let c = &cam.scene;
+    c.enabled.then(|| {
+        SceneModel::new(crate::scene::SceneConfig {
+            diff_threshold: c.diff_threshold,
+            still_s: c.still_s,
+            absorb_s: c.absorb_s,
+            ..Default::default()
+        })
+    })
 }
 
 fn to_event(node: &str, camera: &str, ev: RuleEvent) -> Event {

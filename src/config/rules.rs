@@ -267,9 +267,9 @@ pub struct TrackerConfig {
 impl Default for TrackerConfig {
     fn default() -> Self {
         Self {
-            high_score: 0.5,
+            high_score: 0.4,
             low_score: 0.1,
-            new_track_score: 0.6,
+            new_track_score: 0.45,
             confirm_frames: 3,
             lost_timeout_s: 2.0,
         }

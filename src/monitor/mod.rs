@@ -64,6 +64,8 @@ pub struct CameraStats {
     pub decode_errors: AtomicU64,
     /// Frames that went through the detector.
     pub frames_analysed: AtomicU64,
+    /// Frames the motion gate kept from the detector (nothing moved; the last result stood).
+    pub frames_gated: AtomicU64,
     /// Objects the detector found, summed over frames.
     pub detections: AtomicU64,
     /// Events this camera's rules produced.
@@ -90,6 +92,7 @@ pub struct CameraSnapshot {
     pub frames_dropped: u64,
     pub decode_errors: u64,
     pub frames_analysed: u64,
+    pub frames_gated: u64,
     pub detections: u64,
     pub events: u64,
     pub inference_us: u64,
@@ -149,6 +152,7 @@ impl CameraStats {
             frames_dropped: self.frames_dropped.load(Relaxed),
             decode_errors: self.decode_errors.load(Relaxed),
             frames_analysed: self.frames_analysed.load(Relaxed),
+            frames_gated: self.frames_gated.load(Relaxed),
             detections: self.detections.load(Relaxed),
             events: self.events.load(Relaxed),
             inference_us: self.inference_us.load(Relaxed),
