@@ -30,6 +30,7 @@ pub mod mqtt;
 pub mod outbox;
 pub mod source;
 pub mod supervisor;
+pub mod track;
 
 /// Where set-up puts the ONNX Runtime library, the default model and sample media.
 /// `STREETWATCH_CACHE` overrides it; otherwise `~/.cache/streetwatch`.
