@@ -71,7 +71,9 @@ hwaccel = "auto"
 id = "all"
 polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
 [camera.zone.congestion]
-levels = { light = 4, moderate = 8, heavy = 12 }
+levels.light = 4
+levels.moderate = 8
+levels.heavy = 12
 min_duration_s = 1
 clear_duration_s = 2
 "#,

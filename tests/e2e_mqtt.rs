@@ -34,7 +34,9 @@ polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
 
 [camera.zone.congestion]
 classes = ["person"]
-levels = { light = 4, moderate = 8, heavy = 12 }
+levels.light = 4
+levels.moderate = 8
+levels.heavy = 12
 min_duration_s = 1
 clear_duration_s = 2
 update_interval_s = 5

@@ -35,7 +35,9 @@ id = "road"
 polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
 
 [camera.zone.congestion]
-levels = { light = 3, moderate = 6, heavy = 9 }
+levels.light = 3
+levels.moderate = 6
+levels.heavy = 9
 "#,
         model.display()
     )

@@ -105,7 +105,7 @@ impl Rule for Congestion {
         let mut m = metrics([
             ("count", count as f64),
             ("occupancy", occupancy),
-            ("level", level as f64),
+            ("severity", level as f64),
         ]);
         if let Some(s) = median_speed {
             m.insert("median_speed".into(), (s as f64 * 1000.0).round() / 1000.0);
