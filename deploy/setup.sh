@@ -16,7 +16,11 @@
 #          check is refused: $CACHE/onnxruntime-1.22.0/; and the default model
 #          re-packed in every layout the detector reads (models/make_variants.py,
 #          ONNX graph surgery, sha256 in models/variants.sha256):
-#          $CACHE/models/variants/*.onnx + manifests
+#          $CACHE/models/variants/*.onnx + manifests; and the scenario clips
+#          with their ground truth (tests/scenarios/*.toml rendered by
+#          tests/support/make_scenarios.py from the media above and two photos
+#          of Debian python3-skimage, $CACHE/media/{coffee.png,motorcycle_left.png}):
+#          $CACHE/media/scenarios/NAME.{mp4,toml}
 #   check  dev check (not in `all`): adds onnxruntime + pillow to the convert
 #          venv and runs models/reference_check.py on bus.jpg
 #
@@ -149,6 +153,7 @@ step_ort() {
 step_test_assets() {
     test_assets_old_ort
     test_assets_variants
+    test_assets_scenarios
 }
 
 # The default model re-packed as YOLOv8/v5/X, end-to-end, TF OD, NHWC, RGB,
@@ -360,6 +365,58 @@ step_media() {
         [[ -s $tmp/vtest.mp4 ]] || die "ffmpeg produced an empty vtest.mp4 (see $log)"
         mv -f "$tmp/vtest.mp4" "$MEDIA/vtest.mp4"
     fi
+}
+
+# The photos scikit-image ships, from Debian's python3-skimage (only its data
+# is used; nothing is installed).
+SKIMAGE_FILES=(coffee.png motorcycle_left.png)
+
+scenario_photos() {
+    media_group_ok "${SKIMAGE_FILES[@]}" && return 0
+    say "test-assets: fetching Debian python3-skimage $SKIMAGE_DEB_VERSION (coffee.png, motorcycle_left.png)"
+    local log tmp f deb="python3-skimage_${SKIMAGE_DEB_VERSION//:/%3a}_all.deb"
+    log=$(logfile scenarios); tmp=$(mktmp)
+    if ! apt-cache show "python3-skimage=$SKIMAGE_DEB_VERSION" >/dev/null 2>&1; then
+        apt_update_once "$log"
+    fi
+    chmod 0755 "$tmp"
+    (cd "$tmp" && run "$log" apt-get download -qq -o APT::Sandbox::User=root \
+        "python3-skimage=$SKIMAGE_DEB_VERSION")
+    [[ -f $tmp/$deb ]] || die "apt-get download did not produce $deb (see $log)"
+    verify "$tmp/$deb" "$SKIMAGE_DEB_SHA256"
+    run "$log" dpkg-deb -x "$tmp/$deb" "$tmp/x"
+    mkdir -p "$MEDIA"
+    for f in "${SKIMAGE_FILES[@]}"; do
+        verify "$tmp/x/usr/lib/python3/dist-packages/skimage/data/$f" "$(media_sha "$f")"
+        mv -f "$tmp/x/usr/lib/python3/dist-packages/skimage/data/$f" "$MEDIA/$f"
+    done
+}
+
+# Scenario clips with their ground truth for tests/scenarios.rs, rendered by
+# Debian's python3 (numpy, PIL) and ffmpeg. Keyed by the sha256 of the recipes
+# and the script: rendered again only when one of them changed.
+test_assets_scenarios() {
+    local dir=$MEDIA/scenarios want f ok=1
+    want=$(cd "$REPO_DIR" && sha256sum tests/support/make_scenarios.py tests/scenarios/*.toml |
+        sha256sum | cut -d' ' -f1)
+    if [[ -f $dir/.recipes.sha256 && $(<"$dir/.recipes.sha256") == "$want" ]]; then
+        for f in "$REPO_DIR"/tests/scenarios/*.toml; do
+            f=$(basename "$f" .toml)
+            [[ -s $dir/$f.mp4 && -s $dir/$f.toml ]] || { ok=0; break; }
+        done
+        [[ $ok -eq 1 ]] && return 0
+    fi
+    /usr/bin/python3 -c 'import numpy, PIL' 2>/dev/null ||
+        die "test-assets: /usr/bin/python3 needs numpy and PIL: run deploy/setup.sh deps"
+    step_media
+    scenario_photos
+    say "test-assets: rendering the scenario clips (tests/scenarios/*.toml)"
+    local log tmp; log=$(logfile scenarios); tmp=$(mktmp)
+    run "$log" /usr/bin/python3 "$REPO_DIR/tests/support/make_scenarios.py" \
+        --media "$MEDIA" --recipes "$REPO_DIR/tests/scenarios" --out "$tmp/s"
+    printf '%s\n' "$want" >"$tmp/s/.recipes.sha256"
+    rm -rf -- "$dir"
+    mv -f "$tmp/s" "$dir"
 }
 
 # ---------------------------------------------------------------------------

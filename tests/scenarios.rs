@@ -1,0 +1,832 @@
+//! Scenario clips run end to end: the daemon decodes a clip composed from the
+//! real photos and video (a cup dropped on the road, a crowd gathering, a
+//! barrier and a motorcycle appearing in a still street), runs the real model
+//! and the zone rules, and publishes to a real mosquitto; the events must be
+//! what the clip's ground truth says.
+//!
+//! Each scenario is `tests/scenarios/NAME.toml`: the recipe and ground truth
+//! that `tests/support/make_scenarios.py` renders into
+//! `$CACHE/media/scenarios/NAME.mp4` (`deploy/setup.sh test-assets`), a
+//! `[daemon] camera` snippet appended to the camera's config, and the
+//! `[[expect]]` entries checked here (see `tests/scenarios/README.md`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One `tests/scenarios/NAME.toml` (its `[recipe]` is the generator's business).
+#[derive(Debug, Deserialize)]
+struct Scenario {
+    scenario: Meta,
+    truth: Truth,
+    daemon: DaemonPart,
+    #[serde(default)]
+    expect: Vec<Expect>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Meta {
+    name: String,
+    clip: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Truth {
+    #[serde(default)]
+    zone: Vec<TruthZone>,
+    #[serde(default)]
+    object: Vec<TruthObject>,
+    #[serde(default)]
+    count: Vec<TruthCount>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TruthZone {
+    id: String,
+    polygon: Vec<[f64; 2]>,
+}
+
+/// A pasted object: what it is, where (normalised), from when until when.
+#[derive(Debug, Deserialize)]
+struct TruthObject {
+    id: String,
+    class: String,
+    #[serde(rename = "box")]
+    bbox: [f64; 4],
+    appear_s: f64,
+    remove_s: Option<f64>,
+}
+
+/// How many objects of `class` stand in `zone`: `steps` = [[from_s, count], …].
+#[derive(Debug, Deserialize)]
+struct TruthCount {
+    zone: String,
+    class: String,
+    steps: Vec<(f64, u32)>,
+}
+
+impl TruthCount {
+    fn at(&self, t: f64) -> u32 {
+        self.steps
+            .iter()
+            .take_while(|(from, _)| *from <= t)
+            .last()
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DaemonPart {
+    /// TOML appended after the `[[camera]]` table.
+    camera: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Phases {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Phases::One(p) => f.write_str(p),
+            Phases::Many(ps) => f.write_str(&ps.join("|")),
+        }
+    }
+}
+
+impl Phases {
+    fn matches(&self, phase: &str) -> bool {
+        match self {
+            Phases::One(p) => p == "any" || p == phase,
+            Phases::Many(ps) => ps.iter().any(|p| p == phase),
+        }
+    }
+}
+
+/// What the published events must show. The events it is about are those of
+/// `type`, `phase` (a name, a list, or "any"), `zone` (if given) whose
+/// `attributes` include `attributes`; every other key is a check on them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    /// A name for `same_incident_as`.
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+    zone: Option<String>,
+    phase: Phases,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    /// Exactly this many such events.
+    count: Option<usize>,
+    /// At least this many.
+    min_count: Option<usize>,
+    /// Every one has its `stream_time_s` in [a, b].
+    within_s: Option<[f64; 2]>,
+    /// There is one, and the first has its `stream_time_s` in [a, b].
+    first_within_s: Option<[f64; 2]>,
+    /// Every one has an object whose box overlaps this truth object's box…
+    overlaps: Option<String>,
+    /// …and is of this class.
+    class: Option<String>,
+    /// Every one belongs to the incident of the one event `id` matched.
+    same_incident_as: Option<String>,
+    /// Every one's `attributes.level` is the level this zone's true count
+    /// (thresholds from the zone's `congestion.levels`) gives at some moment
+    /// of [t - lag_s, t].
+    level_from_truth: Option<String>,
+    lag_s: Option<f64>,
+}
+
+fn scenario_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
+}
+
+fn load(name: &str) -> (Scenario, String) {
+    let path = scenario_dir().join(format!("{name}.toml"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let s: Scenario = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(s.scenario.name, name, "{}", path.display());
+    (s, text)
+}
+
+/// The rendered clip, checked to come from the committed recipe.
+fn clip(s: &Scenario, committed: &str) -> PathBuf {
+    let name = &s.scenario.name;
+    let rendered = common::cached(&format!("media/scenarios/{name}.toml"));
+    let used = std::fs::read_to_string(&rendered).unwrap();
+    assert!(
+        used == committed,
+        "{} was rendered from another version of tests/scenarios/{name}.toml: \
+         run `deploy/setup.sh test-assets`",
+        rendered.display()
+    );
+    common::cached(&format!("media/scenarios/{}", s.scenario.clip))
+}
+
+/// The zones of the `[daemon]` snippet, as parsed TOML tables.
+fn snippet_zones(s: &Scenario) -> Vec<toml::Table> {
+    let t: toml::Table = toml::from_str(&s.daemon.camera)
+        .unwrap_or_else(|e| panic!("{}: [daemon] camera: {e}", s.scenario.name));
+    t.get("camera")
+        .and_then(|c| c.get("zone"))
+        .and_then(|z| z.as_array())
+        .map(|zs| zs.iter().filter_map(|z| z.as_table().cloned()).collect())
+        .unwrap_or_default()
+}
+
+/// The ground truth's zones are the ones the daemon is given.
+fn check_zones_agree(s: &Scenario) {
+    let zones = snippet_zones(s);
+    for tz in &s.truth.zone {
+        let z = zones
+            .iter()
+            .find(|z| z.get("id").and_then(|v| v.as_str()) == Some(tz.id.as_str()))
+            .unwrap_or_else(|| panic!("truth zone {} is not in [daemon] camera", tz.id));
+        let poly: Vec<[f64; 2]> = z["polygon"]
+            .clone()
+            .try_into()
+            .unwrap_or_else(|e| panic!("zone {} polygon: {e}", tz.id));
+        assert_eq!(poly, tz.polygon, "zone {}: daemon and truth differ", tz.id);
+    }
+}
+
+fn config(broker: &str, outbox: &Path, camera: &str, clip: &Path, snippet: &str) -> String {
+    format!(
+        r#"
+[node]
+id = "scenarios"
+
+[mqtt]
+url = "{broker}"
+topic_prefix = "swtest"
+
+[outbox]
+path = "{outbox}"
+
+[[camera]]
+id = "{camera}"
+url = "{clip}"
+fps = 5
+
+{snippet}
+"#,
+        outbox = outbox.display(),
+        clip = clip.display(),
+    )
+}
+
+/// Runs the daemon over the clip with `snippet`; the events it published, in order.
+fn run(s: &Scenario, clip: &Path, snippet: &str) -> Vec<Value> {
+    let broker = common::Mosquitto::start();
+    let sub = common::Subscriber::connect(broker.port, "swtest/+/events/#");
+    let dir = tempfile::tempdir().unwrap();
+    let name = &s.scenario.name;
+    let cfg = common::write_config(
+        dir.path(),
+        &config(
+            &broker.url(),
+            &dir.path().join("outbox.sqlite"),
+            name,
+            clip,
+            snippet,
+        ),
+    );
+    common::run_daemon_to_end(&cfg, "warn");
+    sub.drain(Duration::from_secs(2))
+        .iter()
+        .map(|m| {
+            let v: Value = serde_json::from_slice(&m.payload).unwrap_or_else(|e| {
+                panic!(
+                    "{}: not JSON ({e}): {}",
+                    m.topic,
+                    String::from_utf8_lossy(&m.payload)
+                )
+            });
+            common::assert_schema_valid(&v);
+            assert_eq!(
+                m.topic,
+                format!(
+                    "swtest/scenarios/events/{name}/{}",
+                    v["type"].as_str().unwrap()
+                ),
+                "{v}"
+            );
+            v
+        })
+        .collect()
+}
+
+fn time(e: &Value) -> f64 {
+    e["stream_time_s"].as_f64().unwrap()
+}
+
+fn boxes(e: &Value) -> Vec<(String, [f64; 4])> {
+    e["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let b: Vec<f64> = o["box"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            (
+                o["class"].as_str().unwrap().to_string(),
+                [b[0], b[1], b[2], b[3]],
+            )
+        })
+        .collect()
+}
+
+fn area(b: &[f64; 4]) -> f64 {
+    (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
+}
+
+fn intersection(a: &[f64; 4], b: &[f64; 4]) -> f64 {
+    area(&[
+        a[0].max(b[0]),
+        a[1].max(b[1]),
+        a[2].min(b[2]),
+        a[3].min(b[3]),
+    ])
+}
+
+fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
+    let i = intersection(a, b);
+    i / (area(a) + area(b) - i)
+}
+
+/// Two boxes are about the same thing: they share at least half of the smaller
+/// one, and neither is many times the other (IoU ≥ 0.1).
+fn overlap(a: &[f64; 4], b: &[f64; 4]) -> bool {
+    intersection(a, b) >= 0.5 * area(a).min(area(b)) && iou(a, b) >= 0.1
+}
+
+/// `levels = { light = 3, … }` of the zone's congestion rule, highest first.
+fn levels(s: &Scenario, zone: &str) -> Vec<(String, u32)> {
+    let z = snippet_zones(s)
+        .into_iter()
+        .find(|z| z.get("id").and_then(|v| v.as_str()) == Some(zone))
+        .unwrap_or_else(|| panic!("no zone {zone} in [daemon] camera"));
+    let mut out: Vec<(String, u32)> = z["congestion"]["levels"]
+        .as_table()
+        .unwrap_or_else(|| panic!("zone {zone} has no congestion.levels"))
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_integer().unwrap() as u32))
+        .collect();
+    out.sort_by_key(|l| std::cmp::Reverse(l.1));
+    out
+}
+
+fn level_of(levels: &[(String, u32)], count: u32) -> Option<&str> {
+    levels
+        .iter()
+        .find(|(_, n)| count >= *n)
+        .map(|(l, _)| l.as_str())
+}
+
+/// Every expectation the events break, each with the reason.
+fn unmet(s: &Scenario, events: &[Value]) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut fail = |i: usize, e: &Expect, why: String| {
+        let label = e.id.clone().unwrap_or_else(|| format!("#{}", i + 1));
+        failures.push(format!("expect {label} ({} {}): {why}", e.kind, e.phase));
+    };
+    let selected = |e: &Expect| -> Vec<&Value> {
+        events
+            .iter()
+            .filter(|v| v["type"] == e.kind.as_str())
+            .filter(|v| e.phase.matches(v["phase"].as_str().unwrap_or("")))
+            .filter(|v| e.zone.as_deref().is_none_or(|z| v["zone"] == z))
+            .filter(|v| {
+                e.attributes
+                    .iter()
+                    .all(|(k, want)| v["attributes"][k].as_str() == Some(want.as_str()))
+            })
+            .collect()
+    };
+    let incident_of = |id: &str| -> Option<String> {
+        let e = s.expect.iter().find(|e| e.id.as_deref() == Some(id))?;
+        let got = selected(e);
+        match got.as_slice() {
+            [one] => one["incident"].as_str().map(str::to_string),
+            _ => None,
+        }
+    };
+
+    for (i, e) in s.expect.iter().enumerate() {
+        let got = selected(e);
+        let times: Vec<f64> = got.iter().map(|v| time(v)).collect();
+        if let Some(n) = e.count
+            && got.len() != n
+        {
+            fail(
+                i,
+                e,
+                format!("{} events (at {times:?} s), expected {n}", got.len()),
+            );
+        }
+        if let Some(n) = e.min_count
+            && got.len() < n
+        {
+            fail(i, e, format!("{} events, expected at least {n}", got.len()));
+        }
+        if let Some([a, b]) = e.within_s
+            && let Some(t) = times.iter().find(|t| !(a..=b).contains(*t))
+        {
+            fail(
+                i,
+                e,
+                format!("one at {t} s, outside [{a}, {b}] (all: {times:?})"),
+            );
+        }
+        if let Some([a, b]) = e.first_within_s {
+            match times.iter().copied().reduce(f64::min) {
+                None => fail(i, e, "none".into()),
+                Some(t) if !(a..=b).contains(&t) => {
+                    fail(i, e, format!("the first is at {t} s, not in [{a}, {b}]"))
+                }
+                _ => {}
+            }
+        }
+        if let Some(id) = &e.overlaps {
+            let truth = s
+                .truth
+                .object
+                .iter()
+                .find(|o| &o.id == id)
+                .unwrap_or_else(|| panic!("overlaps = {id:?}: no such truth object"));
+            for v in &got {
+                let hit = boxes(v).iter().any(|(class, b)| {
+                    overlap(b, &truth.bbox) && e.class.as_ref().is_none_or(|c| c == class)
+                });
+                if !hit {
+                    fail(
+                        i,
+                        e,
+                        format!(
+                            "the event at {} s has no {}object on {id} {:?}: {:?}",
+                            time(v),
+                            e.class.as_ref().map_or(String::new(), |c| format!("{c} ")),
+                            truth.bbox,
+                            boxes(v)
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(id) = &e.same_incident_as {
+            match incident_of(id) {
+                None => fail(i, e, format!("`{id}` did not match exactly one event")),
+                Some(inc) => {
+                    if let Some(v) = got.iter().find(|v| v["incident"] != inc.as_str()) {
+                        fail(
+                            i,
+                            e,
+                            format!("the event at {} s is not of incident {inc}", time(v)),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(zone) = &e.level_from_truth {
+            let truth = s
+                .truth
+                .count
+                .iter()
+                .find(|c| &c.zone == zone)
+                .unwrap_or_else(|| panic!("level_from_truth = {zone:?}: no [[truth.count]]"));
+            let levels = levels(s, zone);
+            let lag = e.lag_s.unwrap_or(0.0);
+            for v in &got {
+                let t = time(v);
+                // the true count over [t - lag, t]: at t - lag and at every step inside
+                let counts: Vec<u32> = std::iter::once(truth.at(t - lag))
+                    .chain(
+                        truth
+                            .steps
+                            .iter()
+                            .filter(|(from, _)| (t - lag..=t).contains(from))
+                            .map(|(_, n)| *n),
+                    )
+                    .collect();
+                let said = v["attributes"]["level"].as_str();
+                if !counts.iter().any(|n| level_of(&levels, *n) == said) {
+                    fail(
+                        i,
+                        e,
+                        format!(
+                            "level {said:?} at {t} s; the true {} count was {counts:?} over [{:.1}, {t}]",
+                            truth.class,
+                            t - lag
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    // Nothing the scenario does not speak of.
+    for v in events {
+        let known = s.expect.iter().any(|e| {
+            v["type"] == e.kind.as_str() && e.zone.as_deref().is_none_or(|z| v["zone"] == z)
+        });
+        if !known {
+            failures.push(format!(
+                "unexpected {} event in zone {} at {} s",
+                v["type"],
+                v["zone"],
+                time(v)
+            ));
+        }
+    }
+    failures
+}
+
+/// One line per event, for failure messages.
+fn listing(events: &[Value]) -> String {
+    events
+        .iter()
+        .map(|v| {
+            // UUID v7: the end is the random part
+            let incident = v["incident"].as_str().unwrap_or("?");
+            format!(
+                "  {:>6.2} s  {} {} zone={} incident=…{} attributes={} metrics={} objects={:?}",
+                time(v),
+                v["type"].as_str().unwrap_or("?"),
+                v["phase"].as_str().unwrap_or("?"),
+                v["zone"].as_str().unwrap_or("?"),
+                &incident[incident.len().saturating_sub(8)..],
+                v.get("attributes").unwrap_or(&Value::Null),
+                v["metrics"],
+                boxes(v)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn run_scenario(name: &str) {
+    let (s, text) = load(name);
+    check_zones_agree(&s);
+    let clip = clip(&s, &text);
+    let events = run(&s, &clip, &s.daemon.camera);
+    let failures = unmet(&s, &events);
+    assert!(
+        failures.is_empty(),
+        "scenario {name}:\n{}\nevents:\n{}",
+        failures.join("\n"),
+        listing(&events)
+    );
+}
+
+#[test]
+fn litter_dropped_on_the_road_is_reported_once_and_resolved() {
+    run_scenario("litter_drop");
+}
+
+#[test]
+fn growing_crowd_raises_congestion_at_the_true_level() {
+    run_scenario("crowd_growth");
+}
+
+#[test]
+fn objects_that_appear_in_a_still_street_are_found_without_motion() {
+    run_scenario("static_object");
+}
+
+/// The crowd clip through today's `crowding` rule (a count threshold): the
+/// counts the daemon reports are the ones the clip was built with.
+#[test]
+fn crowd_clip_counts_match_its_ground_truth() {
+    let (s, text) = load("crowd_growth");
+    check_zones_agree(&s);
+    let clip = clip(&s, &text);
+    let zone = &s.truth.zone[0];
+    let truth = &s.truth.count[0];
+    assert_eq!(
+        (truth.zone.as_str(), truth.class.as_str()),
+        (zone.id.as_str(), "person")
+    );
+    let snippet = format!(
+        r#"
+[[camera.zone]]
+id = "{}"
+polygon = {:?}
+
+[camera.zone.crowding]
+classes = ["person"]
+min_count = 6
+min_duration_s = 2
+clear_duration_s = 5
+update_interval_s = 5
+"#,
+        zone.id, zone.polygon
+    );
+    let events = run(&s, &clip, &snippet);
+    let list = listing(&events);
+    assert!(events.iter().all(|v| v["type"] == "crowding"), "{list}");
+
+    // One incident: six stand there from 15 s (+ min_duration_s), ten from 25 s,
+    // none from 35 s (+ clear_duration_s).
+    let starts: Vec<&Value> = events.iter().filter(|v| v["phase"] == "start").collect();
+    assert_eq!(starts.len(), 1, "{list}");
+    let start = starts[0];
+    assert!((17.0..=18.0).contains(&time(start)), "{list}");
+    let ends: Vec<&Value> = events.iter().filter(|v| v["phase"] == "end").collect();
+    assert_eq!(ends.len(), 1, "{list}");
+    assert!((40.0..=41.0).contains(&time(ends[0])), "{list}");
+    assert!(
+        events.iter().all(|v| v["incident"] == start["incident"]),
+        "{list}"
+    );
+    let ten = events
+        .iter()
+        .find(|v| v["phase"] == "update" && v["metrics"]["count"] == 10.0)
+        .unwrap_or_else(|| panic!("no update with the ten people: {list}"));
+    assert!((25.0..=26.0).contains(&time(ten)), "{list}");
+
+    // Each count said is the true one, and each person reported is one of the
+    // people standing there at that moment.
+    for v in events.iter().filter(|v| v["phase"] != "end") {
+        let t = time(v);
+        assert_eq!(
+            v["metrics"]["count"].as_f64(),
+            Some(truth.at(t) as f64),
+            "{list}"
+        );
+        let standing: Vec<&TruthObject> = s
+            .truth
+            .object
+            .iter()
+            .filter(|o| o.class == "person" && o.appear_s <= t && o.remove_s.is_none_or(|r| t < r))
+            .collect();
+        for (class, b) in boxes(v) {
+            assert_eq!(class, "person");
+            assert!(
+                standing.iter().any(|o| iou(&b, &o.bbox) >= 0.5),
+                "a person at {t} s that no truth object is: {b:?}\n{list}"
+            );
+        }
+    }
+}
+
+/// An event as the daemon publishes it, for checking the checks above.
+fn event(kind: &str, zone: &str, phase: &str, incident: &str, t: f64, extra: Value) -> Value {
+    let mut v = serde_json::json!({
+        "type": kind, "zone": zone, "phase": phase, "incident": incident,
+        "stream_time_s": t, "objects": [], "metrics": {},
+    });
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+/// The expectations fail exactly when the events say something else than the
+/// ground truth (checked on hand-made events: the rules are the daemon's).
+#[test]
+fn expectations_hold_only_for_what_the_truth_says() {
+    let (litter, _) = load("litter_drop");
+    let cup =
+        serde_json::json!([{"class": "cup", "score": 0.5, "box": [0.435, 0.452, 0.469, 0.507]}]);
+    let thrown = serde_json::json!({"objects": cup, "attributes": {"cause": "thrown"}});
+    let good = vec![
+        event("litter", "pavement", "start", "a", 16.0, thrown.clone()),
+        event(
+            "litter",
+            "pavement",
+            "end",
+            "a",
+            38.6,
+            serde_json::json!({}),
+        ),
+    ];
+    assert_eq!(unmet(&litter, &good), Vec::<String>::new());
+    let elsewhere = serde_json::json!({"objects": [{"class": "cup", "score": 0.5, "box": [0.1, 0.1, 0.2, 0.2]}],
+        "attributes": {"cause": "thrown"}});
+    for (why, events) in [
+        (
+            "late start",
+            vec![
+                event("litter", "pavement", "start", "a", 17.4, thrown.clone()),
+                good[1].clone(),
+            ],
+        ),
+        (
+            "two starts",
+            vec![
+                good[0].clone(),
+                event("litter", "pavement", "start", "b", 16.4, thrown.clone()),
+                good[1].clone(),
+            ],
+        ),
+        (
+            "wrong place",
+            vec![
+                event("litter", "pavement", "start", "a", 16.0, elsewhere),
+                good[1].clone(),
+            ],
+        ),
+        (
+            "no cause",
+            vec![
+                event(
+                    "litter",
+                    "pavement",
+                    "start",
+                    "a",
+                    16.0,
+                    serde_json::json!({"objects": cup}),
+                ),
+                good[1].clone(),
+            ],
+        ),
+        (
+            "other incident ends",
+            vec![
+                good[0].clone(),
+                event(
+                    "litter",
+                    "pavement",
+                    "end",
+                    "b",
+                    38.6,
+                    serde_json::json!({}),
+                ),
+            ],
+        ),
+        (
+            "early end",
+            vec![
+                good[0].clone(),
+                event(
+                    "litter",
+                    "pavement",
+                    "end",
+                    "a",
+                    30.0,
+                    serde_json::json!({}),
+                ),
+            ],
+        ),
+        ("never ends", vec![good[0].clone()]),
+        (
+            "other zone",
+            vec![
+                good[0].clone(),
+                good[1].clone(),
+                event("litter", "lawn", "start", "c", 20.0, thrown.clone()),
+            ],
+        ),
+    ] {
+        assert!(!unmet(&litter, &events).is_empty(), "{why} passed");
+    }
+
+    let (crowd, _) = load("crowd_growth");
+    let level = |l: &str| serde_json::json!({"attributes": {"level": l}});
+    let good = vec![
+        event("congestion", "lawn", "start", "c", 7.2, level("light")),
+        event("congestion", "lawn", "update", "c", 17.2, level("moderate")),
+        event("congestion", "lawn", "update", "c", 27.2, level("heavy")),
+        event(
+            "congestion",
+            "lawn",
+            "end",
+            "c",
+            40.2,
+            serde_json::json!({}),
+        ),
+    ];
+    assert_eq!(unmet(&crowd, &good), Vec::<String>::new());
+    let mut heavy_early = good.clone();
+    heavy_early[1] = event("congestion", "lawn", "update", "c", 17.2, level("heavy"));
+    let mut moderate_late = good.clone();
+    moderate_late.insert(
+        3,
+        event("congestion", "lawn", "update", "c", 38.0, level("heavy")),
+    );
+    moderate_late.insert(
+        3,
+        event("congestion", "lawn", "update", "c", 44.0, level("moderate")),
+    );
+    let mut start_moderate = good.clone();
+    start_moderate[0] = event("congestion", "lawn", "start", "c", 7.2, level("moderate"));
+    for (why, events) in [
+        ("heavy with six people", heavy_early),
+        ("moderate with nobody left", moderate_late),
+        ("moderate with three", start_moderate),
+        (
+            "no heavy",
+            vec![good[0].clone(), good[1].clone(), good[3].clone()],
+        ),
+    ] {
+        assert!(!unmet(&crowd, &events).is_empty(), "{why} passed");
+    }
+}
+
+/// The still clip through today's `crowding` rule, one motorcycle being enough:
+/// the daemon sees the motorcycle from the moment it appears to the clip's end,
+/// where the ground truth puts it, although nothing moves in between.
+#[test]
+fn still_clip_motorcycle_is_seen_where_and_when_the_truth_says() {
+    let (s, text) = load("static_object");
+    check_zones_agree(&s);
+    let clip = clip(&s, &text);
+    let zone = s.truth.zone.iter().find(|z| z.id == "kerb_right").unwrap();
+    let moto = s
+        .truth
+        .object
+        .iter()
+        .find(|o| o.id == "motorcycle")
+        .unwrap();
+    let snippet = format!(
+        r#"
+[[camera.zone]]
+id = "{}"
+polygon = {:?}
+
+[camera.zone.crowding]
+classes = ["motorcycle", "bicycle"]
+min_count = 1
+min_duration_s = 0
+clear_duration_s = 1
+update_interval_s = 5
+"#,
+        zone.id, zone.polygon
+    );
+    let events = run(&s, &clip, &snippet);
+    let list = listing(&events);
+    let [start, end] = events.as_slice() else {
+        panic!("expected one start and its end:\n{list}");
+    };
+    assert_eq!(
+        (&start["phase"], &end["phase"]),
+        (&"start".into(), &"end".into()),
+        "{list}"
+    );
+    assert_eq!(start["incident"], end["incident"], "{list}");
+    assert!(
+        (moto.appear_s..=moto.appear_s + 0.4).contains(&time(start)),
+        "{list}"
+    );
+    assert!(time(end) >= 29.5, "it ends only with the clip:\n{list}");
+    match boxes(start).as_slice() {
+        [(class, b)] => {
+            assert_eq!(class, "motorcycle", "{list}");
+            assert!(iou(b, &moto.bbox) >= 0.8, "{list}");
+        }
+        _ => panic!("one motorcycle, nothing else:\n{list}"),
+    }
+}
