@@ -37,9 +37,8 @@ impl GreyScaler {
         (out_w, out_h): (u32, u32),
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
-        let src =
-            fast_image_resize::images::ImageRef::new(width, height, rgb, PixelType::U8x3)
-                .map_err(|e| format!("frame buffer does not match {width}x{height} RGB: {e}"))?;
+        let src = fast_image_resize::images::ImageRef::new(width, height, rgb, PixelType::U8x3)
+            .map_err(|e| format!("frame buffer does not match {width}x{height} RGB: {e}"))?;
         if (self.small.width(), self.small.height()) != (out_w, out_h) {
             self.small = Image::new(out_w, out_h, PixelType::U8x3);
         }
@@ -48,7 +47,12 @@ impl GreyScaler {
             .resize(&src, &mut self.small, &options)
             .map_err(|e| format!("resize failed: {e}"))?;
         out.clear();
-        out.extend(self.small.buffer().chunks_exact(3).map(|p| luma(p[0], p[1], p[2])));
+        out.extend(
+            self.small
+                .buffer()
+                .chunks_exact(3)
+                .map(|p| luma(p[0], p[1], p[2])),
+        );
         Ok(())
     }
 }

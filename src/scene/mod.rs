@@ -549,7 +549,12 @@ impl SceneModel {
                 let p = p as usize;
                 if self.held[p] >= 0 {
                     let (x, y) = (p % w, p / w);
-                    bbox = [bbox[0].min(x), bbox[1].min(y), bbox[2].max(x), bbox[3].max(y)];
+                    bbox = [
+                        bbox[0].min(x),
+                        bbox[1].min(y),
+                        bbox[2].max(x),
+                        bbox[3].max(y),
+                    ];
                 }
             }
             found.push(Found {
@@ -564,10 +569,7 @@ impl SceneModel {
         let mut claimed = vec![false; self.tracked.len()];
         let mut tracked = Vec::with_capacity(found.len());
         let mut out = Vec::with_capacity(found.len());
-        let (sx, sy) = (
-            self.src.0 as f32 / w as f32,
-            self.src.1 as f32 / h as f32,
-        );
+        let (sx, sy) = (self.src.0 as f32 / w as f32, self.src.1 as f32 / h as f32);
         for f in found {
             let best = self
                 .tracked

@@ -167,7 +167,11 @@ fn nothing_is_reported_in_warm_up_or_on_a_static_scene() {
     let ups = play(&mut m, 0, at(30.0), |_| (vec![], NORMAL));
     for (n, u) in &ups {
         assert!(u.regions.is_empty(), "frame {n}: {:?}", u.regions);
-        assert!(u.motion < 0.002, "frame {n}: noise counted as motion {}", u.motion);
+        assert!(
+            u.motion < 0.002,
+            "frame {n}: noise counted as motion {}",
+            u.motion
+        );
     }
     assert_eq!(ups[0].1.motion, 0.0);
 }
@@ -277,7 +281,11 @@ fn a_block_that_stops_becomes_static_after_still_s() {
     assert_eq!(first, stop + at(2.0), "reported at frame {first}");
     let u = &ups.last().unwrap().1;
     assert_eq!(u.regions.len(), 1);
-    assert!(iou(u.regions[0].bbox, place(stop).bbox()) > 0.8, "{:?}", u.regions);
+    assert!(
+        iou(u.regions[0].bbox, place(stop).bbox()) > 0.8,
+        "{:?}",
+        u.regions
+    );
     assert!(ups[stop as usize].1.motion > 0.0);
     assert_eq!(ups.last().unwrap().1.motion, 0.0);
 }
