@@ -28,6 +28,7 @@ pub mod event;
 pub mod monitor;
 pub mod mqtt;
 pub mod outbox;
+pub mod scene;
 pub mod source;
 pub mod supervisor;
 pub mod track;

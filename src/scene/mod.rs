@@ -1,0 +1,727 @@
+//! The static-change scene model: a slowly updated *clean reference* of a
+//! camera's view, the new regions that differ from it and stay still, and a
+//! motion measure.
+//!
+//! Litter that lies still is what motion-based systems miss. This model finds
+//! it without a detector: whatever appears and then stops changing is reported
+//! as a [`StaticRegion`] with a stable id until it goes away again (the pixels
+//! match the reference: "the spot is clean") or it has been there for
+//! [`SceneConfig::absorb_s`] (it becomes part of the reference). The motion
+//! measure lets the daemon skip detection on frames where nothing moves.
+//!
+//! Pure and synchronous: no I/O, no clock. Time is the frame's `pts`, so a
+//! recorded sequence replays deterministically.
+//!
+//! How one frame is processed, on a small grey work image
+//! ([`SceneConfig::work_width`] wide, box-filtered from the frame):
+//!
+//! 1. **Exposure.** The median ratio frame / reference estimates a global
+//!    gain (auto-exposure, a cloud); beyond ±3 % the reference is scaled by it,
+//!    so exposure changes neither create regions nor lose the ones reported.
+//! 2. **Motion.** Pixels that changed by more than `diff_threshold` since the
+//!    previous frame; their fraction is [`SceneUpdate::motion`]. Dilated by one
+//!    pixel, they reset each pixel's "still since" time.
+//! 3. **Foreground.** Pixels that differ from the reference by more than
+//!    `diff_threshold`. If more than `max_area` of the frame is foreground and
+//!    not moving, the view changed as a whole (camera moved, lights switched):
+//!    the reference is re-learnt and nothing is reported.
+//! 4. **Reference update** (selective): only where a pixel is neither moving
+//!    nor foreground nor part of a region, with a slow rate that follows
+//!    daylight drift; during warm-up everywhere it is not moving, fast.
+//! 5. **Static pixels.** Foreground and still for `still_s` → a candidate.
+//!    Candidates are grouped (8-connected after a 3×3 dilation). A group with
+//!    moving pixels in or next to it waits: the flat inside of a moving object
+//!    does not change from frame to frame, but its edges do. A new group is
+//!    then checked for being a *ghost* (below) and, if real and at least
+//!    `min_area`, its pixels become *held*: they keep their region while
+//!    something passes in front of them and let go only when they match the
+//!    reference again (or something else has lain there for `still_s`).
+//! 6. **Regions** are the groups of held pixels, matched to the previous
+//!    frame's regions by overlap so their ids persist.
+//!
+//! **Ghosts.** When something that was part of the reference leaves (a car
+//! parked during warm-up drives off), the uncovered ground differs from the
+//! reference and is still, exactly like a dropped object. The difference is
+//! along the group's outline: a real object adds an edge to the current frame
+//! there that the reference lacks, while a ghost's outline is an edge of the
+//! reference that the current frame lacks. A group whose outline has more
+//! gradient in the reference than in the frame is a ghost; it is copied into
+//! the reference at once and never reported.
+
+mod grey;
+mod mask;
+
+use std::time::Duration;
+
+use grey::{GreyScaler, work_size};
+use mask::{Components, dilate3, gradient};
+
+/// Tuning of the scene model; the defaults suit 5–10 fps street cameras.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SceneConfig {
+    /// Analysis width in pixels (height keeps the aspect ratio; never wider than the frame).
+    pub work_width: u32,
+    /// Grey-level difference (after area averaging) that counts as changed.
+    pub diff_threshold: u8,
+    /// Seconds a changed pixel must be unchanged frame-to-frame to be static.
+    pub still_s: f64,
+    /// Smallest region reported, as a fraction of the frame area.
+    pub min_area: f32,
+    /// A change larger than this fraction of the frame is global (lighting,
+    /// camera moved): the reference is re-learnt and nothing is reported.
+    pub max_area: f32,
+    /// Seconds after which a static region is absorbed into the reference.
+    pub absorb_s: f64,
+    /// Seconds of fast learning after the first frame (and after a re-learn);
+    /// no region is reported meanwhile.
+    pub warmup_s: f64,
+}
+
+impl Default for SceneConfig {
+    fn default() -> Self {
+        Self {
+            work_width: 160,
+            diff_threshold: 25,
+            still_s: 2.0,
+            min_area: 0.0005,
+            max_area: 0.5,
+            absorb_s: 1800.0,
+            warmup_s: 3.0,
+        }
+    }
+}
+
+/// A new, still region of the view that differs from the clean reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaticRegion {
+    /// Stable while the region persists; never reused by the same model.
+    pub id: u64,
+    /// `x0, y0, x1, y1` in source pixels.
+    pub bbox: [f32; 4],
+    /// Changed pixels / frame pixels.
+    pub area: f32,
+    /// `pts` of the frame where the region was first reported.
+    pub since: Duration,
+}
+
+/// What the scene model says about one frame.
+#[derive(Debug, Clone, Default)]
+pub struct SceneUpdate {
+    /// Fraction of work pixels that changed since the previous frame, `0..=1`
+    /// (0 for the first frame after a reset).
+    pub motion: f32,
+    /// The static regions present in this frame.
+    pub regions: Vec<StaticRegion>,
+}
+
+/// Time constant of the reference during warm-up, as a fraction of `warmup_s`.
+const WARMUP_TAU_FRACTION: f64 = 0.2;
+/// Time constant of the reference after warm-up (seconds): slow enough that a
+/// dropped object is never learnt, fast enough to follow daylight.
+const DRIFT_TAU_S: f64 = 30.0;
+/// Global gain changes smaller than this are left to the selective update.
+const GAIN_DEADBAND: f32 = 0.03;
+/// Reference pixels darker than this do not vote on the gain (their ratio is noise).
+const GAIN_MIN_LEVEL: f32 = 20.0;
+/// Gain histogram: `GAIN_BINS` bins of width `1 / GAIN_SCALE` from `GAIN_LOW`.
+const GAIN_BINS: usize = 256;
+const GAIN_LOW: f32 = 0.5;
+const GAIN_SCALE: f32 = 128.0;
+
+/// Correlation with the reference above which a still change is light, not an object.
+const RELIT_NCC: f64 = 0.8;
+/// Grey-level standard deviation (work image) below which a patch is too flat
+/// for the light test.
+const RELIT_MIN_STD: f64 = 4.0;
+
+/// A reported region as remembered for matching in the next frame.
+#[derive(Debug, Clone)]
+struct Tracked {
+    id: u64,
+    since: Duration,
+    /// Work-pixel box, inclusive: `x0, y0, x1, y1`.
+    bbox: [usize; 4],
+}
+
+/// A group of held pixels found in this frame.
+struct Found {
+    component: usize,
+    held: usize,
+    bbox: [usize; 4],
+}
+
+/// Per-camera scene model. Feed it every analysed frame with [`SceneModel::update`].
+pub struct SceneModel {
+    config: SceneConfig,
+    scaler: GreyScaler,
+    /// Source frame size the state belongs to (`(0, 0)` before the first frame).
+    src: (u32, u32),
+    /// Work image size.
+    w: usize,
+    h: usize,
+    /// `pts` (seconds) of the previous frame; `None` right after a reset.
+    last_t: Option<f64>,
+    /// When the current learning phase (first frame or re-learn) started.
+    learn_from: f64,
+    grey: Vec<u8>,
+    prev: Vec<u8>,
+    /// The clean reference.
+    bg: Vec<f32>,
+    /// Start of each pixel's current run of frames without change.
+    still_since: Vec<f64>,
+    /// Grey level of a held (region) pixel, or -1.
+    held: Vec<i16>,
+    moving: Vec<u8>,
+    fg: Vec<u8>,
+    cand: Vec<u8>,
+    scratch: Vec<u8>,
+    scratch2: Vec<u8>,
+    /// Marks of the ghost test's outline band (`== band_gen`: in the band).
+    band: Vec<u32>,
+    band_gen: u32,
+    stack: Vec<u32>,
+    comps: Components,
+    tracked: Vec<Tracked>,
+    next_id: u64,
+}
+
+impl SceneModel {
+    pub fn new(config: SceneConfig) -> Self {
+        Self {
+            config,
+            scaler: GreyScaler::new(),
+            src: (0, 0),
+            w: 0,
+            h: 0,
+            last_t: None,
+            learn_from: 0.0,
+            grey: Vec::new(),
+            prev: Vec::new(),
+            bg: Vec::new(),
+            still_since: Vec::new(),
+            held: Vec::new(),
+            moving: Vec::new(),
+            fg: Vec::new(),
+            cand: Vec::new(),
+            scratch: Vec::new(),
+            scratch2: Vec::new(),
+            band: Vec::new(),
+            band_gen: 0,
+            stack: Vec::new(),
+            comps: Components::default(),
+            tracked: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    /// The configuration the model runs with.
+    pub fn config(&self) -> &SceneConfig {
+        &self.config
+    }
+
+    /// Forgets the reference and all regions; the next frame starts a new warm-up.
+    /// Region ids are not reused afterwards.
+    pub fn reset(&mut self) {
+        self.last_t = None;
+        self.tracked.clear();
+    }
+
+    /// Analyses one frame. `rgb` is packed RGB8, `width * height * 3` bytes (the
+    /// daemon's `Frame::data`). A size change, or a `pts` earlier than the previous
+    /// frame's, resets the model; a buffer of the wrong length is ignored (empty update).
+    pub fn update(&mut self, pts: Duration, width: u32, height: u32, rgb: &[u8]) -> SceneUpdate {
+        let expected = width as usize * height as usize * 3;
+        if width == 0 || height == 0 || rgb.len() != expected {
+            return SceneUpdate::default();
+        }
+        if (width, height) != self.src {
+            self.reset();
+            self.src = (width, height);
+            let (w, h) = work_size(self.config.work_width, width, height);
+            (self.w, self.h) = (w as usize, h as usize);
+        }
+        let t = pts.as_secs_f64();
+        if self.last_t.is_some_and(|last| t < last) {
+            self.reset();
+        }
+        let size = (self.w as u32, self.h as u32);
+        if self
+            .scaler
+            .run(width, height, rgb, size, &mut self.grey)
+            .is_err()
+        {
+            return SceneUpdate::default();
+        }
+        let Some(last_t) = self.last_t else {
+            self.start(t);
+            return SceneUpdate::default();
+        };
+        self.last_t = Some(t);
+        let dt = t - last_t;
+
+        self.compensate_exposure();
+        let motion = self.find_motion(t);
+        self.find_foreground();
+        self.spread_motion(t);
+        let warm = t - self.learn_from < self.config.warmup_s;
+        let limit = self.config.max_area * self.grey.len() as f32;
+        if !warm && self.fg.iter().filter(|&&f| f != 0).count() as f32 > limit {
+            // A change too big to be an object: nothing is reported. Once it is
+            // still, it is the new view.
+            let still_fg = (self.fg.iter().zip(&self.moving))
+                .filter(|&(&f, &m)| f != 0 && m == 0)
+                .count();
+            if still_fg as f32 > limit {
+                self.relearn(t);
+            } else {
+                std::mem::swap(&mut self.prev, &mut self.grey);
+            }
+            return SceneUpdate {
+                motion,
+                regions: Vec::new(),
+            };
+        }
+        self.learn(dt, warm);
+        let regions = if warm {
+            Vec::new()
+        } else {
+            self.release_held(t);
+            self.find_candidates(t);
+            self.regions(t, pts)
+        };
+        std::mem::swap(&mut self.prev, &mut self.grey);
+        SceneUpdate { motion, regions }
+    }
+
+    /// First frame (after a reset): it is the reference; warm-up starts.
+    fn start(&mut self, t: f64) {
+        let n = self.grey.len();
+        self.prev.clone_from(&self.grey);
+        self.bg.clear();
+        self.bg.extend(self.grey.iter().map(|&g| g as f32));
+        self.still_since.clear();
+        self.still_since.resize(n, t);
+        self.held.clear();
+        self.held.resize(n, -1);
+        self.tracked.clear();
+        self.learn_from = t;
+        self.last_t = Some(t);
+    }
+
+    /// The whole view changed: the current frame becomes the reference and a
+    /// new warm-up starts; all regions are dropped.
+    fn relearn(&mut self, t: f64) {
+        for (b, &g) in self.bg.iter_mut().zip(&self.grey) {
+            *b = g as f32;
+        }
+        self.still_since.fill(t);
+        self.held.fill(-1);
+        self.tracked.clear();
+        self.learn_from = t;
+        std::mem::swap(&mut self.prev, &mut self.grey);
+    }
+
+    /// Scales the reference by the global gain between it and the frame when
+    /// that gain is outside the dead band. The gain is the median of the per-pixel
+    /// ratios, so anything covering less than half the view does not move it.
+    fn compensate_exposure(&mut self) {
+        let mut hist = [0u32; GAIN_BINS];
+        let mut votes = 0u32;
+        for ((&g, &b), &held) in self.grey.iter().zip(&self.bg).zip(&self.held) {
+            if b < GAIN_MIN_LEVEL || held >= 0 {
+                continue;
+            }
+            let bin = ((g as f32 / b - GAIN_LOW) * GAIN_SCALE).clamp(0.0, (GAIN_BINS - 1) as f32);
+            hist[bin as usize] += 1;
+            votes += 1;
+        }
+        if votes < (self.grey.len() / 10) as u32 {
+            return;
+        }
+        let half = votes.div_ceil(2);
+        let mut acc = 0;
+        let Some(median) = hist.iter().position(|&c| {
+            acc += c;
+            acc >= half
+        }) else {
+            return;
+        };
+        let gain = GAIN_LOW + (median as f32 + 0.5) / GAIN_SCALE;
+        if (gain - 1.0).abs() > GAIN_DEADBAND {
+            for b in &mut self.bg {
+                *b = (*b * gain).min(255.0);
+            }
+        }
+    }
+
+    /// Marks moving pixels (changed since the previous frame, dilated), restarts
+    /// their still time, and returns the fraction that changed.
+    fn find_motion(&mut self, t: f64) -> f32 {
+        let thr = self.config.diff_threshold;
+        self.scratch.clear();
+        self.scratch.extend(
+            self.grey
+                .iter()
+                .zip(&self.prev)
+                .map(|(&a, &b)| u8::from(a.abs_diff(b) > thr)),
+        );
+        let changed = self.scratch.iter().filter(|&&m| m != 0).count();
+        dilate3(
+            &self.scratch,
+            self.w,
+            self.h,
+            &mut self.scratch2,
+            &mut self.moving,
+        );
+        for (s, &m) in self.still_since.iter_mut().zip(&self.moving) {
+            if m != 0 {
+                *s = t;
+            }
+        }
+        changed as f32 / self.grey.len() as f32
+    }
+
+    /// Marks foreground pixels (different from the reference).
+    fn find_foreground(&mut self) {
+        let thr = self.config.diff_threshold as f32;
+        self.fg.clear();
+        self.fg.extend(
+            self.grey
+                .iter()
+                .zip(&self.bg)
+                .map(|(&g, &b)| u8::from((g as f32 - b).abs() > thr)),
+        );
+    }
+
+    /// Extends motion over the flat inside of moving objects: from each moving
+    /// pixel into 4-neighbours that are foreground and within a few grey levels
+    /// of it. The inside of a flat object does not change from frame to frame
+    /// while it moves (only its edges do); it moves with its edges, and its
+    /// pixels are not still. Textured objects change inside anyway, and an edge
+    /// stops the spread, so a pedestrian passing a dropped object does not reach it.
+    fn spread_motion(&mut self, t: f64) {
+        let (w, h) = (self.w, self.h);
+        let step = (self.config.diff_threshold / 4) as i16;
+        let mut stack = std::mem::take(&mut self.stack);
+        stack.clear();
+        stack.extend((0..self.moving.len() as u32).filter(|&i| self.moving[i as usize] != 0));
+        while let Some(p) = stack.pop() {
+            let p = p as usize;
+            let (x, y) = (p % w, p / w);
+            let v = self.grey[p] as i16;
+            for (ok, q) in [
+                (x > 0, p.wrapping_sub(1)),
+                (x + 1 < w, p + 1),
+                (y > 0, p.wrapping_sub(w)),
+                (y + 1 < h, p + w),
+            ] {
+                if ok
+                    && self.moving[q] == 0
+                    && self.fg[q] != 0
+                    && (self.grey[q] as i16 - v).abs() <= step
+                {
+                    self.moving[q] = 1;
+                    self.still_since[q] = t;
+                    stack.push(q as u32);
+                }
+            }
+        }
+        self.stack = stack;
+    }
+
+    /// Selective running average: pixels that move, differ or are held keep
+    /// their reference (during warm-up only moving pixels do).
+    fn learn(&mut self, dt: f64, warm: bool) {
+        let tau = if warm {
+            self.config.warmup_s * WARMUP_TAU_FRACTION
+        } else {
+            DRIFT_TAU_S
+        };
+        let alpha = if tau > 0.0 {
+            (1.0 - (-dt.max(0.0) / tau).exp()) as f32
+        } else {
+            1.0
+        };
+        for i in 0..self.bg.len() {
+            if self.moving[i] != 0 || (!warm && (self.fg[i] != 0 || self.held[i] >= 0)) {
+                continue;
+            }
+            self.bg[i] += alpha * (self.grey[i] as f32 - self.bg[i]);
+        }
+    }
+
+    /// Held pixels that match the reference again let go (the spot is clean);
+    /// a held pixel where something else has lain still for `still_s` takes its
+    /// new value. Moving (occluded) held pixels keep theirs.
+    fn release_held(&mut self, t: f64) {
+        let thr = self.config.diff_threshold as i16;
+        for i in 0..self.held.len() {
+            if self.held[i] < 0 || self.moving[i] != 0 {
+                continue;
+            }
+            if self.fg[i] == 0 {
+                self.held[i] = -1;
+            } else if t - self.still_since[i] >= self.config.still_s
+                && (self.grey[i] as i16 - self.held[i]).abs() > thr
+            {
+                self.held[i] = self.grey[i] as i16;
+            }
+        }
+    }
+
+    /// Candidates: foreground pixels, not held, still for `still_s`. Candidates
+    /// that stayed unclaimed for `absorb_s` go into the reference.
+    fn find_candidates(&mut self, t: f64) {
+        self.cand.clear();
+        self.cand.resize(self.grey.len(), 0);
+        for i in 0..self.cand.len() {
+            if self.held[i] >= 0 || self.fg[i] == 0 {
+                continue;
+            }
+            let still = t - self.still_since[i];
+            if still >= self.config.absorb_s {
+                self.bg[i] = self.grey[i] as f32;
+            } else if still >= self.config.still_s {
+                self.cand[i] = 1;
+            }
+        }
+    }
+
+    /// Groups candidates and held pixels, promotes real candidates, absorbs ghosts
+    /// and old regions, and matches the groups to the previous regions.
+    fn regions(&mut self, t: f64, pts: Duration) -> Vec<StaticRegion> {
+        let (w, h) = (self.w, self.h);
+        let n = w * h;
+        self.scratch.clear();
+        self.scratch.extend(
+            self.held
+                .iter()
+                .zip(&self.cand)
+                .map(|(&v, &c)| u8::from(v >= 0 || c != 0)),
+        );
+        if self.scratch.iter().all(|&m| m == 0) {
+            self.tracked.clear();
+            return Vec::new();
+        }
+        let mut footprint = std::mem::take(&mut self.scratch2);
+        let mut tmp = Vec::new();
+        dilate3(&self.scratch, w, h, &mut tmp, &mut footprint);
+        self.comps.label(&footprint, w, h);
+        self.scratch2 = footprint;
+
+        let min_px = (self.config.min_area * n as f32).ceil().max(1.0) as usize;
+        let mut found = Vec::new();
+        for k in 0..self.comps.ranges.len() {
+            let range = self.comps.ranges[k].clone();
+            let (mut held, mut cand, mut moving) = (0usize, 0usize, false);
+            for &p in &self.comps.pixels[range.clone()] {
+                let p = p as usize;
+                held += usize::from(self.held[p] >= 0);
+                cand += usize::from(self.cand[p] != 0);
+                moving |= self.moving[p] != 0;
+            }
+            if cand > 0 && !moving {
+                // New objects are checked for being ghosts, and so is a large
+                // addition to a region (a few pixels rejoining one are not: the
+                // outline of a handful of pixels says nothing).
+                if (held == 0 || cand >= min_px) && (self.is_ghost(k) || self.is_relit(k)) {
+                    for &p in &self.comps.pixels[range.clone()] {
+                        let p = p as usize;
+                        if self.cand[p] != 0 {
+                            self.bg[p] = self.grey[p] as f32;
+                        }
+                    }
+                } else if held > 0 || cand >= min_px {
+                    for &p in &self.comps.pixels[range.clone()] {
+                        let p = p as usize;
+                        if self.cand[p] != 0 {
+                            self.held[p] = self.grey[p] as i16;
+                        }
+                    }
+                    held += cand;
+                }
+            }
+            if held < min_px {
+                continue;
+            }
+            let mut bbox = [usize::MAX, usize::MAX, 0, 0];
+            for &p in &self.comps.pixels[range] {
+                let p = p as usize;
+                if self.held[p] >= 0 {
+                    let (x, y) = (p % w, p / w);
+                    bbox = [
+                        bbox[0].min(x),
+                        bbox[1].min(y),
+                        bbox[2].max(x),
+                        bbox[3].max(y),
+                    ];
+                }
+            }
+            found.push(Found {
+                component: k,
+                held,
+                bbox,
+            });
+        }
+
+        // Largest first, each takes the unclaimed previous region it overlaps most.
+        found.sort_by(|a, b| b.held.cmp(&a.held).then(a.component.cmp(&b.component)));
+        let mut claimed = vec![false; self.tracked.len()];
+        let mut tracked = Vec::with_capacity(found.len());
+        let mut out = Vec::with_capacity(found.len());
+        let (sx, sy) = (self.src.0 as f32 / w as f32, self.src.1 as f32 / h as f32);
+        for f in found {
+            let best = self
+                .tracked
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| !claimed[*j])
+                .map(|(j, tr)| (j, overlap(&tr.bbox, &f.bbox)))
+                .filter(|&(_, o)| o > 0)
+                .max_by_key(|&(j, o)| (o, std::cmp::Reverse(j)));
+            let (id, since) = match best {
+                Some((j, _)) => {
+                    claimed[j] = true;
+                    (self.tracked[j].id, self.tracked[j].since)
+                }
+                None => {
+                    self.next_id += 1;
+                    (self.next_id - 1, pts)
+                }
+            };
+            if t - since.as_secs_f64() >= self.config.absorb_s {
+                for &p in &self.comps.pixels[self.comps.ranges[f.component].clone()] {
+                    let p = p as usize;
+                    if self.held[p] >= 0 {
+                        self.bg[p] = self.held[p] as f32;
+                        self.held[p] = -1;
+                    }
+                }
+                continue;
+            }
+            let [x0, y0, x1, y1] = f.bbox;
+            out.push(StaticRegion {
+                id,
+                bbox: [
+                    x0 as f32 * sx,
+                    y0 as f32 * sy,
+                    ((x1 + 1) as f32 * sx).min(self.src.0 as f32),
+                    ((y1 + 1) as f32 * sy).min(self.src.1 as f32),
+                ],
+                area: f.held as f32 / n as f32,
+                since,
+            });
+            tracked.push(Tracked {
+                id,
+                since,
+                bbox: f.bbox,
+            });
+        }
+        self.tracked = tracked;
+        out.sort_by_key(|r| r.id);
+        out
+    }
+
+    /// Light test of component `k` (candidates only): a shadow or a change of
+    /// lighting keeps the ground's texture, only darker or brighter, while an
+    /// object hides it. Relit if the candidates' grey levels correlate with the
+    /// reference (normalised cross-correlation ≥ [`RELIT_NCC`]) where both are
+    /// textured enough to tell; a flat patch is never called relit.
+    fn is_relit(&self, k: usize) -> bool {
+        let (mut n, mut sg, mut sb, mut sgg, mut sbb, mut sgb) = (0.0f64, 0.0, 0.0, 0.0, 0.0, 0.0);
+        for &p in &self.comps.pixels[self.comps.ranges[k].clone()] {
+            let p = p as usize;
+            if self.cand[p] == 0 {
+                continue;
+            }
+            let (g, b) = (self.grey[p] as f64, self.bg[p] as f64);
+            n += 1.0;
+            sg += g;
+            sb += b;
+            sgg += g * g;
+            sbb += b * b;
+            sgb += g * b;
+        }
+        if n < 16.0 {
+            return false;
+        }
+        let var_g = sgg / n - (sg / n).powi(2);
+        let var_b = sbb / n - (sb / n).powi(2);
+        let cov = sgb / n - (sg / n) * (sb / n);
+        let textured = RELIT_MIN_STD * RELIT_MIN_STD;
+        var_g >= textured && var_b >= textured && cov / (var_g * var_b).sqrt() >= RELIT_NCC
+    }
+
+    /// Ghost test of component `k` (candidates only): compares the gradient of
+    /// the frame and of the reference along the candidates' outline (the
+    /// candidates with a non-candidate 4-neighbour, and those neighbours).
+    fn is_ghost(&mut self, k: usize) -> bool {
+        let (w, h) = (self.w, self.h);
+        if self.band.len() != w * h {
+            self.band.clear();
+            self.band.resize(w * h, 0);
+            self.band_gen = 0;
+        }
+        self.band_gen = self.band_gen.wrapping_add(1);
+        if self.band_gen == 0 {
+            self.band.fill(0);
+            self.band_gen = 1;
+        }
+        let mark = self.band_gen;
+        let (mut e_frame, mut e_ref) = (0.0f32, 0.0f32);
+        let range = self.comps.ranges[k].clone();
+        for idx in range {
+            let p = self.comps.pixels[idx] as usize;
+            if self.cand[p] == 0 {
+                continue;
+            }
+            let (x, y) = (p % w, p / w);
+            let mut neighbours = [usize::MAX; 4];
+            if x > 0 {
+                neighbours[0] = p - 1;
+            }
+            if x + 1 < w {
+                neighbours[1] = p + 1;
+            }
+            if y > 0 {
+                neighbours[2] = p - w;
+            }
+            if y + 1 < h {
+                neighbours[3] = p + w;
+            }
+            let mut edge = false;
+            for q in neighbours.into_iter().filter(|&q| q != usize::MAX) {
+                if self.cand[q] == 0 {
+                    edge = true;
+                    if self.band[q] != mark {
+                        self.band[q] = mark;
+                        e_frame += gradient(|i| self.grey[i] as f32, w, h, q);
+                        e_ref += gradient(|i| self.bg[i], w, h, q);
+                    }
+                }
+            }
+            if edge && self.band[p] != mark {
+                self.band[p] = mark;
+                e_frame += gradient(|i| self.grey[i] as f32, w, h, p);
+                e_ref += gradient(|i| self.bg[i], w, h, p);
+            }
+        }
+        e_ref > e_frame
+    }
+}
+
+/// Intersection area of two inclusive pixel boxes (0 if disjoint).
+fn overlap(a: &[usize; 4], b: &[usize; 4]) -> usize {
+    let x0 = a[0].max(b[0]);
+    let y0 = a[1].max(b[1]);
+    let x1 = a[2].min(b[2]);
+    let y1 = a[3].min(b[3]);
+    if x1 < x0 || y1 < y0 {
+        0
+    } else {
+        (x1 - x0 + 1) * (y1 - y0 + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests;
