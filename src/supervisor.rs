@@ -557,23 +557,10 @@ impl CameraTask {
             }
             self.tracker.update(frame.pts, &detections);
             tracks.clear();
-            tracks.extend(self.tracker.confirmed().map(|t| TrackedObject {
-                id: t.id,
-                class_id: t.class_id,
-                score: t.score,
-                bbox: t.bbox,
-                visible: t.visible(),
-                speed: t.speed(),
-                still_since: t.still_since,
-            }));
+            tracks.extend(self.tracker.confirmed().map(TrackedObject::from));
             regions.clear();
             if let Some(s) = scene {
-                regions.extend(s.regions.into_iter().map(|r| Region {
-                    id: r.id,
-                    bbox: r.bbox,
-                    area: r.area,
-                    since: r.since,
-                }));
+                regions.extend(s.regions.into_iter().map(Region::from));
             }
             let obs = Observation {
                 pts: frame.pts,

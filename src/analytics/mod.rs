@@ -51,6 +51,20 @@ impl TrackedObject {
     }
 }
 
+impl From<&crate::track::Track> for TrackedObject {
+    fn from(t: &crate::track::Track) -> Self {
+        Self {
+            id: t.id,
+            class_id: t.class_id,
+            score: t.score,
+            bbox: t.bbox,
+            visible: t.visible(),
+            speed: t.speed(),
+            still_since: t.still_since,
+        }
+    }
+}
+
 /// A still change found by the scene model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Region {
@@ -61,6 +75,17 @@ pub struct Region {
     pub area: f32,
     /// When it was first reported (it had been still for the scene model's `still_s` by then).
     pub since: Duration,
+}
+
+impl From<crate::scene::StaticRegion> for Region {
+    fn from(r: crate::scene::StaticRegion) -> Self {
+        Self {
+            id: r.id,
+            bbox: r.bbox,
+            area: r.area,
+            since: r.since,
+        }
+    }
 }
 
 /// What the rules see of one analysed frame.
