@@ -3,13 +3,19 @@
 //! disappearing, with missed detections and false positives.
 //!
 //! The detections are generated up front (a fixed seed), so every run sees
-//! the same frames and the bench measures `Tracker::update` alone.
+//! the same frames. `tracker/…` measures `Tracker::update` alone;
+//! `pipeline/…` measures what a camera does per frame after detection:
+//! the tracker plus every rule of three zones (all six rules) with still
+//! regions from the scene model.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use streetwatch::analytics::{CameraRules, Observation, Region, RuleEnv, TrackedObject};
+use streetwatch::config::ZoneConfig;
 use streetwatch::detect::Detection;
+use streetwatch::detect::manifest::{DEFAULT_MANIFEST, Manifest};
 use streetwatch::track::{Tracker, TrackerConfig};
 
 const FPS: u32 = 5;
@@ -166,9 +172,128 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Three zones that together carry all six rules, over a 1080p view.
+const ZONES: &str = r#"
+[[zone]]
+id = "carriageway"
+polygon = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]]
+inertia = 2
+[zone.congestion]
+classes = ["person", "bicycle", "car"]
+levels = { light = 10, moderate = 20, heavy = 30 }
+occupancy = { light = 0.2, moderate = 0.4, heavy = 0.6 }
+max_speed = 1.0
+min_duration_s = 5
+update_interval_s = 10
+[zone.street_vending]
+object_classes = ["umbrella", "dining table"]
+min_dwell_s = 60
+
+[[zone]]
+id = "pavement"
+polygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 0.55], [0.0, 0.55]]
+[zone.illegal_parking]
+classes = ["bicycle", "motorcycle"]
+min_stationary_s = 30
+[zone.litter]
+classes = ["cup", "bottle"]
+dwell_s = 10
+
+[[zone]]
+id = "shop_fronts"
+polygon = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]
+[zone.outside_business]
+object_classes = ["chair", "dining table"]
+min_dwell_s = 120
+[zone.piled_materials]
+min_area = 0.005
+"#;
+
+fn zones() -> Vec<ZoneConfig> {
+    #[derive(serde::Deserialize)]
+    struct Zones {
+        zone: Vec<ZoneConfig>,
+    }
+    let z: Zones = toml::from_str(ZONES).expect("bench zones parse");
+    for zone in &z.zone {
+        zone.validate().expect("bench zones are valid");
+    }
+    z.zone
+}
+
+/// Five still regions (two litter-sized, three pile-sized), as the scene model reports them.
+fn regions() -> Vec<Region> {
+    [
+        [300.0, 800.0, 330.0, 830.0],
+        [1500.0, 300.0, 1525.0, 322.0],
+        [100.0, 600.0, 400.0, 800.0],
+        [800.0, 100.0, 1000.0, 250.0],
+        [1200.0, 700.0, 1500.0, 900.0],
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, bbox)| Region {
+        id: i as u64 + 1,
+        area: (bbox[2] - bbox[0]) * (bbox[3] - bbox[1]) / (1920.0 * 1080.0),
+        bbox,
+        since: Duration::ZERO,
+    })
+    .collect()
+}
+
+fn bench_pipeline(c: &mut Criterion) {
+    let labels = Manifest::parse(DEFAULT_MANIFEST, std::path::Path::new("built-in"))
+        .expect("built-in manifest")
+        .labels;
+    let area = Area {
+        w: 1920.0,
+        h: 1080.0,
+    };
+    let frames = scene(area, 0x5eed_1234);
+    let regions = regions();
+    let mut group = c.benchmark_group("pipeline");
+    let mut tracker = Tracker::new(TrackerConfig::default());
+    let mut rules = CameraRules::with_labels(
+        &zones(),
+        &labels,
+        RuleEnv {
+            still: Duration::from_secs(2),
+        },
+        jiff::tz::TimeZone::UTC,
+    );
+    let mut tracks: Vec<TrackedObject> = Vec::new();
+    let start = std::time::SystemTime::now();
+    let period = Duration::from_secs(u64::from(FRAMES / FPS));
+    let mut events = 0usize;
+    let mut n = 0u32;
+    group.bench_function("tracker + all rules, 100 objects 1920x1080", |b| {
+        b.iter(|| {
+            let i = n % FRAMES;
+            let pts = period * (n / FRAMES) + Duration::from_secs(u64::from(i)) / FPS;
+            let dets = black_box(&frames[i as usize]);
+            tracker.update(pts, dets);
+            tracks.clear();
+            tracks.extend(tracker.confirmed().map(TrackedObject::from));
+            let obs = Observation {
+                pts,
+                captured_at: start + pts,
+                width: 1920,
+                height: 1080,
+                detections: dets,
+                tracks: &tracks,
+                regions: &regions,
+            };
+            events += rules.observe(&obs).len();
+            n += 1;
+        })
+    });
+    eprintln!("pipeline: {events} events over {n} frames");
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50);
-    targets = bench
+    targets = bench, bench_pipeline
 }
 criterion_main!(benches);
