@@ -157,7 +157,8 @@ step_test_assets() {
 }
 
 # The default model re-packed as YOLOv8/v5/X, end-to-end, TF OD, NHWC, RGB,
-# Ultralytics (letterbox, metadata) and raw GFL, for tests/detector_variants.rs.
+# dynamic batch, Ultralytics (letterbox, metadata) and raw GFL, for
+# tests/detector_variants.rs.
 test_assets_variants() {
     local sums=$REPO_DIR/models/variants.sha256 dir=$MODELS/variants f s ok=1
     while read -r s f; do file_ok "$dir/$f" "$s" || { ok=0; break; }; done <"$sums"

@@ -23,6 +23,9 @@ Ultralytics one, which carries metadata instead):
   ultralytics.onnx  RGB 0..1, letterbox, no manifest: Ultralytics metadata
                     (names, imgsz, stride, task); output as yolov8
   raw.onnx          the raw GFL head (Identity:0..5), decoded by streetwatch
+  dynbatch.onnx     input [N, 3, 416, 416], outputs boxes [N, 3549, 4] and
+                    scores [N, 3549, 80]: a symbolic batch, for batching
+                    frames of several cameras into one inference
 
 and two models streetwatch must refuse at start-up (tests/model_errors.rs):
 
@@ -257,6 +260,41 @@ def ultralytics(base, labels):
     return m
 
 
+def drop_unused_initializers(g):
+    used = {x for n in g.node for x in n.input}
+    for i in [i for i in g.initializer if i.name not in used]:
+        g.initializer.remove(i)
+
+
+def dynbatch(base):
+    """The base model with a symbolic batch dimension `N`.
+
+    The graph is batch-agnostic except for its Reshapes, which spell out a
+    batch of 1 ([1, 44, -1], [1, 3549, 4, 11], ...): each now copies the
+    batch from its input (0 in a Reshape target shape). Resize works on
+    scales, Pad pads only H and W, and the constants added or multiplied
+    ([1, 3549, ...]) broadcast over any batch; anything else that could pin
+    the batch is refused here rather than left to fail at run time."""
+    m = load(base)
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    for n in g.node:
+        assert n.op_type not in ("Expand", "Tile", "ConstantOfShape", "Flatten"), n.op_type
+        if n.op_type == "Reshape":
+            shape = numpy_helper.to_array(inits[n.input[1]]).copy()
+            assert shape[0] == 1, (n.name, shape)
+            shape[0] = 0
+            n.input[1] = const(g, f"{n.name}_batch", shape)
+    drop_unused_initializers(g)
+    for v in list(g.input) + list(g.output):
+        dim = v.type.tensor_type.shape.dim[0]
+        assert dim.dim_value == 1, v.name
+        dim.dim_param = "N"
+    # Intermediate shapes were inferred for a batch of 1.
+    del g.value_info[:]
+    return m
+
+
 def broken_rank(base):
     m = load(base)
     g = m.graph
@@ -335,6 +373,7 @@ def main():
     write("nhwc", nhwc(a.model), manifest("nhwc", labels, "images", layout="nhwc", fmt="boxes_scores"))
     write("rgb", rgb(a.model), manifest("rgb", labels, "images", color="rgb", fmt="boxes_scores"))
     write("ultralytics", ultralytics(a.model, labels))
+    write("dynbatch", dynbatch(a.model), manifest("dynbatch", labels, "input"))
     write("broken_rank", broken_rank(a.model), manifest("broken_rank", labels, "flat"))
     write("broken_layout", broken_layout(a.model), manifest("broken_layout", labels, "input"))
     shutil.copyfile(a.raw, os.path.join(a.out, "raw.onnx"))

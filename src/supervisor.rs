@@ -28,7 +28,7 @@ use crate::detect::Detection;
 use crate::scene::SceneModel;
 use crate::track::Tracker;
 use crate::config::{CameraConfig, Config, ConfigError};
-use crate::detect::{DetectError, Detector, DetectorOptions, DetectorService};
+use crate::detect::{DetectError, Detector, DetectorOptions, DetectorService, ServiceOptions};
 use crate::event::{Event, SCHEMA, rfc3339};
 use crate::monitor::{CameraSnapshot, CameraState, CameraStats};
 use crate::mqtt::commands::{Command, ControlRequest, Reply};
@@ -75,6 +75,7 @@ impl RunSummary {
             t.latency_us += s.latency_us;
             t.latency_max_us = t.latency_max_us.max(s.latency_max_us);
             t.latency_frames += s.latency_frames;
+            t.frames_shed += s.frames_shed;
         }
         t
     }
@@ -125,8 +126,8 @@ pub async fn run(
     }
     let mut pub_opts = PublisherOptions::from_config(&config)?;
 
-    // Each camera has one frame in flight at a time; a queue of 2 per camera is plenty.
-    let (service, detector_thread) = DetectorService::spawn(detector, 2);
+    let (service, detector_thread) =
+        DetectorService::spawn_with(detector, ServiceOptions::from_config(&config.detector));
     let (events_tx, events_rx) = mpsc::channel::<Event>(1024);
     let (control_tx, control_rx) = mpsc::channel::<ControlRequest>(8);
     // Counters exist before the publisher starts, so its first report names every camera.
@@ -253,6 +254,7 @@ impl Cameras {
         let generation = self.generation;
         let token = self.shutdown.child_token();
         let (latest_tx, latest) = watch::channel(None);
+        let stats = self.stats_of(id);
         let task = CameraTask {
             tracker: Tracker::new(tracker_config(&cam.tracker)),
             scene: scene_model(&cam),
@@ -262,9 +264,9 @@ impl Cameras {
                 crate::analytics::time_zone(self.config.node.timezone.as_deref()),
             ),
             node: self.node.clone(),
-            service: self.service.camera(id),
+            service: self.service.camera_with_stats(id, stats.clone()),
             events: self.events.clone(),
-            stats: self.stats_of(id),
+            stats,
             shutdown: token.clone(),
             latest: latest_tx,
             camera: cam,

@@ -1,17 +1,28 @@
-//! One detector service for all cameras, with the real model on a real frame:
+//! One detector service for all cameras, with the real model on real frames:
 //! per-camera bounded queues, round-robin between cameras, the oldest frame
-//! of a camera dropped (and counted) when it sends faster than the model runs.
+//! of a camera dropped (and counted) when it sends faster than the model runs,
+//! the queue depth published per camera, and frames of several cameras run as
+//! one inference when the model has a dynamic batch dimension.
 
 mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use streetwatch::detect::{Detector, DetectorOptions, DetectorService, ServiceError};
+use std::sync::atomic::Ordering::Relaxed;
+
+use streetwatch::detect::{
+    Detection, Detector, DetectorOptions, DetectorService, RgbView, ServiceError, ServiceOptions,
+};
+use streetwatch::monitor::CameraStats;
 use streetwatch::source::Frame;
 
 fn frame() -> Arc<Frame> {
-    let img = streetwatch::detect::load_image(&common::media("bus.jpg")).unwrap();
+    photo("bus.jpg")
+}
+
+fn photo(name: &str) -> Arc<Frame> {
+    let img = streetwatch::detect::load_image(&common::media(name)).unwrap();
     Arc::new(Frame {
         width: img.width(),
         height: img.height(),
@@ -32,9 +43,10 @@ async fn four_flooding_cameras_are_all_analysed_and_drops_are_counted_per_camera
     let (svc, thread) = service(1);
     let f = frame();
     let cams = ["north", "south", "east", "west"];
+    let stats: Vec<Arc<CameraStats>> = cams.iter().map(|_| Arc::default()).collect();
     let mut tasks = Vec::new();
-    for cam in cams {
-        let h = svc.camera(cam);
+    for (cam, stats) in cams.iter().copied().zip(&stats) {
+        let h = svc.camera_with_stats(cam, stats.clone());
         for _ in 0..12 {
             let (h, f) = (h.clone(), f.clone());
             tasks.push((cam, tokio::spawn(async move { h.detect(f).await })));
@@ -51,12 +63,16 @@ async fn four_flooding_cameras_are_all_analysed_and_drops_are_counted_per_camera
             Err(e) => panic!("{cam}: {e}"),
         }
     }
-    for cam in cams {
+    for (cam, stats) in cams.iter().copied().zip(&stats) {
         let c = svc.counts(cam);
         assert!(c.analysed >= 1, "{cam} was never analysed: {c:?}");
         assert_eq!(c.analysed, ok.get(cam).copied().unwrap_or(0), "{cam}");
         assert_eq!(c.analysed + c.dropped, 12, "{cam}: {c:?}");
         assert!(c.dropped >= 8, "{cam}: 12 frames at once, depth 1: {c:?}");
+        // The published counters say the same; nothing waits any more.
+        let snap = stats.snapshot();
+        assert_eq!(snap.frames_shed, c.dropped, "{cam}");
+        assert_eq!((snap.detector_queue, c.queued), (0, 0), "{cam}");
     }
     drop(svc);
     thread.join().unwrap();
@@ -67,7 +83,8 @@ async fn a_busy_camera_cannot_starve_a_quiet_one() {
     let (svc, thread) = service(8);
     let f = frame();
     let order = Arc::new(Mutex::new(Vec::new()));
-    let busy = svc.camera("busy");
+    let busy_stats = Arc::new(CameraStats::default());
+    let busy = svc.camera_with_stats("busy", busy_stats.clone());
     let mut tasks = Vec::new();
     for i in 0..8 {
         let (h, f, order) = (busy.clone(), f.clone(), order.clone());
@@ -78,6 +95,11 @@ async fn a_busy_camera_cannot_starve_a_quiet_one() {
     }
     // Let the busy camera fill its queue and the first inference start.
     tokio::time::sleep(Duration::from_millis(20)).await;
+    let waiting = busy_stats.detector_queue.load(Relaxed);
+    assert!(
+        (1..=8).contains(&waiting),
+        "the busy camera's frames are seen waiting: {waiting}"
+    );
     let quiet = svc.camera("quiet");
     {
         let (f, order) = (f.clone(), order.clone());
@@ -95,6 +117,125 @@ async fn a_busy_camera_cannot_starve_a_quiet_one() {
     assert!(pos <= 2, "quiet camera served at position {pos}: {order:?}");
     assert_eq!(svc.counts("busy").analysed, 8);
     assert_eq!(svc.counts("busy").dropped, 0);
+    assert_eq!(busy_stats.detector_queue.load(Relaxed), 0);
+    assert_eq!(busy_stats.frames_shed.load(Relaxed), 0);
     drop((svc, busy));
+    thread.join().unwrap();
+}
+
+fn dynbatch() -> Detector {
+    let model = common::cached("models/variants/dynbatch.onnx");
+    Detector::open(&DetectorOptions::for_model(model)).unwrap()
+}
+
+/// Same classes in the same order, boxes within 0.5 px, scores within 1e-3.
+fn assert_close(what: &str, want: &[Detection], got: &[Detection]) {
+    assert_eq!(want.len(), got.len(), "{what}: {got:?} vs {want:?}");
+    for (w, g) in want.iter().zip(got) {
+        assert_eq!(w.class_id, g.class_id, "{what}: {got:?} vs {want:?}");
+        assert!((w.score - g.score).abs() <= 1e-3, "{what}: {g:?} vs {w:?}");
+        for (a, b) in w.bbox.iter().zip(g.bbox) {
+            assert!((a - b).abs() <= 0.5, "{what}: {g:?} vs {w:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_of_four_cameras_run_as_one_inference_and_each_gets_its_own_detections() {
+    let names = ["bus.jpg", "zidane.jpg", "scenetext01.jpg", "leuvenA.jpg"];
+    let frames: Vec<Arc<Frame>> = names.iter().map(|n| photo(n)).collect();
+    let mut alone = dynbatch();
+    let want: Vec<Vec<Detection>> = frames
+        .iter()
+        .map(|f| {
+            alone
+                .detect(RgbView {
+                    width: f.width,
+                    height: f.height,
+                    data: &f.data,
+                })
+                .unwrap()
+                .detections
+        })
+        .collect();
+    assert!(
+        want.iter().filter(|d| !d.is_empty()).count() >= 3,
+        "{want:?}"
+    );
+    // A long wait: the four frames, sent together, are sure to make one batch.
+    let opts = ServiceOptions {
+        depth: 2,
+        max_batch: 4,
+        max_wait: Duration::from_secs(5),
+    };
+    let (svc, thread) = DetectorService::spawn_with(dynbatch(), opts);
+    assert_eq!(svc.max_batch(), 4);
+    let tasks: Vec<_> = names
+        .iter()
+        .zip(&frames)
+        .map(|(cam, f)| {
+            let (h, f) = (svc.camera(cam), f.clone());
+            tokio::spawn(async move { h.detect(f).await })
+        })
+        .collect();
+    let mut outs = Vec::new();
+    for t in tasks {
+        outs.push(t.await.unwrap().unwrap());
+    }
+    assert_eq!(svc.inferences(), 1, "four frames, one inference");
+    for ((name, want), out) in names.iter().zip(&want).zip(&outs) {
+        assert_close(name, want, &out.detections);
+        assert_eq!(svc.counts(name).analysed, 1, "{name}");
+        // Each frame is charged its share of the one batch.
+        assert_eq!(out.elapsed, outs[0].elapsed, "{name}");
+    }
+    drop(svc);
+    thread.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_frame_waits_at_most_max_wait_for_company() {
+    let opts = ServiceOptions {
+        depth: 2,
+        max_batch: 4,
+        max_wait: Duration::from_millis(300),
+    };
+    let (svc, thread) = DetectorService::spawn_with(dynbatch(), opts);
+    let start = std::time::Instant::now();
+    let out = svc.camera("only").detect(frame()).await.unwrap();
+    let took = start.elapsed();
+    assert!(!out.detections.is_empty());
+    assert_eq!(svc.inferences(), 1);
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(30),
+        "a batch of one runs once max_wait has passed: {took:?}"
+    );
+    drop(svc);
+    thread.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_batch_model_runs_one_frame_at_a_time_whatever_max_batch_says() {
+    let det = Detector::open(&DetectorOptions::for_model(common::default_model())).unwrap();
+    assert!(det.batch_refusal().unwrap().contains("fixed batch"));
+    let opts = ServiceOptions {
+        depth: 2,
+        max_batch: 4,
+        max_wait: Duration::from_secs(5),
+    };
+    let (svc, thread) = DetectorService::spawn_with(det, opts);
+    assert_eq!(svc.max_batch(), 1);
+    let tasks: Vec<_> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|cam| {
+            let h = svc.camera(cam);
+            tokio::spawn(async move { h.detect(frame()).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(!t.await.unwrap().unwrap().detections.is_empty());
+    }
+    assert_eq!(svc.inferences(), 4);
+    drop(svc);
     thread.join().unwrap();
 }

@@ -3,6 +3,8 @@
 //! exactly what the base model finds, on real photos and real video frames:
 //! same classes, IoU ≥ 0.99, scores within 1e-3. This proves each decoder,
 //! the NHWC/RGB input paths and the letterbox mapping back to source pixels.
+//! The dynamic-batch variant also finds, for four different frames run as one
+//! batch, what each frame alone gives.
 
 mod common;
 
@@ -15,7 +17,7 @@ use streetwatch::detect::postprocess::iou;
 use streetwatch::detect::{Detection, Detector, DetectorOptions, RgbView};
 
 /// Variant file stem → the format the detector must settle on.
-pub const VARIANTS: [(&str, OutputFormat); 9] = [
+pub const VARIANTS: [(&str, OutputFormat); 10] = [
     ("yolov8", OutputFormat::Yolov8),
     ("yolov5", OutputFormat::Yolov5),
     ("yolox", OutputFormat::Yolox),
@@ -25,6 +27,7 @@ pub const VARIANTS: [(&str, OutputFormat); 9] = [
     ("rgb", OutputFormat::BoxesScores),
     ("raw", OutputFormat::NanodetRaw),
     ("ultralytics", OutputFormat::Yolov8),
+    ("dynbatch", OutputFormat::BoxesScores),
 ];
 
 fn variant(stem: &str) -> PathBuf {
@@ -205,4 +208,67 @@ fn ultralytics_export_needs_no_manifest_and_maps_letterbox_back_exactly() {
         );
     }
     assert!(total >= 10, "letterboxed photos still hold objects");
+}
+
+#[test]
+fn four_different_frames_in_one_batch_find_what_each_finds_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    // Different scenes and sizes: 810×1080, two 768×576 video frames, a street photo.
+    let imgs: Vec<(String, image::RgbImage)> = images(dir.path())
+        .into_iter()
+        .filter(|(name, _)| {
+            [
+                "bus.jpg",
+                "scenetext01.jpg",
+                "vtest frame 200",
+                "vtest frame 400",
+            ]
+            .contains(&name.as_str())
+        })
+        .collect();
+    assert_eq!(imgs.len(), 4);
+    let views: Vec<RgbView> = imgs
+        .iter()
+        .map(|(_, i)| RgbView {
+            width: i.width(),
+            height: i.height(),
+            data: i.as_raw(),
+        })
+        .collect();
+
+    let mut base = open(&common::default_model());
+    let e = base.detect_batch(&views).unwrap_err().to_string();
+    assert!(
+        e.contains("cannot run 4 frames in one inference") && e.contains("fixed batch"),
+        "{e}"
+    );
+    let want: Vec<Vec<Detection>> = imgs.iter().map(|(_, i)| run(&mut base, i)).collect();
+    assert!(
+        want.iter().all(|d| !d.is_empty()) && want.iter().map(Vec::len).sum::<usize>() >= 15,
+        "every frame holds people or vehicles: {want:?}"
+    );
+
+    let mut det = open(&variant("dynbatch"));
+    assert_eq!(det.batch_refusal(), None);
+    let got = det.detect_batch(&views).unwrap();
+    assert_eq!(got.len(), 4);
+    for (((name, img), want), got) in imgs.iter().zip(&want).zip(&got) {
+        assert_same(&format!("batch of 4, {name}"), want, &got.detections);
+        // The same model on the frame alone, too.
+        assert_same(
+            &format!("dynbatch alone, {name}"),
+            &run(&mut det, img),
+            &got.detections,
+        );
+    }
+    // A batch in another order gives each frame the same detections.
+    let reversed: Vec<RgbView> = views.iter().rev().copied().collect();
+    let back = det.detect_batch(&reversed).unwrap();
+    for (i, out) in back.iter().rev().enumerate() {
+        assert_same(
+            &format!("reversed batch, {}", imgs[i].0),
+            &want[i],
+            &out.detections,
+        );
+    }
 }

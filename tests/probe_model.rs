@@ -69,4 +69,11 @@ fn every_variant_is_named_by_its_format() {
     assert!(line(&r, "feed:").contains("Letterbox (pad 114)"), "{r}");
     let r = probe(&common::cached("models/variants/nhwc.onnx"));
     assert_eq!(line(&r, "input:"), "images [1, 416, 416, 3]");
+    assert!(
+        line(&r, "batching:").starts_with("no (its input \"images\" has a fixed batch"),
+        "{r}"
+    );
+    let r = probe(&common::cached("models/variants/dynbatch.onnx"));
+    assert_eq!(line(&r, "input:"), "input [-1, 3, 416, 416]");
+    assert!(line(&r, "batching:").starts_with("yes"), "{r}");
 }

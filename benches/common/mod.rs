@@ -16,12 +16,18 @@ pub fn cached(rel: &str) -> PathBuf {
 
 /// Frame 200 of vtest.avi (768×576, a campus road), decoded by the ffmpeg CLI.
 pub fn vtest_frame() -> image::RgbImage {
+    vtest_frame_at(200)
+}
+
+/// Frame `n` of vtest.avi, decoded by the ffmpeg CLI.
+pub fn vtest_frame_at(n: u32) -> image::RgbImage {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("f.png");
+    let select = format!("select='eq(n\\,{n})'");
     let ok = Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-i"])
         .arg(cached("media/vtest.avi"))
-        .args(["-vf", "select='eq(n\\,200)'", "-frames:v", "1"])
+        .args(["-vf", &select, "-frames:v", "1"])
         .arg(&png)
         .status()
         .expect("ffmpeg runs")

@@ -157,6 +157,13 @@ pub struct DetectorConfig {
     /// Execution providers to try, in order (`tensorrt`, `cuda`, `openvino`, `cpu`).
     #[serde(default = "crate::detect::providers::default_providers")]
     pub providers: Vec<crate::detect::providers::Provider>,
+    /// Frames of different cameras run in one inference at most; 1 = no batching. Only a
+    /// model with a dynamic batch dimension batches (else a warning says it is off).
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// Once a batch holds one frame, milliseconds to wait for frames of other cameras.
+    #[serde(default = "default_max_wait_ms")]
+    pub max_wait_ms: u64,
 }
 
 impl Default for DetectorConfig {
@@ -165,8 +172,17 @@ impl Default for DetectorConfig {
             ort_library: None,
             intra_threads: 0,
             providers: crate::detect::providers::default_providers(),
+            max_batch: default_max_batch(),
+            max_wait_ms: default_max_wait_ms(),
         }
     }
+}
+
+fn default_max_batch() -> usize {
+    1
+}
+fn default_max_wait_ms() -> u64 {
+    5
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -433,6 +449,18 @@ impl Config {
                 "needs at least one provider (e.g. [\"cpu\"])",
             ));
         }
+        if !(1..=64).contains(&self.detector.max_batch) {
+            return Err(self.invalid(
+                "detector.max_batch",
+                "must be between 1 (no batching) and 64",
+            ));
+        }
+        if self.detector.max_wait_ms > 1000 {
+            return Err(self.invalid(
+                "detector.max_wait_ms",
+                "must be at most 1000 ms (every batched frame may wait this long)",
+            ));
+        }
         if self.cameras.is_empty() {
             return Err(self.invalid("camera", "at least one [[camera]] is needed"));
         }
@@ -659,6 +687,26 @@ levels = { light = 3, moderate = 6, heavy = 10 }
             matches!(&err, ConfigError::Invalid { key, .. } if key == "camera[gate].stall_timeout_s"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn batching_keys_default_to_off_and_are_checked() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!((c.detector.max_batch, c.detector.max_wait_ms), (1, 5));
+        let text = format!("[detector]\nmax_batch = 4\nmax_wait_ms = 8\n{GOOD}");
+        let c = parse(&text).unwrap();
+        assert_eq!((c.detector.max_batch, c.detector.max_wait_ms), (4, 8));
+        for (line, key) in [
+            ("max_batch = 0", "detector.max_batch"),
+            ("max_batch = 65", "detector.max_batch"),
+            ("max_wait_ms = 1001", "detector.max_wait_ms"),
+        ] {
+            let err = parse(&format!("[detector]\n{line}\n{GOOD}")).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { key: k, .. } if k == key),
+                "{line}: {err}"
+            );
+        }
     }
 
     #[test]

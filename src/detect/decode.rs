@@ -409,6 +409,58 @@ pub struct Tensor<'a> {
     pub data: &'a [f32],
 }
 
+/// Why a model cannot run several frames in one inference, or `None` if it can: its
+/// image input and every output `plan` reads must have a dynamic first dimension, the
+/// frame each slice belongs to. Every format qualifies when its model is exported that
+/// way (TF OD's `num_detections` is then `[N]`, one count per frame).
+pub fn batch_refusal(input: &OutputInfo, outputs: &[OutputInfo], plan: &Plan) -> Option<String> {
+    match input.shape.first() {
+        Some(&d) if d < 0 => {}
+        _ => {
+            return Some(format!(
+                "its input {:?} has a fixed batch ({:?})",
+                input.name, input.shape
+            ));
+        }
+    }
+    for name in plan.output_names() {
+        let shape = outputs
+            .iter()
+            .find(|o| o.name == name)
+            .map(|o| o.shape.as_slice())
+            .unwrap_or(&[]);
+        match shape.first() {
+            Some(&d) if d < 0 => {}
+            _ => {
+                return Some(format!(
+                    "its output {name:?} has no dynamic batch dimension ({shape:?})"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Where each frame of a batch of `n` lies in `tensors`: per tensor, one frame's shape
+/// (`[1, …]`) and its number of values (frame `k` is `data[k·len .. (k+1)·len]`).
+/// An output whose first dimension is not `n` is an error: it is not split by frame.
+pub fn split_batch(tensors: &[Tensor<'_>], n: usize) -> Result<Vec<(Vec<i64>, usize)>, String> {
+    tensors
+        .iter()
+        .map(|t| {
+            if n == 0 || t.shape.first() != Some(&(n as i64)) || !t.data.len().is_multiple_of(n) {
+                return Err(format!(
+                    "an output of shape {:?} does not start with the batch of {n} frames",
+                    t.shape
+                ));
+            }
+            let mut shape = t.shape.to_vec();
+            shape[0] = 1;
+            Ok((shape, t.data.len() / n))
+        })
+        .collect()
+}
+
 /// Decodes `tensors` (in [`Plan::output_names`] order) into candidates in input pixels.
 /// `thresholds[c]` is class `c`'s minimum score.
 pub fn decode(
@@ -856,6 +908,129 @@ mod tests {
         for (g, w) in got[0].bbox.iter().zip([20., 20., 60., 100.]) {
             assert!((g - w).abs() < 1e-4, "{:?}", got[0].bbox);
         }
+    }
+
+    /// Decodes frame by frame, then the same frames stacked into one batch and split.
+    fn batched_equals_single(plan: &Plan, frames: &[Vec<(Vec<i64>, Vec<f32>)>], input: (u32, u32)) {
+        let th = [0.5, 0.5];
+        let single: Vec<Vec<Detection>> = frames
+            .iter()
+            .map(|f| {
+                let ts: Vec<Tensor> = f
+                    .iter()
+                    .map(|(s, d)| Tensor { shape: s, data: d })
+                    .collect();
+                decode(plan, &ts, &th, input).unwrap()
+            })
+            .collect();
+        assert!(single.iter().all(|d| !d.is_empty()), "{single:?}");
+        let n = frames.len();
+        let stacked: Vec<(Vec<i64>, Vec<f32>)> = (0..frames[0].len())
+            .map(|k| {
+                let mut shape = frames[0][k].0.clone();
+                shape[0] = n as i64;
+                (shape, frames.iter().flat_map(|f| f[k].1.clone()).collect())
+            })
+            .collect();
+        let ts: Vec<Tensor> = stacked
+            .iter()
+            .map(|(s, d)| Tensor { shape: s, data: d })
+            .collect();
+        let parts = split_batch(&ts, n).unwrap();
+        for (i, want) in single.iter().enumerate() {
+            let frame: Vec<Tensor> = ts
+                .iter()
+                .zip(&parts)
+                .map(|(t, (shape, len))| Tensor {
+                    shape,
+                    data: &t.data[i * len..(i + 1) * len],
+                })
+                .collect();
+            assert_eq!(
+                &decode(plan, &frame, &th, input).unwrap(),
+                want,
+                "frame {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn batches_split_by_frame_for_every_layout() {
+        // Two frames each, with different boxes and classes.
+        let v8 = |cx: f32, c: usize| {
+            let mut d = vec![0f32; 12];
+            d[1] = cx;
+            d[3] = 50.;
+            d[5] = 40.;
+            d[7] = 20.;
+            d[(4 + c) * 2 + 1] = 0.9;
+            (vec![1, 6, 2], d)
+        };
+        let plan = Plan::Yolov8 { output: "o".into() };
+        batched_equals_single(&plan, &[vec![v8(100., 1)], vec![v8(300., 0)]], (640, 640));
+        let v5 = |cx: f32, c: usize| {
+            let mut d = vec![cx, 50., 40., 20., 1.0, 0., 0.];
+            d[5 + c] = 0.8;
+            (vec![1, 1, 7], d)
+        };
+        let plan = Plan::Yolov5 { output: "o".into() };
+        batched_equals_single(&plan, &[vec![v5(100., 1)], vec![v5(30., 0)]], (640, 640));
+        let bs = |x: f32, c: usize| {
+            let mut s = vec![0f32; 2];
+            s[c] = 0.7;
+            vec![(vec![1, 1, 4], vec![x, 1., x + 5., 9.]), (vec![1, 1, 2], s)]
+        };
+        let plan = Plan::BoxesScores {
+            boxes: "b".into(),
+            scores: "s".into(),
+        };
+        batched_equals_single(&plan, &[bs(1., 0), bs(20., 1), bs(3., 1)], (64, 64));
+        let e2e = |x: f32, c: f32| (vec![1, 1, 6], vec![x, 2., x + 4., 8., 0.9, c]);
+        let plan = Plan::EndToEnd {
+            output: "o".into(),
+            class_offset: 0,
+        };
+        batched_equals_single(&plan, &[vec![e2e(1., 0.)], vec![e2e(9., 1.)]], (64, 64));
+        // TF OD: the count is per frame ([N]); frame 1 counts one of its two rows.
+        let tf = |y: f32, n: f32| {
+            vec![
+                (vec![1, 2, 4], vec![y, 0.1, y + 0.2, 0.5, 0., 0., 1., 1.]),
+                (vec![1, 2], vec![0.9, 0.8]),
+                (vec![1, 2], vec![1., 2.]),
+                (vec![1], vec![n]),
+            ]
+        };
+        let plan = Plan::TfOd {
+            boxes: "b".into(),
+            scores: "s".into(),
+            classes: "c".into(),
+            count: Some("n".into()),
+            class_offset: 1,
+        };
+        batched_equals_single(&plan, &[tf(0.1, 2.), tf(0.4, 1.)], (100, 100));
+    }
+
+    #[test]
+    fn an_output_not_split_by_frame_is_refused() {
+        let data = [0f32; 8];
+        let t = Tensor {
+            shape: &[1, 2, 4],
+            data: &data,
+        };
+        let e = split_batch(&[t], 2).unwrap_err();
+        assert!(e.contains("batch of 2"), "{e}");
+        let input = info("input", &[-1, 3, 416, 416]);
+        let plan = Plan::BoxesScores {
+            boxes: "boxes".into(),
+            scores: "scores".into(),
+        };
+        let dynamic = [info("boxes", &[-1, 9, 4]), info("scores", &[-1, 9, 80])];
+        assert_eq!(batch_refusal(&input, &dynamic, &plan), None);
+        let fixed = [info("boxes", &[1, 9, 4]), info("scores", &[-1, 9, 80])];
+        let e = batch_refusal(&input, &fixed, &plan).unwrap();
+        assert!(e.contains("\"boxes\"") && e.contains("[1, 9, 4]"), "{e}");
+        let e = batch_refusal(&info("input", &[1, 3, 416, 416]), &dynamic, &plan).unwrap();
+        assert!(e.contains("fixed batch"), "{e}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! ONNX Runtime is loaded at run time (`dlopen`) so a box can use a vendor
 //! build; [`load_runtime`] checks it is there and new enough before anything
 //! else touches it. [`Detector`] owns one session and its scratch buffers;
-//! [`DetectorService`] runs one detector on its own thread for all cameras.
+//! [`DetectorService`] runs one detector on its own thread for all cameras,
+//! batching frames of different cameras when the model allows it.
 //!
 //! | module | owns |
 //! |---|---|
@@ -15,6 +16,7 @@
 //! | [`postprocess`] | class-aware NMS, mapping back to source pixels |
 //! | [`providers`] | execution providers, tried in the configured order |
 //! | [`probe`] | the `probe-model` report |
+//! | [`service`] | the detector thread shared by every camera: queues, fairness, batching |
 
 pub mod decode;
 pub mod manifest;
@@ -22,6 +24,7 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod probe;
 pub mod providers;
+pub mod service;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -29,7 +32,6 @@ use std::time::{Duration, Instant};
 
 use ort::session::Session;
 use ort::value::TensorRef;
-use tokio::sync::oneshot;
 
 pub use manifest::Manifest;
 pub use postprocess::Detection;
@@ -39,6 +41,7 @@ use decode::{OutputInfo, Plan, Tensor};
 use manifest::Layout;
 use preprocess::Preprocessor;
 pub use providers::Provider;
+pub use service::{DetectorService, ServiceCounts, ServiceError, ServiceOptions};
 
 /// The ONNX Runtime version this build is made for.
 pub const ORT_VERSION: &str = "1.31.1";
@@ -194,6 +197,8 @@ pub struct Detector {
     provider: Provider,
     /// Where the manifest came from (a file, built in, model metadata).
     manifest_source: String,
+    /// Why the model cannot run several frames at once; `None` if it can.
+    batch_refusal: Option<String>,
 }
 
 /// A model's inputs and outputs as ONNX Runtime reports them.
@@ -314,8 +319,10 @@ impl Detector {
             (manifest.input.width, manifest.input.height),
         )
         .map_err(model_err)?;
+        let batch_refusal = decode::batch_refusal(input, &io.outputs, &plan);
         let min_score = opts.min_score.unwrap_or(manifest.detection.min_score);
         Ok(Detector {
+            batch_refusal,
             preprocessor: Preprocessor::new(&manifest.input),
             thresholds: manifest.thresholds(min_score),
             nms_iou: opts.nms_iou.unwrap_or(manifest.detection.nms_iou),
@@ -353,6 +360,12 @@ impl Detector {
         &self.plan
     }
 
+    /// Why the model cannot run several frames in one inference ([`Detector::detect_batch`]);
+    /// `None` when its input and the outputs read have a dynamic batch dimension.
+    pub fn batch_refusal(&self) -> Option<&str> {
+        self.batch_refusal.as_deref()
+    }
+
     /// The model's inputs and outputs.
     pub fn io(&self) -> ModelIo {
         ModelIo {
@@ -383,8 +396,9 @@ impl Detector {
             &mut self.input,
             &self.manifest.input,
             &self.input_name,
-            img,
+            &[img],
         )?;
+        let geometry = geometry[0];
         let copies = extract(&outputs, &self.plan)?
             .iter()
             .map(|t| (t.shape.to_vec(), t.data.to_vec()))
@@ -404,49 +418,108 @@ impl Detector {
 
     /// Runs the model on one image.
     pub fn detect(&mut self, img: RgbView<'_>) -> Result<DetectOutput, DetectError> {
+        let mut out = self.run_frames(&[img])?;
+        Ok(out.remove(0))
+    }
+
+    /// Runs the model once on all `imgs` stacked into one batch; one output per image, in
+    /// order, each what [`Detector::detect`] finds in it. Each output's `elapsed` is its
+    /// share of the batch (the batch's time divided by its size). Needs a model with a
+    /// dynamic batch dimension ([`Detector::batch_refusal`]); a single image runs as
+    /// [`Detector::detect`] on any model.
+    pub fn detect_batch(&mut self, imgs: &[RgbView<'_>]) -> Result<Vec<DetectOutput>, DetectError> {
+        if imgs.len() > 1
+            && let Some(why) = &self.batch_refusal
+        {
+            return Err(DetectError::Model {
+                path: self.model_path.clone(),
+                message: format!("cannot run {} frames in one inference: {why}", imgs.len()),
+            });
+        }
+        if imgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run_frames(imgs)
+    }
+
+    /// Preprocesses, infers once, and decodes each frame's slice of the outputs.
+    fn run_frames(&mut self, imgs: &[RgbView<'_>]) -> Result<Vec<DetectOutput>, DetectError> {
         let start = Instant::now();
+        let n = imgs.len();
         let (geometry, outputs) = run_model(
             &mut self.session,
             &mut self.preprocessor,
             &mut self.input,
             &self.manifest.input,
             &self.input_name,
-            img,
+            imgs,
         )?;
         let tensors = extract(&outputs, &self.plan)?;
         let spec = &self.manifest.input;
-        let candidates = decode::decode(
-            &self.plan,
-            &tensors,
-            &self.thresholds,
-            (spec.width, spec.height),
-        )
-        .map_err(DetectError::Inference)?;
-        let mut detections = postprocess::nms_per_class(candidates, self.nms_iou);
-        geometry.to_source(&mut detections);
-        Ok(DetectOutput {
-            detections,
-            elapsed: start.elapsed(),
-        })
+        let parts = if n == 1 {
+            // A fixed-batch model may shape its outputs any way; one frame is all of them.
+            tensors
+                .iter()
+                .map(|t| (t.shape.to_vec(), t.data.len()))
+                .collect()
+        } else {
+            decode::split_batch(&tensors, n).map_err(DetectError::Inference)?
+        };
+        let mut found = Vec::with_capacity(n);
+        for (i, geometry) in geometry.iter().enumerate() {
+            let frame: Vec<Tensor<'_>> = tensors
+                .iter()
+                .zip(&parts)
+                .map(|(t, (shape, len))| Tensor {
+                    shape,
+                    data: &t.data[i * len..(i + 1) * len],
+                })
+                .collect();
+            let candidates = decode::decode(
+                &self.plan,
+                &frame,
+                &self.thresholds,
+                (spec.width, spec.height),
+            )
+            .map_err(DetectError::Inference)?;
+            let mut detections = postprocess::nms_per_class(candidates, self.nms_iou);
+            geometry.to_source(&mut detections);
+            found.push(detections);
+        }
+        let elapsed = start.elapsed() / n as u32;
+        Ok(found
+            .into_iter()
+            .map(|detections| DetectOutput {
+                detections,
+                elapsed,
+            })
+            .collect())
     }
 }
 
-/// Preprocesses `img` into `input` and runs the session on it.
+/// Preprocesses `imgs` into `input` (one after the other: a batch) and runs the
+/// session on it once. Returns where each frame landed in its input.
 fn run_model<'s>(
     session: &'s mut Session,
     preprocessor: &mut Preprocessor,
     input: &mut Vec<f32>,
     spec: &manifest::InputSpec,
     input_name: &str,
-    img: RgbView<'_>,
-) -> Result<(postprocess::Geometry, ort::session::SessionOutputs<'s>), DetectError> {
-    let geometry = preprocessor
-        .run(img, input)
+    imgs: &[RgbView<'_>],
+) -> Result<(Vec<postprocess::Geometry>, ort::session::SessionOutputs<'s>), DetectError> {
+    let per_frame = preprocessor.input_len();
+    // Every value is written below; only the length has to be right.
+    input.resize(per_frame * imgs.len(), 0.0);
+    let geometry = imgs
+        .iter()
+        .zip(input.chunks_exact_mut(per_frame))
+        .map(|(img, slot)| preprocessor.run_into(*img, slot))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(DetectError::Inference)?;
-    let (w, h) = (spec.width as usize, spec.height as usize);
+    let (w, h, n) = (spec.width as usize, spec.height as usize, imgs.len());
     let shape = match spec.layout {
-        Layout::Nchw => [1, 3, h, w],
-        Layout::Nhwc => [1, h, w, 3],
+        Layout::Nchw => [n, 3, h, w],
+        Layout::Nhwc => [n, h, w, 3],
     };
     let tensor = TensorRef::from_array_view((shape, input.as_slice()))
         .map_err(|e| DetectError::Inference(e.to_string()))?;
@@ -541,197 +614,4 @@ pub fn load_image(path: &Path) -> Result<image::RgbImage, DetectError> {
             message: e.to_string(),
         })?;
     Ok(img.into_rgb8())
-}
-
-/// Why the service gave no detections for a frame.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ServiceError {
-    /// A newer frame of the same camera arrived while this one waited: shed, counted.
-    #[error("frame dropped: a newer frame of this camera replaced it in the queue")]
-    Dropped,
-    #[error("detector service stopped")]
-    Stopped,
-    #[error("{0}")]
-    Inference(String),
-}
-
-struct Request {
-    frame: std::sync::Arc<crate::source::Frame>,
-    reply: oneshot::Sender<Result<DetectOutput, ServiceError>>,
-}
-
-/// One camera's waiting frames and counters.
-struct CameraQueue {
-    camera: String,
-    waiting: std::collections::VecDeque<Request>,
-    analysed: u64,
-    dropped: u64,
-}
-
-#[derive(Default)]
-struct Queues {
-    cameras: Vec<CameraQueue>,
-    /// Index of the camera served next (round-robin).
-    next: usize,
-    /// Set when every handle is gone: the thread finishes what waits and ends.
-    closed: bool,
-}
-
-struct Shared {
-    queues: std::sync::Mutex<Queues>,
-    wake: std::sync::Condvar,
-    /// Frames a camera may have waiting; the oldest is dropped beyond it.
-    depth: usize,
-}
-
-impl Shared {
-    /// Takes the next request, round-robin over cameras that have one. `None`: closed and empty.
-    fn next(&self) -> Option<(usize, Request)> {
-        let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            let n = q.cameras.len();
-            for k in 0..n {
-                let i = (q.next + k) % n;
-                if let Some(req) = q.cameras[i].waiting.pop_front() {
-                    q.next = (i + 1) % n;
-                    return Some((i, req));
-                }
-            }
-            if q.closed {
-                return None;
-            }
-            q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-}
-
-/// Closes the queues when the last handle is dropped.
-struct CloseOnDrop(std::sync::Arc<Shared>);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        let mut q = self.0.queues.lock().unwrap_or_else(|p| p.into_inner());
-        q.closed = true;
-        self.0.wake.notify_all();
-    }
-}
-
-/// One detector shared by every camera, on its own thread so inference never
-/// blocks the async runtime. Each camera has its own bounded queue; the thread
-/// serves cameras round-robin, so a busy camera cannot starve a quiet one.
-/// When a camera's queue is full its oldest frame is dropped (answered with
-/// [`ServiceError::Dropped`] and counted): latency never grows without bound.
-/// Batching across cameras is not done: the default model has a fixed batch of 1.
-#[derive(Clone)]
-pub struct DetectorService {
-    shared: std::sync::Arc<Shared>,
-    _close: std::sync::Arc<CloseOnDrop>,
-    /// The camera this handle queues for (see [`DetectorService::camera`]).
-    camera: String,
-}
-
-/// A camera's counters in the service.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ServiceCounts {
-    pub analysed: u64,
-    pub dropped: u64,
-}
-
-impl DetectorService {
-    /// Starts the inference thread; `depth` frames may wait per camera. The thread
-    /// ends when every handle is dropped and the waiting frames are answered.
-    pub fn spawn(mut detector: Detector, depth: usize) -> (Self, std::thread::JoinHandle<()>) {
-        let shared = std::sync::Arc::new(Shared {
-            queues: Default::default(),
-            wake: std::sync::Condvar::new(),
-            depth: depth.max(1),
-        });
-        let worker = shared.clone();
-        let handle = std::thread::Builder::new()
-            .name("detector".into())
-            .spawn(move || {
-                while let Some((cam, req)) = worker.next() {
-                    let f = &req.frame;
-                    let out = detector
-                        .detect(RgbView {
-                            width: f.width,
-                            height: f.height,
-                            data: &f.data,
-                        })
-                        .map_err(|e| ServiceError::Inference(e.to_string()));
-                    if out.is_ok() {
-                        let mut q = worker.queues.lock().unwrap_or_else(|p| p.into_inner());
-                        q.cameras[cam].analysed += 1;
-                    }
-                    let _ = req.reply.send(out);
-                }
-            })
-            .expect("spawning the detector thread");
-        let close = std::sync::Arc::new(CloseOnDrop(shared.clone()));
-        (
-            Self {
-                shared,
-                _close: close,
-                camera: String::new(),
-            },
-            handle,
-        )
-    }
-
-    /// A handle whose frames queue under `camera`.
-    pub fn camera(&self, camera: &str) -> Self {
-        Self {
-            camera: camera.to_owned(),
-            ..self.clone()
-        }
-    }
-
-    /// Frames analysed and dropped for `camera` so far.
-    pub fn counts(&self, camera: &str) -> ServiceCounts {
-        let q = self.shared.queues.lock().unwrap_or_else(|p| p.into_inner());
-        q.cameras
-            .iter()
-            .find(|c| c.camera == camera)
-            .map(|c| ServiceCounts {
-                analysed: c.analysed,
-                dropped: c.dropped,
-            })
-            .unwrap_or_default()
-    }
-
-    /// Detects objects in `frame`, queued under this handle's camera.
-    pub async fn detect(
-        &self,
-        frame: std::sync::Arc<crate::source::Frame>,
-    ) -> Result<DetectOutput, ServiceError> {
-        let (reply, rx) = oneshot::channel();
-        {
-            let mut q = self.shared.queues.lock().unwrap_or_else(|p| p.into_inner());
-            if q.closed {
-                return Err(ServiceError::Stopped);
-            }
-            let i = match q.cameras.iter().position(|c| c.camera == self.camera) {
-                Some(i) => i,
-                None => {
-                    q.cameras.push(CameraQueue {
-                        camera: self.camera.clone(),
-                        waiting: Default::default(),
-                        analysed: 0,
-                        dropped: 0,
-                    });
-                    q.cameras.len() - 1
-                }
-            };
-            let cam = &mut q.cameras[i];
-            if cam.waiting.len() >= self.shared.depth
-                && let Some(old) = cam.waiting.pop_front()
-            {
-                cam.dropped += 1;
-                let _ = old.reply.send(Err(ServiceError::Dropped));
-            }
-            cam.waiting.push_back(Request { frame, reply });
-            self.shared.wake.notify_one();
-        }
-        rx.await.map_err(|_| ServiceError::Stopped)?
-    }
 }

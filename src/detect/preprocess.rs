@@ -51,6 +51,26 @@ impl Preprocessor {
     /// Writes the model input for `img` into `out` (`width × height × 3` values) and
     /// returns where the frame landed.
     pub fn run(&mut self, img: RgbView<'_>, out: &mut Vec<f32>) -> Result<Geometry, String> {
+        out.clear();
+        out.resize(self.input_len(), 0.0);
+        self.run_into(img, out)
+    }
+
+    /// Values in one frame's input tensor (`width × height × 3`).
+    pub fn input_len(&self) -> usize {
+        self.spec.width as usize * self.spec.height as usize * 3
+    }
+
+    /// Like [`Preprocessor::run`], into a slice of exactly [`Preprocessor::input_len`]
+    /// values (one frame's place in a batch).
+    pub fn run_into(&mut self, img: RgbView<'_>, out: &mut [f32]) -> Result<Geometry, String> {
+        if out.len() != self.input_len() {
+            return Err(format!(
+                "input buffer holds {} values, one frame needs {}",
+                out.len(),
+                self.input_len()
+            ));
+        }
         let src = fast_image_resize::images::ImageRef::new(
             img.width,
             img.height,
@@ -85,8 +105,6 @@ impl Preprocessor {
         let inv = self.inv_std;
         let pad = self.spec.pad_value as f32;
         let fill = [0, 1, 2].map(|c| (pad - mean[c]) * inv[c]);
-        out.clear();
-        out.resize(plane * 3, 0.0);
         let full = (nw as usize, nh as usize) == (w, h);
         if !full {
             match self.spec.layout {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::{DetectError, Detector, DetectorOptions, RgbView, providers};
 
 /// Opens the model as the daemon would and describes it: inputs, outputs, the
-/// detected format, labels, execution providers, and a timed inference on a
+/// detected format, whether it batches, labels, execution providers, and a timed inference on a
 /// blank frame of the input size.
 pub fn report(opts: &DetectorOptions, runs: usize) -> Result<String, DetectError> {
     let mut det = Detector::open(opts)?;
@@ -40,6 +40,13 @@ pub fn report(opts: &DetectorOptions, runs: usize) -> Result<String, DetectError
         i.std
     );
     let _ = writeln!(r, "format:    {}", det.plan().format().as_str());
+    let _ = match det.batch_refusal() {
+        None => writeln!(
+            r,
+            "batching:  yes (dynamic batch: [detector] max_batch > 1 runs frames of several cameras at once)"
+        ),
+        Some(why) => writeln!(r, "batching:  no ({why})"),
+    };
     let _ = writeln!(r, "labels:    {} ({})", m.labels.len(), m.labels.join(", "));
     let available: Vec<String> = providers::ALL
         .iter()

@@ -80,6 +80,10 @@ pub struct CameraStats {
     pub latency_max_us: AtomicU64,
     /// Frames whose latency was measured (live and real-time sources).
     pub latency_frames: AtomicU64,
+    /// Frames of this camera waiting in the detector service's queue now (a gauge).
+    pub detector_queue: AtomicU64,
+    /// Frames the detector service dropped from this camera's full queue, oldest first.
+    pub frames_shed: AtomicU64,
     /// The connection state, changed only through [`CameraStats::set_state`].
     state: Mutex<CameraState>,
 }
@@ -100,6 +104,8 @@ pub struct CameraSnapshot {
     pub latency_us: u64,
     pub latency_max_us: u64,
     pub latency_frames: u64,
+    pub detector_queue: u64,
+    pub frames_shed: u64,
 }
 
 impl CameraStats {
@@ -160,6 +166,8 @@ impl CameraStats {
             latency_us: self.latency_us.load(Relaxed),
             latency_max_us: self.latency_max_us.load(Relaxed),
             latency_frames: self.latency_frames.load(Relaxed),
+            detector_queue: self.detector_queue.load(Relaxed),
+            frames_shed: self.frames_shed.load(Relaxed),
         }
     }
 }
@@ -268,6 +276,8 @@ impl StatsReporter {
                     "fps_in": round(rate(|c| c.frames_decoded)),
                     "fps_analysed": round(rate(|c| c.frames_analysed)),
                     "frames_dropped": s.frames_dropped,
+                    "frames_shed": s.frames_shed,
+                    "detector_queue": s.detector_queue,
                     "decode_errors": s.decode_errors,
                     "reconnects": s.reconnects,
                     "events": s.events,

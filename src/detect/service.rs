@@ -1,0 +1,514 @@
+//! One detector for every camera, on its own thread.
+//!
+//! In: frames from camera tasks, each under its camera's name. Out: each
+//! frame's detections (or why there are none), back to the task that sent it.
+//!
+//! Each camera has its own bounded queue; the thread serves cameras
+//! round-robin, so a busy camera cannot starve a quiet one. When a camera's
+//! queue is full its oldest frame is dropped (answered with
+//! [`ServiceError::Dropped`] and counted): latency never grows without bound.
+//! With a model whose batch dimension is dynamic and `max_batch > 1`, the
+//! thread gathers up to `max_batch` frames in the same round-robin order (one
+//! per camera per round), waiting at most `max_wait` for more once it has
+//! one, and runs them as one inference. With a fixed batch of 1, or
+//! `max_batch = 1`, frames run one at a time and nobody waits.
+//!
+//! Per camera, the service keeps the number of frames analysed and dropped
+//! ([`DetectorService::counts`]); a handle made with
+//! [`DetectorService::camera_with_stats`] also keeps the camera's
+//! [`CameraStats::detector_queue`] gauge and [`CameraStats::frames_shed`]
+//! counter up to date.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::{DetectOutput, Detector, RgbView};
+use crate::monitor::CameraStats;
+use crate::source::Frame;
+
+/// Why the service gave no detections for a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// A newer frame of the same camera arrived while this one waited: shed, counted.
+    #[error("frame dropped: a newer frame of this camera replaced it in the queue")]
+    Dropped,
+    #[error("detector service stopped")]
+    Stopped,
+    #[error("{0}")]
+    Inference(String),
+}
+
+/// How the service queues and batches frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceOptions {
+    /// Frames a camera may have waiting; the oldest is dropped beyond it (at least 1).
+    pub depth: usize,
+    /// Frames run in one inference at most; 1 runs them one at a time. Only a model with
+    /// a dynamic batch dimension batches ([`Detector::batch_refusal`]).
+    pub max_batch: usize,
+    /// Once a batch holds a frame, how long to wait for more before running it.
+    pub max_wait: Duration,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            depth: 2,
+            max_batch: 1,
+            max_wait: Duration::from_millis(5),
+        }
+    }
+}
+
+impl ServiceOptions {
+    /// `[detector] max_batch` and `max_wait_ms`. A camera task has one frame in flight at
+    /// a time, so a queue of 2 per camera is plenty.
+    pub fn from_config(c: &crate::config::DetectorConfig) -> Self {
+        Self {
+            depth: 2,
+            max_batch: c.max_batch,
+            max_wait: Duration::from_millis(c.max_wait_ms),
+        }
+    }
+}
+
+struct Request {
+    frame: Arc<Frame>,
+    reply: oneshot::Sender<Result<DetectOutput, ServiceError>>,
+}
+
+/// One camera's waiting frames and counters.
+struct CameraQueue {
+    camera: String,
+    waiting: VecDeque<Request>,
+    analysed: u64,
+    dropped: u64,
+    /// The camera's published counters, when its handle has them.
+    stats: Option<Arc<CameraStats>>,
+}
+
+impl CameraQueue {
+    /// Publishes the number of waiting frames.
+    fn gauge(&self) {
+        if let Some(s) = &self.stats {
+            s.detector_queue.store(self.waiting.len() as u64, Relaxed);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queues {
+    cameras: Vec<CameraQueue>,
+    /// Index of the camera served next (round-robin).
+    next: usize,
+    /// Set when every handle is gone: the thread finishes what waits and ends.
+    closed: bool,
+}
+
+impl Queues {
+    fn any_waiting(&self) -> bool {
+        self.cameras.iter().any(|c| !c.waiting.is_empty())
+    }
+
+    /// Moves waiting frames into `batch` until it holds `max`: in rounds, one frame per
+    /// camera per round, each round starting after the camera served last.
+    fn take_fair(&mut self, batch: &mut Vec<(usize, Request)>, max: usize) {
+        let n = self.cameras.len();
+        while batch.len() < max {
+            let (start, before) = (self.next, batch.len());
+            for k in 0..n {
+                if batch.len() >= max {
+                    break;
+                }
+                let i = (start + k) % n;
+                if let Some(req) = self.cameras[i].waiting.pop_front() {
+                    self.cameras[i].gauge();
+                    batch.push((i, req));
+                    self.next = (i + 1) % n;
+                }
+            }
+            if batch.len() == before {
+                break;
+            }
+        }
+    }
+}
+
+struct Shared {
+    queues: Mutex<Queues>,
+    wake: Condvar,
+    /// Frames a camera may have waiting; the oldest is dropped beyond it.
+    depth: usize,
+    /// Frames per inference at most, as the model allows (1: no batching).
+    max_batch: usize,
+    /// Times the model has run so far (a batch is one).
+    inferences: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next frames to run together: up to `max` in fair order, gathered for at most
+    /// `wait` after the first. `None`: closed and nothing waits.
+    fn next_batch(&self, max: usize, wait: Duration) -> Option<Vec<(usize, Request)>> {
+        let mut q = self.lock();
+        while !q.any_waiting() {
+            if q.closed {
+                return None;
+            }
+            q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+        let mut batch = Vec::with_capacity(max);
+        q.take_fair(&mut batch, max);
+        let deadline = Instant::now() + wait;
+        while batch.len() < max && !q.closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            q = self
+                .wake
+                .wait_timeout(q, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            q.take_fair(&mut batch, max);
+        }
+        Some(batch)
+    }
+}
+
+/// Closes the queues when the last handle is dropped.
+struct CloseOnDrop(Arc<Shared>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let mut q = self.0.lock();
+        q.closed = true;
+        self.0.wake.notify_all();
+    }
+}
+
+/// One detector shared by every camera, on its own thread so inference never blocks
+/// the async runtime: fair between cameras, bounded per camera, batching across
+/// cameras when the model allows it (see the module documentation).
+#[derive(Clone)]
+pub struct DetectorService {
+    shared: Arc<Shared>,
+    _close: Arc<CloseOnDrop>,
+    /// The camera this handle queues for (see [`DetectorService::camera`]).
+    camera: String,
+    /// Where this camera's queue depth and drops are published.
+    stats: Option<Arc<CameraStats>>,
+}
+
+/// A camera's counters in the service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceCounts {
+    pub analysed: u64,
+    pub dropped: u64,
+    /// Frames waiting now.
+    pub queued: u64,
+}
+
+impl DetectorService {
+    /// Starts the inference thread, one frame per inference; `depth` frames may wait per
+    /// camera. The thread ends when every handle is dropped and the waiting frames are
+    /// answered.
+    pub fn spawn(detector: Detector, depth: usize) -> (Self, std::thread::JoinHandle<()>) {
+        Self::spawn_with(
+            detector,
+            ServiceOptions {
+                depth,
+                max_batch: 1,
+                ..ServiceOptions::default()
+            },
+        )
+    }
+
+    /// Starts the inference thread with `opts`. Batching is turned off, with a warning
+    /// naming the model file, when the model cannot run several frames at once.
+    pub fn spawn_with(
+        mut detector: Detector,
+        opts: ServiceOptions,
+    ) -> (Self, std::thread::JoinHandle<()>) {
+        let max_batch = match (opts.max_batch, detector.batch_refusal()) {
+            (0 | 1, _) => 1,
+            (n, Some(why)) => {
+                tracing::warn!(
+                    model = %detector.model_path().display(),
+                    max_batch = n,
+                    "batching is off for model {}: {why}; frames run one at a time",
+                    detector.model_path().display()
+                );
+                1
+            }
+            (n, None) => {
+                tracing::info!(
+                    model = %detector.model_path().display(),
+                    max_batch = n,
+                    max_wait_ms = opts.max_wait.as_secs_f64() * 1000.0,
+                    "batching frames of different cameras into one inference"
+                );
+                n
+            }
+        };
+        let shared = Arc::new(Shared {
+            queues: Default::default(),
+            wake: Condvar::new(),
+            depth: opts.depth.max(1),
+            max_batch,
+            inferences: AtomicU64::new(0),
+        });
+        let worker = shared.clone();
+        let wait = if max_batch > 1 {
+            opts.max_wait
+        } else {
+            Duration::ZERO
+        };
+        let handle = std::thread::Builder::new()
+            .name("detector".into())
+            .spawn(move || serve(&worker, &mut detector, max_batch, wait))
+            .expect("spawning the detector thread");
+        let close = Arc::new(CloseOnDrop(shared.clone()));
+        (
+            Self {
+                shared,
+                _close: close,
+                camera: String::new(),
+                stats: None,
+            },
+            handle,
+        )
+    }
+
+    /// Frames per inference at most, as configured and as the model allows.
+    pub fn max_batch(&self) -> usize {
+        self.shared.max_batch
+    }
+
+    /// Times the model has run so far; a batch of frames is one run.
+    pub fn inferences(&self) -> u64 {
+        self.shared.inferences.load(Relaxed)
+    }
+
+    /// A handle whose frames queue under `camera`.
+    pub fn camera(&self, camera: &str) -> Self {
+        Self {
+            camera: camera.to_owned(),
+            stats: None,
+            ..self.clone()
+        }
+    }
+
+    /// A handle whose frames queue under `camera` and which keeps `stats`'
+    /// `detector_queue` gauge and `frames_shed` counter.
+    pub fn camera_with_stats(&self, camera: &str, stats: Arc<CameraStats>) -> Self {
+        Self {
+            camera: camera.to_owned(),
+            stats: Some(stats),
+            ..self.clone()
+        }
+    }
+
+    /// Frames analysed, dropped and waiting for `camera` so far.
+    pub fn counts(&self, camera: &str) -> ServiceCounts {
+        let q = self.shared.lock();
+        q.cameras
+            .iter()
+            .find(|c| c.camera == camera)
+            .map(|c| ServiceCounts {
+                analysed: c.analysed,
+                dropped: c.dropped,
+                queued: c.waiting.len() as u64,
+            })
+            .unwrap_or_default()
+    }
+
+    /// Detects objects in `frame`, queued under this handle's camera.
+    pub async fn detect(&self, frame: Arc<Frame>) -> Result<DetectOutput, ServiceError> {
+        let (reply, rx) = oneshot::channel();
+        {
+            let mut q = self.shared.lock();
+            if q.closed {
+                return Err(ServiceError::Stopped);
+            }
+            let i = match q.cameras.iter().position(|c| c.camera == self.camera) {
+                Some(i) => i,
+                None => {
+                    q.cameras.push(CameraQueue {
+                        camera: self.camera.clone(),
+                        waiting: VecDeque::new(),
+                        analysed: 0,
+                        dropped: 0,
+                        stats: None,
+                    });
+                    q.cameras.len() - 1
+                }
+            };
+            let cam = &mut q.cameras[i];
+            if let Some(s) = &self.stats
+                && !cam.stats.as_ref().is_some_and(|c| Arc::ptr_eq(c, s))
+            {
+                cam.stats = Some(s.clone());
+            }
+            if cam.waiting.len() >= self.shared.depth
+                && let Some(old) = cam.waiting.pop_front()
+            {
+                cam.dropped += 1;
+                if let Some(s) = &cam.stats {
+                    CameraStats::add(&s.frames_shed, 1);
+                }
+                let _ = old.reply.send(Err(ServiceError::Dropped));
+            }
+            cam.waiting.push_back(Request { frame, reply });
+            cam.gauge();
+            self.shared.wake.notify_one();
+        }
+        rx.await.map_err(|_| ServiceError::Stopped)?
+    }
+}
+
+/// The inference thread: batches in fair order until the queues close and empty.
+fn serve(shared: &Shared, detector: &mut Detector, mut max_batch: usize, wait: Duration) {
+    let (mut frames, mut inferences) = (0u64, 0u64);
+    while let Some(batch) = shared.next_batch(max_batch, wait) {
+        frames += batch.len() as u64;
+        inferences += 1;
+        let views: Vec<RgbView<'_>> = batch
+            .iter()
+            .map(|(_, r)| RgbView {
+                width: r.frame.width,
+                height: r.frame.height,
+                data: &r.frame.data,
+            })
+            .collect();
+        let one = |detector: &mut Detector, v: RgbView<'_>| {
+            detector
+                .detect(v)
+                .map_err(|e| ServiceError::Inference(e.to_string()))
+        };
+        let results: Vec<Result<DetectOutput, ServiceError>> = if views.len() == 1 {
+            vec![one(detector, views[0])]
+        } else {
+            match detector.detect_batch(&views) {
+                Ok(outs) => outs.into_iter().map(Ok).collect(),
+                Err(e) => {
+                    let singles: Vec<_> = views.iter().map(|v| one(detector, *v)).collect();
+                    // Frames that run alone but not together: the model does not batch.
+                    inferences += singles.len() as u64;
+                    if singles.iter().all(Result::is_ok) {
+                        tracing::warn!(
+                            model = %detector.model_path().display(),
+                            error = %e,
+                            "batched inference failed where single frames work; batching is off from now on"
+                        );
+                        max_batch = 1;
+                    }
+                    singles
+                }
+            }
+        };
+        drop(views);
+        shared.inferences.store(inferences, Relaxed);
+        {
+            let mut q = shared.lock();
+            for ((cam, _), r) in batch.iter().zip(&results) {
+                if r.is_ok() {
+                    q.cameras[*cam].analysed += 1;
+                }
+            }
+        }
+        for ((_, req), r) in batch.into_iter().zip(results) {
+            let _ = req.reply.send(r);
+        }
+    }
+    tracing::info!(
+        frames,
+        inferences,
+        mean_batch = %format!("{:.2}", frames as f64 / inferences.max(1) as f64),
+        "detector stopped"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queues(
+        waiting: &[usize],
+    ) -> (
+        Queues,
+        Vec<oneshot::Receiver<Result<DetectOutput, ServiceError>>>,
+    ) {
+        let mut q = Queues::default();
+        let mut rxs = Vec::new();
+        for (c, &n) in waiting.iter().enumerate() {
+            let mut cam = CameraQueue {
+                camera: format!("cam{c}"),
+                waiting: VecDeque::new(),
+                analysed: 0,
+                dropped: 0,
+                stats: Some(Arc::new(CameraStats::default())),
+            };
+            for k in 0..n {
+                let (reply, rx) = oneshot::channel();
+                rxs.push(rx);
+                cam.waiting.push_back(Request {
+                    frame: Arc::new(Frame {
+                        width: 1,
+                        height: 1,
+                        data: vec![0; 3],
+                        pts: Duration::ZERO,
+                        captured_at: std::time::SystemTime::UNIX_EPOCH,
+                        index: k as u64,
+                    }),
+                    reply,
+                });
+            }
+            q.cameras.push(cam);
+        }
+        (q, rxs)
+    }
+
+    fn order(batch: &[(usize, Request)]) -> Vec<(usize, u64)> {
+        batch.iter().map(|(c, r)| (*c, r.frame.index)).collect()
+    }
+
+    #[test]
+    fn batches_take_one_frame_per_camera_per_round() {
+        // Camera 0 has 3 frames waiting, camera 1 none, camera 2 one, camera 3 two.
+        let (mut q, _rx) = queues(&[3, 0, 1, 2]);
+        let mut batch = Vec::new();
+        q.take_fair(&mut batch, 4);
+        assert_eq!(order(&batch), vec![(0, 0), (2, 0), (3, 0), (0, 1)]);
+        // The next batch starts after the camera served last.
+        let mut batch = Vec::new();
+        q.take_fair(&mut batch, 4);
+        assert_eq!(order(&batch), vec![(3, 1), (0, 2)]);
+        assert!(!q.any_waiting());
+        for c in &q.cameras {
+            assert_eq!(c.stats.as_ref().unwrap().detector_queue.load(Relaxed), 0);
+        }
+    }
+
+    #[test]
+    fn a_batch_of_one_is_plain_round_robin() {
+        let (mut q, _rx) = queues(&[2, 1, 2]);
+        let mut served = Vec::new();
+        loop {
+            let mut batch = Vec::new();
+            q.take_fair(&mut batch, 1);
+            match batch.pop() {
+                Some((c, r)) => served.push((c, r.frame.index)),
+                None => break,
+            }
+        }
+        assert_eq!(served, vec![(0, 0), (1, 0), (2, 0), (0, 1), (2, 1)]);
+    }
+}

@@ -1,0 +1,258 @@
+//! Four cameras offering more frames than the model can analyse, through the
+//! real daemon: three busy cameras replay a 50 fps clip in real time at
+//! `fps = 50`, a quiet one the same clip at `fps = 0.5`. Every camera gets frames
+//! analysed, the busy ones in equal shares; frames are shed (and counted per
+//! camera, in the summary and on the stats topic) exactly where the load
+//! exceeded what the detector could take: at the busy cameras, never at the
+//! quiet one. Latency stays bounded because stale frames are replaced, not
+//! queued. Once with the default model (fixed batch: `max_batch = 4` is
+//! refused with a warning naming the model), once with its dynamic-batch
+//! variant, where frames of different cameras run as one inference.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The runs load both cores; one at a time.
+static HEAVY: Mutex<()> = Mutex::new(());
+
+const BUSY: [&str; 3] = ["busy1", "busy2", "busy3"];
+const CLIP_S: u64 = 12;
+
+/// The first minute of vtest.avi (10 fps) played 5× faster: 12 s at 50 fps, 600 frames.
+fn fast_clip(dir: &Path) -> std::path::PathBuf {
+    let out = dir.join("fast50.avi");
+    let ok = Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-i"])
+        .arg(common::media("vtest.avi"))
+        // Frame n at n/50 s (a 1/50 time base, so no timestamp is rounded away).
+        .args([
+            "-vf",
+            "settb=1/50,setpts=N",
+            "-r",
+            "50",
+            "-t",
+            &CLIP_S.to_string(),
+        ])
+        .args(["-c:v", "mpeg4", "-q:v", "4", "-an"])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg runs")
+        .success();
+    assert!(ok, "ffmpeg could not make the 50 fps clip");
+    out
+}
+
+/// Per camera, from the daemon's closing summary: (decoded, analysed, dropped, latency max ms).
+fn summary(stderr: &str) -> HashMap<String, (u64, u64, u64, f64)> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("streetwatch: camera ")?;
+            let id = rest.split(':').next()?.to_string();
+            let latency = l
+                .split("max ")
+                .nth(1)
+                .and_then(|s| s.split(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN);
+            Some((
+                id,
+                (
+                    common::number_before(l, " frames decoded"),
+                    common::number_before(l, " analysed"),
+                    common::number_before(l, " dropped"),
+                    latency,
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// Runs the daemon on four real-time cameras over `model` with `[detector] max_batch = 4`;
+/// returns its stderr and every stats report published meanwhile.
+fn overload(model: &Path) -> (String, Vec<serde_json::Value>) {
+    let broker = common::Mosquitto::start();
+    let stats = common::Subscriber::connect(broker.port, "streetwatch/fair/stats");
+    let dir = tempfile::tempdir().unwrap();
+    let clip = fast_clip(dir.path());
+    let mut text = format!(
+        r#"
+[node]
+id = "fair"
+[mqtt]
+url = "{url}"
+stats_interval_s = 1
+[model]
+path = "{model}"
+[detector]
+max_batch = 4
+max_wait_ms = 5
+[outbox]
+path = "{dir}/outbox.sqlite"
+"#,
+        url = broker.url(),
+        model = model.display(),
+        dir = dir.path().display(),
+    );
+    for (id, fps) in BUSY.iter().map(|b| (*b, 50.0)).chain([("quiet", 0.5)]) {
+        text.push_str(&format!(
+            "[[camera]]\nid = \"{id}\"\nurl = \"{}\"\nfps = {fps}\nrealtime = true\n",
+            clip.display()
+        ));
+    }
+    let cfg = common::write_config(dir.path(), &text);
+    let stderr = common::run_daemon_to_end(&cfg, "info");
+    let reports = stats
+        .drain(Duration::from_millis(500))
+        .iter()
+        .map(|m| serde_json::from_slice(&m.payload).unwrap())
+        .collect();
+    (stderr, reports)
+}
+
+/// What must hold for any model: fair shares, drops exactly where the load was too
+/// high, bounded latency, and the same picture on the stats topic.
+fn assert_fair_and_shed_where_overloaded(stderr: &str, reports: &[serde_json::Value]) -> Waits {
+    let cams = summary(stderr);
+    assert_eq!(cams.len(), 4, "{stderr}");
+    for l in stderr.lines().filter(|l| l.starts_with("streetwatch: ")) {
+        println!("{l}");
+    }
+    let analysed: Vec<u64> = BUSY.iter().map(|b| cams[*b].1).collect();
+    let (lo, hi) = (
+        *analysed.iter().min().unwrap(),
+        *analysed.iter().max().unwrap(),
+    );
+    // Each busy camera offers 50 frames/s for 12 s; the model takes far fewer in total.
+    assert!(lo >= 20, "every busy camera is analysed: {cams:?}");
+    assert!(
+        hi as f64 <= lo as f64 * 1.5,
+        "busy cameras offering the same load get shares within 1.5×: {cams:?}"
+    );
+    for b in BUSY {
+        let (decoded, a, d, latency_max) = cams[b];
+        assert!(
+            d > 0,
+            "{b} offered more than the detector could take: frames shed and counted: {cams:?}"
+        );
+        // At fps = 50 on a 50 fps clip every decoded frame is sampled.
+        assert_eq!(
+            a + d,
+            decoded,
+            "{b}: every frame analysed or counted as dropped: {cams:?}"
+        );
+        // A queue that grew would reach seconds by the end of 12 s at this overload.
+        assert!(latency_max < 2000.0, "{b}: latency stays bounded: {cams:?}");
+    }
+    let (_, quiet_analysed, quiet_dropped, _) = cams["quiet"];
+    assert_eq!(
+        quiet_dropped, 0,
+        "the quiet camera (0.5 fps) loses nothing: {cams:?}"
+    );
+    assert_eq!(
+        quiet_analysed,
+        CLIP_S / 2,
+        "the quiet camera gets every frame analysed (one each 2 s of the 12 s clip): {cams:?}"
+    );
+
+    // The stats topic shows the same, while it happens.
+    assert!(reports.len() >= 5, "a report every second: {reports:?}");
+    let last = &reports.last().unwrap()["cameras"];
+    for b in BUSY {
+        assert!(
+            last[b]["frames_dropped"].as_u64().unwrap() > 0,
+            "{b} sheds, visibly: {last}"
+        );
+    }
+    assert_eq!(last["quiet"]["frames_dropped"], 0, "{last}");
+    let mut waits = Waits::default();
+    for r in reports {
+        for (id, c) in r["cameras"].as_object().unwrap() {
+            // A camera task hands the detector one frame at a time, so overload is shed at
+            // the camera (frames_dropped), never in the detector's queue.
+            assert_eq!(c["frames_shed"], 0, "{id}: {c}");
+            let q = c["detector_queue"].as_u64().unwrap();
+            assert!(q <= 1, "{id}: at most one frame waits per camera: {c}");
+            if BUSY.contains(&id.as_str()) {
+                waits.busy_waiting += q;
+            }
+        }
+        waits.reports += 1;
+    }
+    println!("{waits:?}");
+    waits
+}
+
+/// Over all stats reports: how many, and busy cameras' frames seen waiting, summed.
+#[derive(Debug, Default)]
+struct Waits {
+    reports: u64,
+    busy_waiting: u64,
+}
+
+#[test]
+fn four_cameras_over_capacity_are_all_analysed_and_shed_only_where_overloaded() {
+    let _one = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let model = common::default_model();
+    let (stderr, reports) = overload(&model);
+    // The default model has a fixed batch of 1: max_batch = 4 is refused, by name.
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("batching is off for model"))
+        .unwrap_or_else(|| panic!("no warning that batching is off: {stderr}"));
+    assert!(
+        warning.contains(&model.display().to_string()) && warning.contains("fixed batch"),
+        "{warning}"
+    );
+    let stopped = stderr
+        .lines()
+        .find(|l| l.contains("detector stopped"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(stopped.contains("mean_batch=1.00"), "{stopped}");
+    let waits = assert_fair_and_shed_where_overloaded(&stderr, &reports);
+    // One frame at a time: while one busy camera's frame runs, the others' wait their
+    // turn, so reports see them in the queue.
+    assert!(
+        waits.busy_waiting >= waits.reports / 2,
+        "busy cameras are seen waiting for the detector: {waits:?} in {reports:?}"
+    );
+}
+
+#[test]
+fn with_a_dynamic_batch_model_cameras_share_inferences_and_stay_fair() {
+    let _one = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let model = common::cached("models/variants/dynbatch.onnx");
+    let (stderr, reports) = overload(&model);
+    assert!(
+        stderr.contains("batching frames of different cameras into one inference"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("batching is off"), "{stderr}");
+    let stopped = stderr
+        .lines()
+        .find(|l| l.contains("detector stopped"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let mean: f64 = stopped
+        .split("mean_batch=")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{stopped}"));
+    // Three busy cameras always have a frame ready: batches of three or four.
+    assert!(
+        mean >= 2.5,
+        "frames of several cameras run together: {stopped}"
+    );
+    let waits = assert_fair_and_shed_where_overloaded(&stderr, &reports);
+    // Batched, the busy cameras' frames ride in the running batch, not in the queue:
+    // they wait only while a batch gathers (5 ms), so reports rarely see them.
+    assert!(
+        waits.busy_waiting <= waits.reports,
+        "busy cameras' frames do not queue behind a batch: {waits:?} in {reports:?}"
+    );
+}
