@@ -41,6 +41,7 @@ fn event(n: usize, sent_us: u64) -> Event {
         stream_time_s: n as f64,
         objects: Vec::new(),
         metrics: BTreeMap::from([("sent_us".to_string(), sent_us as f64)]),
+        evidence: None,
     }
 }
 
@@ -168,7 +169,7 @@ fn publish_run(rt: &tokio::runtime::Runtime, n: usize, rate: f64) -> (Vec<u64>, 
             let due = start + Duration::from_secs_f64(i as f64 / rate);
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
-        rt.block_on(tx.send(event(i, t0.elapsed().as_micros() as u64)))
+        rt.block_on(tx.send(event(i, t0.elapsed().as_micros() as u64).into()))
             .unwrap();
     }
     let mut lat = Vec::with_capacity(n);

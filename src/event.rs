@@ -92,6 +92,12 @@ pub struct Event {
     pub objects: Vec<EventObject>,
     /// Rule-specific numbers (`count`, `min_count`, …).
     pub metrics: BTreeMap<String, f64>,
+    /// Where this event's evidence JPEG (its frame, with the objects' boxes drawn) is
+    /// published, relative to `{prefix}/{node}/`: `evidence/{id}`. Only on `start` events,
+    /// when evidence is enabled; the JPEG follows the event on that topic.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schemars(regex(pattern = r"^evidence/[0-9A-Za-z-]+$"))]
+    pub evidence: Option<String>,
 }
 
 /// The JSON Schema of [`Event`], as committed in `docs/event.schema.json`.
@@ -106,6 +112,16 @@ impl Event {
             "{prefix}/{}/events/{}/{}",
             self.node, self.camera, self.kind
         )
+    }
+
+    /// `evidence/{id}`: where this event's evidence goes, below `{prefix}/{node}/`.
+    pub fn evidence_suffix(&self) -> String {
+        format!("evidence/{}", self.id)
+    }
+
+    /// `{prefix}/{node}/evidence/{id}`.
+    pub fn evidence_topic(&self, prefix: &str) -> String {
+        format!("{prefix}/{}/{}", self.node, self.evidence_suffix())
     }
 }
 
@@ -165,12 +181,15 @@ mod tests {
                 track_id: None,
             }],
             metrics: BTreeMap::from([("count".to_string(), 3.0)]),
+            evidence: None,
         };
         let v: serde_json::Value = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "crowding");
         assert_eq!(v["phase"], "start");
         assert_eq!(v["objects"][0]["box"][2], serde_json::json!(0.3f32));
         assert!(v.get("ended_at").is_none());
+        assert!(v.get("evidence").is_none());
         assert_eq!(e.topic("sw"), "sw/n/events/c/crowding");
+        assert_eq!(e.evidence_topic("sw"), "sw/n/evidence/i");
     }
 }
