@@ -256,6 +256,41 @@ fn broker_down_for_20_seconds_loses_nothing() {
 }
 
 #[test]
+fn events_handed_over_while_cameras_stop_are_delivered() {
+    let broker = common::Mosquitto::start();
+    let sub = common::Subscriber::connect(broker.port, "swd/#");
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let shutdown = CancellationToken::new();
+    let (tx, rx) = mpsc::channel(64);
+    let handle = rt.spawn(run_publisher(
+        options(broker.port),
+        Outbox::open(&dir.path().join("o.sqlite")).unwrap(),
+        rx,
+        shutdown.clone(),
+        Box::new(|_| {}),
+    ));
+    rt.block_on(async {
+        tx.send(event("north", 0).into()).await.unwrap();
+        shutdown.cancel();
+        // A camera closing its open incidents as it stops.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for n in 1..4 {
+            tx.send(event("north", n).into())
+                .await
+                .expect("the publisher still takes events while cameras stop");
+        }
+    });
+    drop(tx);
+    let report = rt.block_on(handle).unwrap();
+    assert_eq!(
+        (report.committed, report.acked, report.left_in_outbox),
+        (4, 4, 0)
+    );
+    assert_eq!(received(&sub.drain(Duration::from_secs(2))).len(), 4);
+}
+
+#[test]
 fn evidence_waits_out_a_broker_outage_with_its_events() {
     let mut broker = common::Mosquitto::start();
     let sub = common::Subscriber::connect_with(broker.port, "swd/#", true);

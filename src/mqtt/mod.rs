@@ -362,9 +362,12 @@ pub async fn probe_connection(opts: &PublisherOptions, timeout: Duration) -> Res
     result
 }
 
-/// Runs until `events` is closed (every camera ended) or `shutdown` fires, then
-/// drains: stored events are delivered for up to `drain_timeout`, `offline` is
-/// published, and the connection is closed.
+/// After shutdown is asked, how long cameras have to hand over their last events.
+const CAMERA_WIND_DOWN: Duration = Duration::from_secs(5);
+
+/// Runs until `events` is closed (every camera ended; after `shutdown` fires, for
+/// at most 5 s more), then drains: stored events are delivered for up to
+/// `drain_timeout`, `offline` is published, and the connection is closed.
 pub async fn run_publisher(
     opts: PublisherOptions,
     mut outbox: Outbox,
@@ -442,11 +445,17 @@ pub async fn run_publisher(
     stats_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reporter = crate::monitor::StatsReporter::new();
 
-    // Phase 1: take events until the producers are gone or shutdown is asked.
+    // Phase 1: take events until the producers are gone. Once shutdown is asked, cameras
+    // still hand over their last events (the ends of open incidents) as they stop.
     let mut producers_open = true;
+    let mut wind_down: Option<tokio::time::Instant> = None;
     while producers_open {
         tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled(), if wind_down.is_none() => {
+                wind_down = Some(tokio::time::Instant::now() + CAMERA_WIND_DOWN);
+            }
+            _ = tokio::time::sleep_until(wind_down.unwrap_or_else(tokio::time::Instant::now)),
+                if wind_down.is_some() => break,
             ev = events.recv() => match ev {
                 Some(ev) => st.commit(&mut outbox, ev, &opts.topic_prefix, &mut on_commit),
                 None => producers_open = false,
