@@ -42,6 +42,7 @@ fn event(n: usize, sent_us: u64) -> Event {
         objects: Vec::new(),
         metrics: BTreeMap::from([("sent_us".to_string(), sent_us as f64)]),
         attributes: BTreeMap::new(),
+        evidence: None,
     }
 }
 
@@ -169,7 +170,7 @@ fn publish_run(rt: &tokio::runtime::Runtime, n: usize, rate: f64) -> (Vec<u64>, 
             let due = start + Duration::from_secs_f64(i as f64 / rate);
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
-        rt.block_on(tx.send(event(i, t0.elapsed().as_micros() as u64)))
+        rt.block_on(tx.send(event(i, t0.elapsed().as_micros() as u64).into()))
             .unwrap();
     }
     let mut lat = Vec::with_capacity(n);

@@ -102,6 +102,12 @@ pub struct Event {
     /// resolved, schedule, stream_ended).
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub attributes: BTreeMap<String, String>,
+    /// Where this event's evidence JPEG (its frame, with the objects' boxes drawn) is
+    /// published, relative to `{prefix}/{node}/`: `evidence/{id}`. Only on `start` events,
+    /// when evidence is enabled; the JPEG follows the event on that topic.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schemars(regex(pattern = r"^evidence/[0-9A-Za-z-]+$"))]
+    pub evidence: Option<String>,
 }
 
 /// The JSON Schema of [`Event`], as committed in `docs/event.schema.json`.
@@ -116,6 +122,16 @@ impl Event {
             "{prefix}/{}/events/{}/{}",
             self.node, self.camera, self.kind
         )
+    }
+
+    /// `evidence/{id}`: where this event's evidence goes, below `{prefix}/{node}/`.
+    pub fn evidence_suffix(&self) -> String {
+        format!("evidence/{}", self.id)
+    }
+
+    /// `{prefix}/{node}/evidence/{id}`.
+    pub fn evidence_topic(&self, prefix: &str) -> String {
+        format!("{prefix}/{}/{}", self.node, self.evidence_suffix())
     }
 }
 
@@ -177,6 +193,7 @@ mod tests {
             }],
             metrics: BTreeMap::from([("count".to_string(), 3.0)]),
             attributes: BTreeMap::new(),
+            evidence: None,
         };
         let v: serde_json::Value = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "crowding");
@@ -185,6 +202,8 @@ mod tests {
         assert!(v.get("ended_at").is_none());
         assert!(v.get("attributes").is_none());
         assert!(v["objects"][0].get("role").is_none());
+        assert!(v.get("evidence").is_none());
         assert_eq!(e.topic("sw"), "sw/n/events/c/crowding");
+        assert_eq!(e.evidence_topic("sw"), "sw/n/evidence/i");
     }
 }

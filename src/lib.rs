@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! source (decode thread) → FrameSlot → camera task → detector service
-//!        → analytics (zones, rules) → Event → outbox (SQLite) → MQTT publisher
+//!        → analytics (zones, rules) → Event (+ evidence JPEG) → outbox (SQLite) → MQTT publisher
 //! ```
 //!
 //! Only acknowledgements (MQTT PUBACK → outbox delete) and cancellation flow back.
@@ -16,6 +16,7 @@
 //! | [`detect`]    | ONNX Runtime loading, model manifests, pre/post-processing, NMS   |
 //! | [`analytics`] | zones and rules: pure, synchronous, time comes from frames        |
 //! | [`event`]     | the event JSON sent to the city brain                              |
+//! | [`evidence`]  | the JPEG of an incident's first frame, boxes drawn                 |
 //! | [`outbox`]    | the durable SQLite queue and per-node sequence numbers            |
 //! | [`mqtt`]      | broker connection, publishing from the outbox, acks                |
 //! | [`monitor`]   | per-camera counters and the run summary                            |
@@ -25,6 +26,7 @@ pub mod analytics;
 pub mod config;
 pub mod detect;
 pub mod event;
+pub mod evidence;
 pub mod monitor;
 pub mod mqtt;
 pub mod outbox;

@@ -29,11 +29,12 @@ use crate::scene::SceneModel;
 use crate::track::Tracker;
 use crate::config::{CameraConfig, Config, ConfigError};
 use crate::detect::{DetectError, Detector, DetectorOptions, DetectorService, ServiceOptions};
-use crate::event::{Event, SCHEMA, rfc3339};
+use crate::event::{Event, Phase, SCHEMA, rfc3339};
+use crate::evidence::EvidenceOptions;
 use crate::monitor::{CameraSnapshot, CameraState, CameraStats};
 use crate::mqtt::commands::{Command, ControlRequest, Reply};
 use crate::mqtt::{CommitHook, PublisherOptions, PublisherReport, run_publisher};
-use crate::outbox::{Outbox, OutboxError};
+use crate::outbox::{Handover, Outbox, OutboxError};
 use crate::source::runner::{self, SourceOptions};
 use crate::source::{Frame, FrameSlot};
 
@@ -76,6 +77,9 @@ impl RunSummary {
             t.latency_max_us = t.latency_max_us.max(s.latency_max_us);
             t.latency_frames += s.latency_frames;
             t.frames_shed += s.frames_shed;
+            t.publish_latency_max_us = t.publish_latency_max_us.max(s.publish_latency_max_us);
+            t.publish_latency_events += s.publish_latency_events;
+            t.events_published += s.events_published;
         }
         t
     }
@@ -115,6 +119,7 @@ pub async fn run(
         crate::outbox::Limits {
             max_events: config.outbox.max_events,
             max_age: Duration::from_secs_f64(config.outbox.max_age_h * 3600.0),
+            max_evidence_bytes: config.evidence.max_outbox_mb.saturating_mul(1 << 20),
         },
     )?;
     let pending = outbox.depth()?;
@@ -128,7 +133,7 @@ pub async fn run(
 
     let (service, detector_thread) =
         DetectorService::spawn_with(detector, ServiceOptions::from_config(&config.detector));
-    let (events_tx, events_rx) = mpsc::channel::<Event>(1024);
+    let (events_tx, events_rx) = mpsc::channel::<Handover>(1024);
     let (control_tx, control_rx) = mpsc::channel::<ControlRequest>(8);
     // Counters exist before the publisher starts, so its first report names every camera.
     let stats: Vec<(String, Arc<CameraStats>)> = config
@@ -200,7 +205,7 @@ struct Cameras {
     node: String,
     manifest: crate::detect::Manifest,
     service: DetectorService,
-    events: mpsc::Sender<Event>,
+    events: mpsc::Sender<Handover>,
     shutdown: CancellationToken,
     /// Counters of every camera this run has known, in order (kept across restarts).
     stats: Vec<(String, Arc<CameraStats>)>,
@@ -269,6 +274,7 @@ impl Cameras {
             stats,
             shutdown: token.clone(),
             latest: latest_tx,
+            evidence: EvidenceOptions::from_config(&self.config.evidence),
             camera: cam,
         };
         let span = tracing::info_span!("camera", camera = %id);
@@ -405,6 +411,7 @@ impl Cameras {
                 ("model", format!("{:?}", c.model)),
                 ("detector", format!("{:?}", c.detector)),
                 ("outbox", format!("{:?}", c.outbox)),
+                ("evidence", format!("{:?}", c.evidence)),
             ]
         };
         let changed: Vec<&str> = sections(&self.config)
@@ -482,11 +489,13 @@ struct CameraTask {
     scene: Option<SceneModel>,
     rules: CameraRules,
     service: DetectorService,
-    events: mpsc::Sender<Event>,
+    events: mpsc::Sender<Handover>,
     stats: Arc<CameraStats>,
     shutdown: CancellationToken,
     /// The latest analysed frame, for snapshots.
     latest: watch::Sender<Option<Arc<Frame>>>,
+    /// How evidence of start events is made; `None`: no evidence.
+    evidence: Option<EvidenceOptions>,
 }
 
 impl CameraTask {
@@ -553,7 +562,7 @@ impl CameraTask {
                     self.stats.record_latency(latency);
                 }
                 CameraStats::add(&self.stats.detections, out.detections.len() as u64);
-                CameraStats::add(&self.stats.inference_us, out.elapsed.as_micros() as u64);
+                self.stats.record_inference(out.elapsed);
                 detections = out.detections;
                 detected_at = Some(frame.pts);
             }
@@ -576,13 +585,13 @@ impl CameraTask {
             let evs = self.rules.observe(&obs);
             self.latest.send_replace(Some(frame.clone()));
             last = Some((frame.captured_at, frame.pts));
-            if !self.emit(evs).await {
+            if !self.emit(evs, Some(&frame)).await {
                 break;
             }
         }
         if let Some((at, pts)) = last {
             let evs = self.rules.finish(at, pts);
-            self.emit(evs).await;
+            self.emit(evs, None).await;
         }
         slot.close();
         closer.abort();
@@ -590,12 +599,31 @@ impl CameraTask {
         tracing::info!(state = %self.stats.state(), stats = ?self.stats.snapshot(), "camera stopped");
     }
 
-    /// Hands rule events to the publisher. `false` if it is gone.
-    async fn emit(&mut self, evs: Vec<RuleEvent>) -> bool {
+    /// Hands rule events to the publisher, each `start` with its evidence: `frame`, the
+    /// frame the events came from (`None` when there is none, at the run's end), with the
+    /// event's boxes drawn. `false` if the publisher is gone.
+    async fn emit(&mut self, evs: Vec<RuleEvent>, frame: Option<&Arc<Frame>>) -> bool {
+        if evs.is_empty() {
+            return true;
+        }
+        // Capture-to-publish latency is measured where capture time is wall-clock time.
+        let source = SourceOptions::from_camera(&self.camera);
+        let captured_at = frame
+            .filter(|_| source.is_live() || source.realtime)
+            .map(|f| f.captured_at);
         for ev in evs {
             CameraStats::add(&self.stats.events, 1);
             let event = to_event(&self.node, &self.camera.id, ev);
-            if self.events.send(event).await.is_err() {
+            let evidence = match (event.phase, frame, self.evidence) {
+                (Phase::Start, Some(frame), Some(opts)) => evidence_of(&event, frame, opts).await,
+                _ => None,
+            };
+            let handover = Handover {
+                event,
+                evidence,
+                captured_at,
+            };
+            if self.events.send(handover).await.is_err() {
                 tracing::error!("publisher stopped; camera cannot hand over events");
                 return false;
             }
@@ -628,6 +656,20 @@ fn scene_model(cam: &CameraConfig) -> Option<SceneModel> {
     })
 }
 
+/// The evidence JPEG of `event`, encoded on a blocking thread; `None` (logged) if it fails.
+async fn evidence_of(event: &Event, frame: &Arc<Frame>, opts: EvidenceOptions) -> Option<Vec<u8>> {
+    let boxes: Vec<[f32; 4]> = event.objects.iter().map(|o| o.bbox).collect();
+    let frame = frame.clone();
+    let jpeg = tokio::task::spawn_blocking(move || crate::evidence::render(&frame, &boxes, &opts))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    jpeg.map_err(
+        |e| tracing::warn!(error = %e, event = %event.id, "event published without evidence"),
+    )
+    .ok()
+}
+
 fn to_event(node: &str, camera: &str, ev: RuleEvent) -> Event {
     Event {
         schema: SCHEMA.into(),
@@ -646,5 +688,6 @@ fn to_event(node: &str, camera: &str, ev: RuleEvent) -> Event {
         objects: ev.objects,
         metrics: ev.metrics,
         attributes: ev.attributes,
+        evidence: None,
     }
 }

@@ -1,6 +1,7 @@
 //! End to end: the daemon decodes real video, runs the real model, applies a
 //! real zone rule and publishes events to a real mosquitto, where a
-//! subscriber receives them as valid JSON.
+//! subscriber receives them as valid JSON, each start followed by its
+//! evidence JPEG.
 
 mod common;
 
@@ -22,6 +23,10 @@ topic_prefix = "swtest"
 
 [outbox]
 path = "{outbox}"
+
+[evidence]
+max_width = 640
+quality = 75
 
 [[camera]]
 id = "campus"
@@ -74,6 +79,16 @@ fn check_event(topic: &str, payload: &[u8]) -> Value {
         "{v}"
     );
     assert!(v["seq"].as_u64().unwrap() >= 1, "{v}");
+    // Evidence exactly on start events, named by the event's id.
+    if v["phase"] == "start" {
+        assert_eq!(
+            v["evidence"].as_str(),
+            Some(format!("evidence/{}", v["id"].as_str().unwrap()).as_str()),
+            "{v}"
+        );
+    } else {
+        assert!(v.get("evidence").is_none(), "{v}");
+    }
     for key in ["ts", "started_at"] {
         let s = v[key].as_str().unwrap();
         s.parse::<jiff::Timestamp>()
@@ -163,12 +178,81 @@ fn daemon_publishes_congestion_events_from_real_video_to_mosquitto() {
     }
     assert!(open.is_empty(), "incidents left open: {open:?}");
 
+    // One evidence JPEG per start event, after it, on evidence/{its id}: the frame
+    // (768x576, scaled to max_width 640) with the event's boxes outlined.
+    let starts: Vec<&Value> = events.iter().filter(|e| e["phase"] == "start").collect();
+    assert!(!starts.is_empty());
+    let evidence: Vec<(usize, &common::Message)> = msgs
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.topic.starts_with("swtest/e2e-node/evidence/"))
+        .collect();
+    assert_eq!(evidence.len(), starts.len(), "one evidence per start event");
+    for start in &starts {
+        let id = start["id"].as_str().unwrap();
+        let topic = format!("swtest/e2e-node/evidence/{id}");
+        let (at, jpeg) = evidence
+            .iter()
+            .find(|(_, m)| m.topic == topic)
+            .unwrap_or_else(|| panic!("no evidence for {id}"));
+        let event_at = msgs
+            .iter()
+            .position(|m| {
+                m.topic.contains("/events/")
+                    && serde_json::from_slice::<Value>(&m.payload).unwrap()["id"] == id
+            })
+            .unwrap();
+        assert!(*at > event_at, "evidence of {id} arrived before its event");
+        check_evidence(start, &jpeg.payload);
+    }
+
     // Delivered means acknowledged: nothing is left in the outbox.
     let conn = rusqlite::Connection::open(&outbox).unwrap();
-    let left: i64 = conn
-        .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(left, 0);
+    for table in ["outbox", "evidence"] {
+        let left: i64 = conn
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "{table}");
+    }
+}
+
+/// A valid JPEG of the expected size with the event's boxes outlined in yellow.
+fn check_evidence(event: &Value, jpeg: &[u8]) {
+    let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
+        .unwrap_or_else(|e| panic!("evidence of {} is not a JPEG: {e}", event["id"]))
+        .to_rgb8();
+    assert_eq!(img.dimensions(), (640, 480));
+    let yellow = |x: u32, y: u32| {
+        let [r, g, b] = img.get_pixel(x.min(639), y.min(479)).0.map(i32::from);
+        // Yellow after JPEG's chroma subsampling: bright red and green, much less blue.
+        r > 150 && g > 130 && (r + g) / 2 - b > 70
+    };
+    let objects = event["objects"].as_array().unwrap();
+    let outlined = objects
+        .iter()
+        .filter(|o| {
+            let b: Vec<f64> = o["box"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let (x0, x1) = (
+                (b[0] * 640.0).round() as u32,
+                ((b[2] * 640.0).round() as u32).saturating_sub(1),
+            );
+            let ym = ((b[1] + b[3]) / 2.0 * 480.0) as u32;
+            // The left and right edges, 2 px wide, at mid-height.
+            (0..2).any(|d| yellow(x0 + d, ym)) && (0..2).any(|d| yellow(x1.saturating_sub(d), ym))
+        })
+        .count();
+    // Boxes of a crowd overlap; most outlines are still visible where expected.
+    assert!(
+        outlined * 2 > objects.len(),
+        "{outlined} of {} boxes outlined in evidence of {}",
+        objects.len(),
+        event["id"]
+    );
 }
 
 #[test]
@@ -192,6 +276,7 @@ fn events_wait_in_the_outbox_until_the_broker_is_back() {
 
     let broker = common::Mosquitto::start_on(port);
     let sub = common::Subscriber::connect(broker.port, "swtest/+/events/#");
+    let evidence_sub = common::Subscriber::connect(broker.port, "swtest/+/evidence/#");
     // A camera that ends at once: the run only delivers what is stored.
     let empty = dir.path().join("empty.toml");
     std::fs::write(
@@ -200,11 +285,14 @@ fn events_wait_in_the_outbox_until_the_broker_is_back() {
     )
     .unwrap();
     common::run_daemon_to_end(&empty, "warn");
-    let got: Vec<(i64, String)> = sub
+    let delivered: Vec<Value> = sub
         .drain(Duration::from_secs(2))
         .iter()
-        .map(|m| {
-            let v = check_event(&m.topic, &m.payload);
+        .map(|m| check_event(&m.topic, &m.payload))
+        .collect();
+    let got: Vec<(i64, String)> = delivered
+        .iter()
+        .map(|v| {
             (
                 v["seq"].as_i64().unwrap(),
                 v["id"].as_str().unwrap().to_string(),
@@ -212,6 +300,25 @@ fn events_wait_in_the_outbox_until_the_broker_is_back() {
         })
         .collect();
     assert_eq!(got, stored);
+    // Each start's evidence waited in the outbox with it and was delivered after it.
+    let starts: HashSet<String> = delivered
+        .iter()
+        .filter(|v| v["phase"] == "start")
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!starts.is_empty());
+    let evidence = evidence_sub.drain(Duration::from_secs(1));
+    let ids: HashSet<String> = evidence
+        .iter()
+        .map(|m| m.topic.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(evidence.len(), starts.len());
+    assert_eq!(ids, starts);
+    for start in delivered.iter().filter(|v| v["phase"] == "start") {
+        let topic = format!("swtest/e2e-node/evidence/{}", start["id"].as_str().unwrap());
+        let m = evidence.iter().find(|m| m.topic == topic).unwrap();
+        check_evidence(start, &m.payload);
+    }
 }
 
 fn spawn_daemon(cfg: &std::path::Path) -> common::Daemon {
@@ -346,6 +453,10 @@ fn camera_status_and_stats_are_published() {
         let Some(m) = sub.recv(Duration::from_secs(5)) else {
             continue;
         };
+        // Evidence is JPEG; everything else here is JSON.
+        if m.topic.starts_with("swtest/e2e-node/evidence/") {
+            continue;
+        }
         let v: Value = serde_json::from_slice(&m.payload).unwrap();
         match m.topic.as_str() {
             "swtest/e2e-node/cameras/campus/status" => {
@@ -401,4 +512,75 @@ fn camera_status_and_stats_are_published() {
         "{stats}"
     );
     assert!(stats["uptime_s"].is_u64(), "{stats}");
+}
+
+#[test]
+fn stats_give_percentiles_queues_and_capture_to_publish_latency() {
+    let broker = common::Mosquitto::start();
+    let sub = common::Subscriber::connect(broker.port, "swtest/e2e-node/stats");
+    let dir = tempfile::tempdir().unwrap();
+    // Played at stream speed, the file's capture times are wall-clock times.
+    let text = config(
+        &broker.url(),
+        &dir.path().join("o.sqlite"),
+        &common::media("vtest.avi"),
+    )
+    .replace(
+        "topic_prefix = \"swtest\"",
+        "topic_prefix = \"swtest\"\nstats_interval_s = 1",
+    )
+    .replace("fps = 2\n", "fps = 2\nrealtime = true\n");
+    let cfg = common::write_config(dir.path(), &text);
+    let mut child = spawn_daemon(&cfg);
+
+    // The first report whose window holds both an inference and an acknowledged event.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let stats = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no stats report with a capture-to-publish latency"
+        );
+        let Some(m) = sub.recv(Duration::from_secs(5)) else {
+            continue;
+        };
+        let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        let cam = &v["cameras"]["campus"];
+        if cam["publish_latency_ms_p50"].is_number() && cam["inference_ms_p50"].is_number() {
+            break v;
+        }
+    };
+    common::signal(child.id(), "TERM");
+    assert!(child.wait().unwrap().success());
+
+    let cam = &stats["cameras"]["campus"];
+    let ms = |key: &str| {
+        cam[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key}: {stats}"))
+    };
+    assert!(ms("inference_ms_p50") > 0.0, "{stats}");
+    assert!(ms("inference_ms_p50") <= ms("inference_ms_p99"), "{stats}");
+    let (p50, p99, max) = (
+        ms("publish_latency_ms_p50"),
+        ms("publish_latency_ms_p99"),
+        ms("publish_latency_ms_max"),
+    );
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{stats}");
+    // A local broker acknowledges within seconds of capture.
+    assert!(max < 30_000.0, "{stats}");
+    assert!(cam["events_published"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["handover"]["capacity"], 1024, "{stats}");
+    for (section, key) in [
+        ("handover", "queued"),
+        ("mqtt", "queued"),
+        ("mqtt", "inflight"),
+        ("mqtt", "evidence_published"),
+        ("outbox", "depth"),
+        ("outbox", "evidence_depth"),
+        ("outbox", "evidence_bytes"),
+        ("outbox", "evidence_dropped_total"),
+    ] {
+        assert!(stats[section][key].is_u64(), "{section}.{key}: {stats}");
+    }
+    assert!(stats["mqtt"]["inflight"].as_u64().unwrap() <= 32, "{stats}");
 }

@@ -51,6 +51,8 @@ pub struct Config {
     pub detector: DetectorConfig,
     #[serde(default)]
     pub outbox: OutboxConfig,
+    #[serde(default)]
+    pub evidence: EvidenceConfig,
     #[serde(default, rename = "camera")]
     pub cameras: Vec<CameraConfig>,
     /// The file this was read from; relative paths were resolved against its folder.
@@ -208,6 +210,62 @@ impl Default for OutboxConfig {
             max_age_h: default_outbox_max_age_h(),
         }
     }
+}
+
+/// `[evidence]`: a JPEG of the frame each incident started on, with the event's boxes
+/// drawn, published on `{prefix}/{node}/evidence/{event_id}` after its `start` event.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Frames wider than this are scaled down to it (never up), pixels.
+    #[serde(default = "default_evidence_max_width")]
+    pub max_width: u32,
+    /// JPEG quality, 1–100.
+    #[serde(default = "default_evidence_quality")]
+    pub quality: u8,
+    /// Undelivered evidence kept in the outbox at most, MiB; beyond it the oldest is
+    /// dropped (counted and announced), the events are kept.
+    #[serde(default = "default_evidence_max_outbox_mb")]
+    pub max_outbox_mb: u64,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_width: default_evidence_max_width(),
+            quality: default_evidence_quality(),
+            max_outbox_mb: default_evidence_max_outbox_mb(),
+        }
+    }
+}
+
+impl EvidenceConfig {
+    /// The key and the problem, if a value is out of range.
+    fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if !(16..=16384).contains(&self.max_width) {
+            return Err(("evidence.max_width", "must be from 16 to 16384 pixels"));
+        }
+        if !(1..=100).contains(&self.quality) {
+            return Err(("evidence.quality", "must be from 1 to 100"));
+        }
+        if self.max_outbox_mb == 0 {
+            return Err(("evidence.max_outbox_mb", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+fn default_evidence_max_width() -> u32 {
+    1280
+}
+fn default_evidence_quality() -> u8 {
+    80
+}
+fn default_evidence_max_outbox_mb() -> u64 {
+    512
 }
 
 fn default_outbox_max_events() -> u64 {
@@ -443,6 +501,9 @@ impl Config {
         if !(self.outbox.max_age_h.is_finite() && self.outbox.max_age_h > 0.0) {
             return Err(self.invalid("outbox.max_age_h", "must be > 0 hours"));
         }
+        self.evidence
+            .check()
+            .map_err(|(key, message)| self.invalid(key, message))?;
         if self.detector.providers.is_empty() {
             return Err(self.invalid(
                 "detector.providers",

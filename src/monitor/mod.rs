@@ -1,13 +1,20 @@
 //! Counters every stage updates and each camera's connection state, read by
-//! the summary (and later the stats and status topics).
+//! the summary and the stats and status topics.
 //!
 //! Plain atomics: each counter has one writer stage; readers take a snapshot.
 //! The state has one writer too (the camera's source runner); every change is
 //! logged as a `camera state` line with the camera id and the reason.
+//! Durations whose spread matters (inference time, capture-to-publish
+//! latency) also go into a fixed-bucket [`Histogram`], from which the stats
+//! report takes percentiles over each report's window.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+mod histogram;
+
+pub use histogram::{Histogram, HistogramSnapshot};
 
 /// The reason given when a file (not a live source) has been played to its end.
 pub const END_OF_STREAM: &str = "end of stream";
@@ -84,6 +91,12 @@ pub struct CameraStats {
     pub detector_queue: AtomicU64,
     /// Frames the detector service dropped from this camera's full queue, oldest first.
     pub frames_shed: AtomicU64,
+    /// Inference time per analysed frame.
+    pub inference: Histogram,
+    /// Capture-to-PUBACK latency of this camera's events (live and real-time sources).
+    pub publish_latency: Histogram,
+    /// This camera's events the broker acknowledged (replays of earlier runs included).
+    pub events_published: AtomicU64,
     /// The connection state, changed only through [`CameraStats::set_state`].
     state: Mutex<CameraState>,
 }
@@ -106,6 +119,11 @@ pub struct CameraSnapshot {
     pub latency_frames: u64,
     pub detector_queue: u64,
     pub frames_shed: u64,
+    /// The largest capture-to-PUBACK latency seen, microseconds (0: none measured).
+    pub publish_latency_max_us: u64,
+    /// Events whose capture-to-PUBACK latency was measured.
+    pub publish_latency_events: u64,
+    pub events_published: u64,
 }
 
 impl CameraStats {
@@ -119,6 +137,22 @@ impl CameraStats {
         self.latency_us.fetch_add(us, Relaxed);
         self.latency_max_us.fetch_max(us, Relaxed);
         self.latency_frames.fetch_add(1, Relaxed);
+    }
+
+    /// Records one frame's inference time (its sum and its histogram).
+    pub fn record_inference(&self, elapsed: Duration) {
+        self.inference_us
+            .fetch_add(elapsed.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+        self.inference.record(elapsed);
+    }
+
+    /// Records that the broker acknowledged one of this camera's events, and, when its
+    /// frame's capture time is wall-clock time, how long after capture that was.
+    pub fn record_published(&self, latency: Option<Duration>) {
+        self.events_published.fetch_add(1, Relaxed);
+        if let Some(latency) = latency {
+            self.publish_latency.record(latency);
+        }
     }
 
     pub fn state(&self) -> CameraState {
@@ -168,6 +202,9 @@ impl CameraStats {
             latency_frames: self.latency_frames.load(Relaxed),
             detector_queue: self.detector_queue.load(Relaxed),
             frames_shed: self.frames_shed.load(Relaxed),
+            publish_latency_max_us: self.publish_latency.max_us(),
+            publish_latency_events: self.publish_latency.count(),
+            events_published: self.events_published.load(Relaxed),
         }
     }
 }
@@ -218,10 +255,13 @@ mod tests {
 
 /// Builds the periodic `{prefix}/{node}/stats` document from the counters.
 ///
-/// Rates (fps) are computed between two consecutive reports.
+/// Rates (fps) and percentiles are computed over the window between two
+/// consecutive reports; counters, means and maxima are since the start.
 pub struct StatsReporter {
     started: std::time::Instant,
     last: Option<(std::time::Instant, Vec<CameraSnapshot>)>,
+    /// Each camera's histograms at the previous report: (inference, capture-to-publish).
+    last_histograms: std::collections::HashMap<String, (HistogramSnapshot, HistogramSnapshot)>,
 }
 
 /// Outbox figures for a stats report.
@@ -230,6 +270,12 @@ pub struct OutboxFigures {
     pub depth: u64,
     pub oldest_age_s: Option<f64>,
     pub dropped_total: u64,
+    /// Evidence JPEGs stored and not yet acknowledged.
+    pub evidence_depth: u64,
+    /// Their size, bytes.
+    pub evidence_bytes: u64,
+    /// Evidence JPEGs dropped by the limits since the outbox was created.
+    pub evidence_dropped_total: u64,
 }
 
 impl Default for StatsReporter {
@@ -243,6 +289,7 @@ impl StatsReporter {
         Self {
             started: std::time::Instant::now(),
             last: None,
+            last_histograms: Default::default(),
         }
     }
 
@@ -254,6 +301,7 @@ impl StatsReporter {
         let now = std::time::Instant::now();
         let snaps: Vec<CameraSnapshot> = cameras.iter().map(|(_, s)| s.snapshot()).collect();
         let mut cams = serde_json::Map::new();
+        let mut histograms = std::collections::HashMap::new();
         for (i, (id, stats)) in cameras.iter().enumerate() {
             let s = snaps[i];
             let rate = |f: fn(&CameraSnapshot) -> u64| match &self.last {
@@ -268,6 +316,12 @@ impl StatsReporter {
                 _ => 0.0,
             };
             let round = |v: f64| (v * 100.0).round() / 100.0;
+            let (inference, publish) =
+                (stats.inference.snapshot(), stats.publish_latency.snapshot());
+            let (inference_window, publish_window) = match self.last_histograms.get(id) {
+                Some((i0, p0)) => (inference.since(i0), publish.since(p0)),
+                None => (inference.clone(), publish.clone()),
+            };
             let state = stats.state();
             cams.insert(
                 id.clone(),
@@ -278,16 +332,26 @@ impl StatsReporter {
                     "frames_dropped": s.frames_dropped,
                     "frames_shed": s.frames_shed,
                     "detector_queue": s.detector_queue,
+                    "frames_gated": s.frames_gated,
                     "decode_errors": s.decode_errors,
                     "reconnects": s.reconnects,
                     "events": s.events,
+                    "events_published": s.events_published,
                     "inference_ms_mean": round(s.mean_inference_ms()),
+                    "inference_ms_p50": inference_window.quantile_ms(0.5),
+                    "inference_ms_p99": inference_window.quantile_ms(0.99),
                     "latency_ms_mean": round(s.mean_latency_ms()),
                     "latency_ms_max": round(s.latency_max_us as f64 / 1000.0),
+                    "publish_latency_ms_p50": publish_window.quantile_ms(0.5),
+                    "publish_latency_ms_p99": publish_window.quantile_ms(0.99),
+                    "publish_latency_ms_max": (s.publish_latency_events > 0)
+                        .then(|| round(s.publish_latency_max_us as f64 / 1000.0)),
                 }),
             );
+            histograms.insert(id.clone(), (inference, publish));
         }
         self.last = Some((now, snaps));
+        self.last_histograms = histograms;
         let (rss, cpu) = process_usage();
         serde_json::json!({
             "ts": crate::event::rfc3339(std::time::SystemTime::now()),
@@ -297,6 +361,9 @@ impl StatsReporter {
                 "depth": outbox.depth,
                 "oldest_age_s": outbox.oldest_age_s,
                 "dropped_total": outbox.dropped_total,
+                "evidence_depth": outbox.evidence_depth,
+                "evidence_bytes": outbox.evidence_bytes,
+                "evidence_dropped_total": outbox.evidence_dropped_total,
             },
             "process": { "rss_bytes": rss, "cpu_s": cpu },
         })
@@ -355,13 +422,69 @@ mod report_tests {
                 depth: 3,
                 oldest_age_s: Some(1.5),
                 dropped_total: 2,
+                evidence_bytes: 4096,
+                ..Default::default()
             },
         );
         let fps = second["cameras"]["gate"]["fps_in"].as_f64().unwrap();
         assert!(fps > 50.0 && fps <= 500.0, "{fps}");
         assert_eq!(second["outbox"]["depth"], 3);
+        assert_eq!(second["outbox"]["evidence_bytes"], 4096);
         assert_eq!(second["cameras"]["gate"]["state"], "connecting");
         assert!(second["process"]["rss_bytes"].as_u64().unwrap() > 1 << 20);
+    }
+
+    #[test]
+    fn percentiles_cover_the_window_and_the_maximum_the_whole_run() {
+        let cam = Arc::new(CameraStats::default());
+        let cams = vec![("gate".to_string(), cam.clone())];
+        let mut r = StatsReporter::new();
+        let empty = r.report(&cams, OutboxFigures::default());
+        let gate = &empty["cameras"]["gate"];
+        for key in [
+            "inference_ms_p50",
+            "inference_ms_p99",
+            "publish_latency_ms_p50",
+            "publish_latency_ms_p99",
+            "publish_latency_ms_max",
+        ] {
+            assert!(gate[key].is_null(), "{key}: nothing measured yet: {gate}");
+        }
+        for ms in 1..=100 {
+            cam.record_inference(Duration::from_millis(ms));
+        }
+        CameraStats::add(&cam.frames_analysed, 100);
+        cam.record_published(Some(Duration::from_millis(900)));
+        cam.record_published(None);
+        let first = r.report(&cams, OutboxFigures::default());
+        let gate = &first["cameras"]["gate"];
+        let (p50, p99) = (
+            gate["inference_ms_p50"].as_f64().unwrap(),
+            gate["inference_ms_p99"].as_f64().unwrap(),
+        );
+        assert!((45.0..=55.0).contains(&p50), "{gate}");
+        assert!(p50 <= p99 && p99 <= 100.0, "{gate}");
+        assert_eq!(gate["inference_ms_mean"], 50.5);
+        assert_eq!(gate["events_published"], 2);
+        assert_eq!(gate["publish_latency_ms_max"], 900.0);
+        assert!(gate["publish_latency_ms_p99"].as_f64().unwrap() <= 900.0);
+        // The next window holds only what came after: a replay after an outage.
+        cam.record_inference(Duration::from_millis(7));
+        cam.record_published(Some(Duration::from_secs(120)));
+        let second = r.report(&cams, OutboxFigures::default());
+        let gate = &second["cameras"]["gate"];
+        let p50 = gate["inference_ms_p50"].as_f64().unwrap();
+        assert!((6.3..=7.7).contains(&p50), "{gate}");
+        assert_eq!(gate["publish_latency_ms_max"], 120_000.0);
+        let p50 = gate["publish_latency_ms_p50"].as_f64().unwrap();
+        assert!((109_000.0..=120_000.0).contains(&p50), "{gate}");
+        // Nothing new: no percentiles, the maximum stays.
+        let third = r.report(&cams, OutboxFigures::default());
+        assert!(third["cameras"]["gate"]["inference_ms_p50"].is_null());
+        assert_eq!(
+            third["cameras"]["gate"]["publish_latency_ms_max"],
+            120_000.0
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The broker connection: publishes events from the outbox, deletes them on PUBACK.
+//! The broker connection: publishes events (and their evidence JPEGs) from the
+//! outbox, deletes them on PUBACK.
 //!
-//! In: events (committed to the outbox here, then published). Out: MQTT
-//! packets to the broker, acks back into the outbox.
+//! In: events with their evidence (committed to the outbox here, then
+//! published). Out: MQTT packets to the broker, acks back into the outbox,
+//! capture-to-PUBACK latency into each camera's counters.
 //!
 //! rumqttc's own queue is memory-only and is cleared when it reconnects
 //! without a session, so the outbox is the source of truth: after every
@@ -19,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{Event, rfc3339};
-use crate::outbox::Outbox;
+use crate::outbox::{Handover, Outbox, Part, Position};
 
 pub mod commands;
 pub mod link;
@@ -273,9 +275,14 @@ fn status_payload(state: &str, started_at: SystemTime) -> Vec<u8> {
 #[derive(Debug, Clone, Default)]
 pub struct PublisherReport {
     pub committed: u64,
+    /// Events the broker acknowledged.
     pub acked: u64,
+    /// Evidence JPEGs the broker acknowledged.
+    pub evidence_acked: u64,
     /// Events still in the outbox (delivered on the next start).
     pub left_in_outbox: u64,
+    /// Evidence JPEGs still in the outbox.
+    pub evidence_left: u64,
 }
 
 /// Called with every event once it is committed (for logs and the demo's console).
@@ -355,13 +362,16 @@ pub async fn probe_connection(opts: &PublisherOptions, timeout: Duration) -> Res
     result
 }
 
-/// Runs until `events` is closed (every camera ended) or `shutdown` fires, then
-/// drains: stored events are delivered for up to `drain_timeout`, `offline` is
-/// published, and the connection is closed.
+/// After shutdown is asked, how long cameras have to hand over their last events.
+const CAMERA_WIND_DOWN: Duration = Duration::from_secs(5);
+
+/// Runs until `events` is closed (every camera ended; after `shutdown` fires, for
+/// at most 5 s more), then drains: stored events are delivered for up to
+/// `drain_timeout`, `offline` is published, and the connection is closed.
 pub async fn run_publisher(
     opts: PublisherOptions,
     mut outbox: Outbox,
-    mut events: mpsc::Receiver<Event>,
+    mut events: mpsc::Receiver<Handover>,
     shutdown: CancellationToken,
     mut on_commit: CommitHook,
 ) -> PublisherReport {
@@ -418,11 +428,12 @@ pub async fn run_publisher(
         connected: false,
         queued: VecDeque::new(),
         inflight: HashMap::new(),
-        last_queued_seq: 0,
+        last_queued: Position::default(),
         max_inflight: opts.max_inflight as usize,
         report: PublisherReport::default(),
         was_down: false,
         unannounced_drops: None,
+        unannounced_evidence_drops: None,
         published_states: HashMap::new(),
         done_tx,
     };
@@ -434,11 +445,17 @@ pub async fn run_publisher(
     stats_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reporter = crate::monitor::StatsReporter::new();
 
-    // Phase 1: take events until the producers are gone or shutdown is asked.
+    // Phase 1: take events until the producers are gone. Once shutdown is asked, cameras
+    // still hand over their last events (the ends of open incidents) as they stop.
     let mut producers_open = true;
+    let mut wind_down: Option<tokio::time::Instant> = None;
     while producers_open {
         tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled(), if wind_down.is_none() => {
+                wind_down = Some(tokio::time::Instant::now() + CAMERA_WIND_DOWN);
+            }
+            _ = tokio::time::sleep_until(wind_down.unwrap_or_else(tokio::time::Instant::now)),
+                if wind_down.is_some() => break,
             ev = events.recv() => match ev {
                 Some(ev) => st.commit(&mut outbox, ev, &opts.topic_prefix, &mut on_commit),
                 None => producers_open = false,
@@ -450,7 +467,7 @@ pub async fn run_publisher(
             _ = limits_timer.tick() => st.enforce_limits(&mut outbox),
             _ = status_timer.tick() => st.publish_camera_states(&opts),
             Some(done) = done_rx.recv() => st.publish_command_result(&opts, done),
-            _ = stats_timer.tick() => st.publish_stats(&opts, &outbox, &mut reporter),
+            _ = stats_timer.tick() => st.publish_stats(&opts, &outbox, &events, &mut reporter),
         }
         st.announce_drops(&outbox, &opts);
         st.fill(&outbox);
@@ -465,7 +482,10 @@ pub async fn run_publisher(
     // Phase 2: deliver what is stored (and announce drops), for a bounded time.
     let deadline = Instant::now() + opts.drain_timeout;
     st.announce_drops(&outbox, &opts);
-    while (outbox.depth().unwrap_or(0) > 0 || st.unannounced_drops.is_some())
+    while (outbox.depth().unwrap_or(0) > 0
+        || outbox.evidence_depth() > 0
+        || st.unannounced_drops.is_some()
+        || st.unannounced_evidence_drops.is_some())
         && Instant::now() < deadline
     {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -503,23 +523,34 @@ pub async fn run_publisher(
     poll_stop.cancel();
     let _ = poller.await;
     st.report.left_in_outbox = outbox.depth().unwrap_or(0);
+    st.report.evidence_left = outbox.evidence_depth();
     st.report
+}
+
+/// A stored message handed to rumqttc, until its PUBACK.
+struct Sent {
+    pos: Position,
+    /// The event's camera and its frame's wall-clock capture time, for the latency.
+    camera: Option<String>,
+    captured_at: Option<SystemTime>,
 }
 
 struct PubState {
     client: Link,
     connected: bool,
-    /// Publishes handed to rumqttc, awaiting their packet id: `Some(seq)` for events.
-    queued: VecDeque<Option<u64>>,
-    /// Packet id → event seq, awaiting PUBACK.
-    inflight: HashMap<u16, u64>,
-    /// Highest seq handed to rumqttc on this connection.
-    last_queued_seq: u64,
+    /// Publishes handed to rumqttc, awaiting their packet id: `Some` for stored messages.
+    queued: VecDeque<Option<Sent>>,
+    /// Packet id → stored message, awaiting PUBACK.
+    inflight: HashMap<u16, Sent>,
+    /// The last stored message handed to rumqttc on this connection.
+    last_queued: Position,
     max_inflight: usize,
     report: PublisherReport,
     was_down: bool,
     /// Events dropped by the outbox limits and not yet announced: (count, highest seq).
     unannounced_drops: Option<(u64, u64)>,
+    /// The same for evidence JPEGs.
+    unannounced_evidence_drops: Option<(u64, u64)>,
     /// Camera states as last published (retained), to publish only changes.
     published_states: HashMap<String, crate::monitor::CameraState>,
     /// Command outcomes come back here from the tasks that wait for them.
@@ -527,7 +558,13 @@ struct PubState {
 }
 
 impl PubState {
-    fn commit(&mut self, outbox: &mut Outbox, ev: Event, prefix: &str, on_commit: &mut CommitHook) {
+    fn commit(
+        &mut self,
+        outbox: &mut Outbox,
+        ev: Handover,
+        prefix: &str,
+        on_commit: &mut CommitHook,
+    ) {
         match outbox.commit(ev, prefix) {
             Ok(ev) => {
                 self.report.committed += 1;
@@ -567,7 +604,7 @@ impl PubState {
                 // rumqttc forgot everything unacknowledged: start over from the outbox.
                 self.queued.clear();
                 self.inflight.clear();
-                self.last_queued_seq = 0;
+                self.last_queued = Position::default();
                 // A restarted broker may have lost retained messages: state them again.
                 self.published_states.clear();
                 // Subscriptions do not survive a clean session: ask again every time.
@@ -586,18 +623,13 @@ impl PubState {
                 );
             }
             Note::Mqtt(Wire::Published(pkid)) => {
-                if let Some(Some(seq)) = self.queued.pop_front() {
-                    self.inflight.insert(pkid, seq);
+                if let Some(Some(sent)) = self.queued.pop_front() {
+                    self.inflight.insert(pkid, sent);
                 }
             }
             Note::Mqtt(Wire::PubAck(pkid)) => {
-                if let Some(seq) = self.inflight.remove(&pkid) {
-                    match outbox.ack(seq) {
-                        Ok(()) => self.report.acked += 1,
-                        Err(e) => {
-                            tracing::error!(error = %e, seq, "cannot delete acknowledged event")
-                        }
-                    }
+                if let Some(sent) = self.inflight.remove(&pkid) {
+                    self.acknowledged(outbox, opts, sent);
                 }
             }
             Note::Mqtt(Wire::Message { topic, payload }) => {
@@ -608,6 +640,34 @@ impl PubState {
                 }
             }
             Note::Mqtt(_) => {}
+        }
+    }
+
+    /// The broker has a stored message: delete it; for an event, count it and its latency.
+    fn acknowledged(&mut self, outbox: &mut Outbox, opts: &PublisherOptions, sent: Sent) {
+        let seq = sent.pos.seq;
+        match sent.pos.part {
+            Part::Event => match outbox.ack(seq) {
+                Ok(true) => {
+                    self.report.acked += 1;
+                    let latency = sent
+                        .captured_at
+                        .map(|t| SystemTime::now().duration_since(t).unwrap_or_default());
+                    if let Some(camera) = &sent.camera
+                        && let Some((_, stats)) =
+                            opts.cameras.borrow().iter().find(|(id, _)| id == camera)
+                    {
+                        stats.record_published(latency);
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, seq, "cannot delete acknowledged event"),
+            },
+            Part::Evidence => match outbox.ack_evidence(seq) {
+                Ok(true) => self.report.evidence_acked += 1,
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, seq, "cannot delete acknowledged evidence"),
+            },
         }
     }
 
@@ -670,18 +730,31 @@ impl PubState {
 
     fn enforce_limits(&mut self, outbox: &mut Outbox) {
         match outbox.enforce_limits() {
-            Ok(d) if d.count > 0 => {
-                tracing::warn!(
-                    dropped = d.count,
-                    up_to_seq = d.last_seq,
-                    "outbox full or events too old: oldest undelivered events dropped"
-                );
-                let (n, _) = self.unannounced_drops.unwrap_or((0, 0));
-                self.unannounced_drops = Some((n + d.count, d.last_seq));
-                // Anything queued for those rows is moot; resume after them.
-                self.last_queued_seq = self.last_queued_seq.max(d.last_seq);
+            Ok(d) => {
+                if d.count > 0 {
+                    tracing::warn!(
+                        dropped = d.count,
+                        up_to_seq = d.last_seq,
+                        "outbox full or events too old: oldest undelivered events dropped"
+                    );
+                    let (n, _) = self.unannounced_drops.unwrap_or((0, 0));
+                    self.unannounced_drops = Some((n + d.count, d.last_seq));
+                    // Anything queued for those rows is moot; resume after them.
+                    self.last_queued = self.last_queued.max(Position {
+                        seq: d.last_seq,
+                        part: Part::Evidence,
+                    });
+                }
+                if d.evidence > 0 {
+                    tracing::warn!(
+                        dropped = d.evidence,
+                        up_to_seq = d.evidence_last_seq,
+                        "outbox limits: oldest undelivered evidence dropped"
+                    );
+                    let (n, _) = self.unannounced_evidence_drops.unwrap_or((0, 0));
+                    self.unannounced_evidence_drops = Some((n + d.evidence, d.evidence_last_seq));
+                }
             }
-            Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "cannot apply the outbox limits"),
         }
     }
@@ -734,19 +807,29 @@ impl PubState {
         &mut self,
         opts: &PublisherOptions,
         outbox: &Outbox,
+        events: &mpsc::Receiver<Handover>,
         reporter: &mut crate::monitor::StatsReporter,
     ) {
         let figures = crate::monitor::OutboxFigures {
             depth: outbox.depth().unwrap_or(0),
             oldest_age_s: outbox.oldest_age().ok().flatten().map(|d| d.as_secs_f64()),
             dropped_total: outbox.dropped_total().unwrap_or(0),
+            evidence_depth: outbox.evidence_depth(),
+            evidence_bytes: outbox.evidence_bytes(),
+            evidence_dropped_total: outbox.evidence_dropped_total().unwrap_or(0),
         };
         let cameras = opts.cameras.borrow().clone();
         let mut report = reporter.report(&cameras, figures);
+        report["handover"] = serde_json::json!({
+            "queued": events.len(),
+            "capacity": events.max_capacity(),
+        });
         report["mqtt"] = serde_json::json!({
             "connected": self.connected,
+            "queued": self.queued.len(),
             "inflight": self.inflight.len(),
             "published": self.report.acked,
+            "evidence_published": self.report.evidence_acked,
         });
         if !self.connected {
             return;
@@ -759,28 +842,37 @@ impl PubState {
         self.send(opts.stats_topic(), false, false, payload, meta);
     }
 
-    /// Publishes an alert for dropped events once connected.
+    /// Publishes an alert for dropped events, and one for dropped evidence, once connected.
     fn announce_drops(&mut self, outbox: &Outbox, opts: &PublisherOptions) {
-        let Some((count, up_to_seq)) = self.unannounced_drops else {
-            return;
-        };
         if !self.connected {
             return;
         }
-        let payload = serde_json::json!({
-            "alert": "outbox_dropped",
-            "dropped": count,
-            "dropped_total": outbox.dropped_total().unwrap_or(count),
-            "up_to_seq": up_to_seq,
-            "ts": rfc3339(SystemTime::now()),
-        });
-        let payload = serde_json::to_vec(&payload).expect("alert encodes");
-        if self.send(opts.alerts_topic(), true, false, payload, Meta::JSON) {
-            self.unannounced_drops = None;
+        let alert = |name: &str, (count, up_to_seq): (u64, u64), total: u64| {
+            let payload = serde_json::json!({
+                "alert": name,
+                "dropped": count,
+                "dropped_total": total.max(count),
+                "up_to_seq": up_to_seq,
+                "ts": rfc3339(SystemTime::now()),
+            });
+            serde_json::to_vec(&payload).expect("alert encodes")
+        };
+        if let Some(d) = self.unannounced_drops {
+            let payload = alert("outbox_dropped", d, outbox.dropped_total().unwrap_or(0));
+            if self.send(opts.alerts_topic(), true, false, payload, Meta::JSON) {
+                self.unannounced_drops = None;
+            }
+        }
+        if let Some(d) = self.unannounced_evidence_drops {
+            let total = outbox.evidence_dropped_total().unwrap_or(0);
+            let payload = alert("evidence_dropped", d, total);
+            if self.send(opts.alerts_topic(), true, false, payload, Meta::JSON) {
+                self.unannounced_evidence_drops = None;
+            }
         }
     }
 
-    /// Hands stored events to rumqttc while the in-flight window has room.
+    /// Hands stored events and evidence to rumqttc while the in-flight window has room.
     fn fill(&mut self, outbox: &Outbox) {
         if !self.connected {
             return;
@@ -789,7 +881,7 @@ impl PubState {
         if busy >= self.max_inflight {
             return;
         }
-        let rows = match outbox.pending_after(self.last_queued_seq, self.max_inflight - busy) {
+        let rows = match outbox.pending_after(self.last_queued, self.max_inflight - busy) {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the outbox");
@@ -797,14 +889,23 @@ impl PubState {
             }
         };
         for row in rows {
+            let pos = row.position();
+            let meta = match row.part {
+                Part::Event => Meta::JSON,
+                Part::Evidence => Meta::JPEG,
+            };
             if !self
                 .client
-                .try_publish(row.topic, true, false, row.payload, Meta::JSON)
+                .try_publish(row.topic, true, false, row.payload, meta)
             {
                 break;
             }
-            self.queued.push_back(Some(row.seq));
-            self.last_queued_seq = row.seq;
+            self.queued.push_back(Some(Sent {
+                pos,
+                camera: row.camera,
+                captured_at: row.captured_at,
+            }));
+            self.last_queued = pos;
         }
     }
 }
