@@ -22,18 +22,22 @@
 //!    previous frame; their fraction is [`SceneUpdate::motion`]. Dilated by one
 //!    pixel, they reset each pixel's "still since" time.
 //! 3. **Foreground.** Pixels that differ from the reference by more than
-//!    `diff_threshold`. If more than `max_area` of the frame is foreground and
-//!    not moving, the view changed as a whole (camera moved, lights switched):
-//!    the reference is re-learnt and nothing is reported.
+//!    `diff_threshold`. Motion spreads from moving pixels over the flat,
+//!    foreground inside of their object: a flat object's inside does not change
+//!    from frame to frame while it moves (only its edges do), yet it is not
+//!    still. If more than `max_area` of the frame is foreground, nothing is
+//!    reported; if that much is foreground and not moving, the view changed as
+//!    a whole (camera moved, lights switched) and the reference is re-learnt.
 //! 4. **Reference update** (selective): only where a pixel is neither moving
 //!    nor foreground nor part of a region, with a slow rate that follows
 //!    daylight drift; during warm-up everywhere it is not moving, fast.
 //! 5. **Static pixels.** Foreground and still for `still_s` → a candidate.
 //!    Candidates are grouped (8-connected after a 3×3 dilation). A group with
-//!    moving pixels in or next to it waits: the flat inside of a moving object
-//!    does not change from frame to frame, but its edges do. A new group is
-//!    then checked for being a *ghost* (below) and, if real and at least
-//!    `min_area`, its pixels become *held*: they keep their region while
+//!    moving pixels in or next to it waits. A new group is then checked for
+//!    being a *ghost* (below) or *light*: a shadow or relit patch keeps the
+//!    ground's texture (its grey levels correlate with the reference's) where
+//!    an object hides it. Both go into the reference at once. A real group of
+//!    at least `min_area` becomes *held*: its pixels keep their region while
 //!    something passes in front of them and let go only when they match the
 //!    reference again (or something else has lain there for `still_s`).
 //! 6. **Regions** are the groups of held pixels, matched to the previous
@@ -176,6 +180,7 @@ pub struct SceneModel {
     cand: Vec<u8>,
     scratch: Vec<u8>,
     scratch2: Vec<u8>,
+    scratch3: Vec<u8>,
     /// Marks of the ghost test's outline band (`== band_gen`: in the band).
     band: Vec<u32>,
     band_gen: u32,
@@ -205,6 +210,7 @@ impl SceneModel {
             cand: Vec::new(),
             scratch: Vec::new(),
             scratch2: Vec::new(),
+            scratch3: Vec::new(),
             band: Vec::new(),
             band_gen: 0,
             stack: Vec::new(),
@@ -503,11 +509,8 @@ impl SceneModel {
             self.tracked.clear();
             return Vec::new();
         }
-        let mut footprint = std::mem::take(&mut self.scratch2);
-        let mut tmp = Vec::new();
-        dilate3(&self.scratch, w, h, &mut tmp, &mut footprint);
-        self.comps.label(&footprint, w, h);
-        self.scratch2 = footprint;
+        dilate3(&self.scratch, w, h, &mut self.scratch3, &mut self.scratch2);
+        self.comps.label(&self.scratch2, w, h);
 
         let min_px = (self.config.min_area * n as f32).ceil().max(1.0) as usize;
         let mut found = Vec::new();
@@ -542,6 +545,12 @@ impl SceneModel {
                 }
             }
             if held < min_px {
+                // What is left of a region too small to report (partly taken
+                // away) lets go: as a candidate it is absorbed after `absorb_s`
+                // unless it grows into a region again.
+                for &p in &self.comps.pixels[range] {
+                    self.held[p as usize] = -1;
+                }
                 continue;
             }
             let mut bbox = [usize::MAX, usize::MAX, 0, 0];
