@@ -24,10 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::analytics::{CameraRules, Observation, Region, RuleEvent, TrackedObject};
-use crate::detect::Detection;
-use crate::scene::SceneModel;
-use crate::track::Tracker;
 use crate::config::{CameraConfig, Config, ConfigError};
+use crate::detect::Detection;
 use crate::detect::{DetectError, Detector, DetectorOptions, DetectorService, ServiceOptions};
 use crate::event::{Event, Phase, SCHEMA, rfc3339};
 use crate::evidence::EvidenceOptions;
@@ -35,8 +33,10 @@ use crate::monitor::{CameraSnapshot, CameraState, CameraStats};
 use crate::mqtt::commands::{Command, ControlRequest, Reply};
 use crate::mqtt::{CommitHook, PublisherOptions, PublisherReport, run_publisher};
 use crate::outbox::{Handover, Outbox, OutboxError};
+use crate::scene::SceneModel;
 use crate::source::runner::{self, SourceOptions};
 use crate::source::{Frame, FrameSlot};
+use crate::track::Tracker;
 
 /// Problems found before any camera starts. All mean "fix the configuration or the box".
 #[derive(Debug, thiserror::Error)]

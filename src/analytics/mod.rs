@@ -436,3 +436,137 @@ pub fn time_zone(name: Option<&str>) -> jiff::tz::TimeZone {
 
 #[cfg(test)]
 pub(crate) mod testkit;
+
+/// The same life, run through every rule: a short gap (hysteresis) does not
+/// end an incident, a re-appearance during the cooldown opens none, and the
+/// zone's schedule closes and blocks them.
+#[cfg(test)]
+mod every_rule {
+    use super::testkit::*;
+
+    /// Each rule with a config whose timings are the same, and a frame where its
+    /// condition holds (`None` = it doesn't).
+    fn rules() -> Vec<(&'static str, String, fn(bool) -> Frame)> {
+        let timing = "clear_s = 3\ncooldown_s = 10";
+        vec![
+            (
+                "litter",
+                format!("[litter]\nclasses = [\"cup\"]\ndwell_s = 2\n{timing}"),
+                |on| {
+                    let mut f = Frame::default();
+                    if on {
+                        f.detections.push(det(CUP, 0.5, [500.0, 780.0, 530.0, 810.0]));
+                    }
+                    f
+                },
+            ),
+            (
+                "congestion",
+                "[congestion]\nlevels = { light = 2, moderate = 4, heavy = 6 }\nmin_duration_s = 2\nclear_duration_s = 3\ncooldown_s = 10".into(),
+                |on| {
+                    Frame::objects(if on {
+                        vec![
+                            Obj::track(1, PERSON, [100.0, 700.0, 150.0, 800.0]),
+                            Obj::track(2, PERSON, [300.0, 700.0, 350.0, 800.0]),
+                        ]
+                    } else {
+                        vec![]
+                    })
+                },
+            ),
+            (
+                "illegal_parking",
+                format!("[illegal_parking]\nmin_stationary_s = 2\n{timing}"),
+                |on| {
+                    Frame::objects(if on {
+                        vec![Obj::track(1, BICYCLE, [100.0, 800.0, 180.0, 880.0])]
+                    } else {
+                        vec![]
+                    })
+                },
+            ),
+            (
+                "street_vending",
+                format!("[street_vending]\nobject_classes = [\"umbrella\"]\nmin_dwell_s = 2\n{timing}"),
+                |on| {
+                    Frame::objects(if on {
+                        vec![
+                            Obj::track(1, PERSON, [300.0, 600.0, 360.0, 780.0]),
+                            Obj::track(2, UMBRELLA, [250.0, 500.0, 450.0, 700.0]),
+                        ]
+                    } else {
+                        vec![]
+                    })
+                },
+            ),
+            (
+                "outside_business",
+                format!("[outside_business]\nmin_people = 0\nobject_classes = [\"umbrella\"]\nmin_dwell_s = 2\n{timing}"),
+                |on| {
+                    Frame::objects(if on {
+                        vec![Obj::track(2, UMBRELLA, [250.0, 500.0, 450.0, 700.0])]
+                    } else {
+                        vec![]
+                    })
+                },
+            ),
+            (
+                "piled_materials",
+                format!("[piled_materials]\nmin_duration_s = 2\n{timing}"),
+                |on| {
+                    let mut f = Frame::default();
+                    if on {
+                        f.regions.push((1, [200.0, 700.0, 400.0, 850.0], 0.03));
+                    }
+                    f
+                },
+            ),
+        ]
+    }
+
+    fn zone(rule: &str, schedule: &str) -> String {
+        format!("id = \"z\"\npolygon = [[0, 0.5], [1, 0.5], [1, 1], [0, 1]]\n{schedule}\n{rule}\n")
+    }
+
+    #[test]
+    fn hysteresis_cooldown_and_no_duplicate_for_every_rule() {
+        for (name, rule, frame) in rules() {
+            let mut sim = Sim::new(&zone(&rule, ""), 1.0);
+            // On 0–9, a 1 s gap at 10 (shorter than clear), on 11–19, off 20–25 (ends at
+            // 23 or so), back at 26: inside the 10 s cooldown, so no start before ~33.
+            let evs = sim.run_frames(45, |i| frame(!(i == 10 || (20..26).contains(&i))));
+            let got: Vec<(f64, &str)> = evs.iter().map(|(t, e)| (*t, e.phase.as_str())).collect();
+            let starts: Vec<f64> = got.iter().filter(|g| g.1 == "start").map(|g| g.0).collect();
+            let ends: Vec<f64> = got.iter().filter(|g| g.1 == "end").map(|g| g.0).collect();
+            assert_eq!(starts.len(), 2, "{name}: {got:?}");
+            assert_eq!(ends.len(), 1, "{name}: {got:?}");
+            assert!(starts[0] <= 3.0, "{name}: {got:?}");
+            assert!((22.0..=25.0).contains(&ends[0]), "{name}: {got:?}");
+            assert!(starts[1] >= 32.0, "{name}: cooldown ignored: {got:?}");
+            let first = &evs[0].1.incident;
+            assert!(
+                evs.iter()
+                    .filter(|(t, _)| *t <= ends[0])
+                    .all(|(_, e)| &e.incident == first),
+                "{name}: {got:?}"
+            );
+            assert!(evs.iter().all(|(_, e)| e.kind == name), "{name}");
+        }
+    }
+
+    #[test]
+    fn schedules_close_and_block_every_rule() {
+        for (name, rule, frame) in rules() {
+            // The clock starts at 00:16:40 UTC; the zone works 01:00–02:00.
+            let mut sim = Sim::new(&zone(&rule, "schedule = [\"01:00-02:00\"]"), 1.0);
+            assert!(sim.run_frames(20, |_| frame(true)).is_empty(), "{name}");
+            sim.jump_to_clock(3600);
+            let evs = sim.run_frames(10, |_| frame(true));
+            assert_eq!(phases(&evs), vec!["start"], "{name}");
+            sim.jump_to_clock(7200);
+            let evs = sim.run_frames(10, |_| frame(true));
+            assert_eq!(phases(&evs), vec!["end"], "{name}");
+            assert_eq!(evs[0].1.attributes["reason"], "schedule", "{name}");
+        }
+    }
+}
