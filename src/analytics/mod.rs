@@ -444,9 +444,11 @@ pub(crate) mod testkit;
 mod every_rule {
     use super::testkit::*;
 
-    /// Each rule with a config whose timings are the same, and a frame where its
-    /// condition holds (`None` = it doesn't).
-    fn rules() -> Vec<(&'static str, String, fn(bool) -> Frame)> {
+    /// A rule's name, its config, and a frame where its condition holds (or not).
+    type Case = (&'static str, String, fn(bool) -> Frame);
+
+    /// Each rule with a config whose timings are the same.
+    fn rules() -> Vec<Case> {
         let timing = "clear_s = 3\ncooldown_s = 10";
         vec![
             (
