@@ -100,7 +100,7 @@ impl Rule for Congestion {
                 Phase::Start
             }
             Step::Update => Phase::Update,
-            Step::End { .. } => Phase::End,
+            Step::End(_) => Phase::End,
         };
         let mut m = metrics([
             ("count", count as f64),
@@ -111,19 +111,13 @@ impl Rule for Congestion {
             m.insert("median_speed".into(), (s as f64 * 1000.0).round() / 1000.0);
         }
         let mut ev = match step {
-            Step::End {
-                incident,
-                started_at,
-                duration,
-            } => {
-                let mut ev = ctx.event("congestion", phase, &incident);
-                ev.started_at = started_at;
-                m.insert("duration_s".into(), duration.as_secs_f64().round());
-                ev.attributes = attributes([
+            Step::End(end) => {
+                let mut ev = ctx.ended("congestion", &end, "resolved");
+                m.extend(std::mem::take(&mut ev.metrics));
+                ev.attributes.extend(attributes([
                     ("level", LEVELS[self.reported.0]),
                     ("peak_level", LEVELS[self.peak_level]),
-                    ("reason", "resolved"),
-                ]);
+                ]));
                 ev
             }
             _ => {
@@ -149,23 +143,13 @@ impl Rule for Congestion {
     }
 
     fn close(&mut self, ctx: &Ctx<'_>, reason: &str, out: &mut Vec<RuleEvent>) {
-        if let Some(Step::End {
-            incident,
-            started_at,
-            duration,
-        }) = self.life.close(ctx.obs.pts)
-        {
-            let mut ev = ctx.event("congestion", Phase::End, &incident);
-            ev.started_at = started_at;
-            ev.metrics = metrics([
-                ("peak", self.peak as f64),
-                ("duration_s", duration.as_secs_f64().round()),
-            ]);
-            ev.attributes = attributes([
+        if let Some(Step::End(end)) = self.life.close(ctx.obs.pts) {
+            let mut ev = ctx.ended("congestion", &end, reason);
+            ev.metrics.extend(metrics([("peak", self.peak as f64)]));
+            ev.attributes.extend(attributes([
                 ("level", LEVELS[self.reported.0]),
                 ("peak_level", LEVELS[self.peak_level]),
-                ("reason", reason),
-            ]);
+            ]));
             out.push(ev);
         }
         self.reported = (0, 0);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::lifecycle::{Lifecycle, Step, Timing};
 use super::spots::Persistence;
-use super::{ClassSet, Ctx, Rule, RuleEnv, RuleEvent, attributes, metrics};
+use super::{ClassSet, Ctx, Rule, RuleEnv, RuleEvent, metrics};
 use crate::config::{DwellConfig, TimeWindow};
 use crate::event::Phase;
 
@@ -137,16 +137,8 @@ impl Rule for Dwell {
                 self.reported = (people, things);
                 ev
             }
-            Step::End {
-                incident,
-                started_at,
-                duration,
-            } => {
-                let mut ev = ctx.event(self.kind, Phase::End, &incident);
-                ev.started_at = started_at;
-                ev.attributes = attributes([("reason", "resolved")]);
-                ev.metrics
-                    .insert("duration_s".into(), duration.as_secs_f64().round());
+            Step::End(end) => {
+                let ev = ctx.ended(self.kind, &end, "resolved");
                 self.reported = (0, 0);
                 ev
             }
@@ -160,17 +152,8 @@ impl Rule for Dwell {
     }
 
     fn close(&mut self, ctx: &Ctx<'_>, reason: &str, out: &mut Vec<RuleEvent>) {
-        if let Some(Step::End {
-            incident,
-            started_at,
-            duration,
-        }) = self.life.close(ctx.obs.pts)
-        {
-            let mut ev = ctx.event(self.kind, Phase::End, &incident);
-            ev.started_at = started_at;
-            ev.attributes = attributes([("reason", reason)]);
-            ev.metrics = metrics([("duration_s", duration.as_secs_f64().round())]);
-            out.push(ev);
+        if let Some(Step::End(end)) = self.life.close(ctx.obs.pts) {
+            out.push(ctx.ended(self.kind, &end, reason));
         }
         self.people_places.clear();
         self.object_places.clear();

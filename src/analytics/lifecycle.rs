@@ -44,12 +44,17 @@ pub enum Step {
     None,
     Start,
     Update,
-    /// The incident ended; it lasted `duration` (start to the moment the condition went away).
-    End {
-        incident: String,
-        started_at: SystemTime,
-        duration: Duration,
-    },
+    /// The incident ended.
+    End(Ended),
+}
+
+/// An incident that just ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    pub incident: String,
+    pub started_at: SystemTime,
+    /// From the start to the moment the condition went away.
+    pub duration: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -176,11 +181,11 @@ impl Lifecycle {
         ) else {
             unreachable!("end_at is only called on an active incident")
         };
-        Step::End {
+        Step::End(Ended {
             incident: a.incident,
             started_at: a.started_at,
             duration: gone_since.saturating_sub(a.started_pts),
-        }
+        })
     }
 }
 
@@ -197,7 +202,7 @@ mod tests {
                 Step::None => continue,
                 Step::Start => "start",
                 Step::Update => "update",
-                Step::End { .. } => "end",
+                Step::End(_) => "end",
             };
             out.push((i as u64, name));
         }
@@ -246,14 +251,11 @@ mod tests {
         assert_eq!(l.step(d(11), at(11), true, false, None), Step::Start);
         let a = l.active().unwrap().clone();
         assert_eq!(a.started_at, at(9));
-        let Step::End {
-            incident, duration, ..
-        } = l.step(d(12), at(12), false, false, None)
-        else {
+        let Step::End(end) = l.step(d(12), at(12), false, false, None) else {
             panic!("expected an end")
         };
-        assert_eq!(incident, a.incident);
-        assert_eq!(duration, d(3));
+        assert_eq!(end.incident, a.incident);
+        assert_eq!(end.duration, d(3));
         assert!(l.close(d(13)).is_none());
     }
 }

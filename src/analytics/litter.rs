@@ -243,18 +243,12 @@ impl Rule for Litter {
                 .step(pts, ctx.obs.captured_at, seen, false, Some(s.first_seen));
             match step {
                 Step::Start => out.push(self.start_event(ctx, &self.spots[i])),
-                Step::End {
-                    incident,
-                    started_at,
-                    duration,
-                } => {
+                Step::End(end) => {
                     let s = &self.spots[i];
-                    let mut ev = ctx.event("litter", Phase::End, &incident);
-                    ev.started_at = started_at;
+                    let mut ev = ctx.ended("litter", &end, "resolved");
                     ev.objects.push(ctx.object(s.class, s.score, &s.bbox, None));
-                    ev.attributes =
-                        attributes([("reason", "resolved"), ("source", source(s.class))]);
-                    ev.metrics = metrics([("duration_s", duration.as_secs_f64())]);
+                    ev.attributes
+                        .extend(attributes([("source", source(s.class))]));
                     out.push(ev);
                 }
                 Step::Update | Step::None => {}
@@ -270,16 +264,10 @@ impl Rule for Litter {
 
     fn close(&mut self, ctx: &Ctx<'_>, reason: &str, out: &mut Vec<RuleEvent>) {
         for s in &mut self.spots {
-            if let Some(Step::End {
-                incident,
-                started_at,
-                duration,
-            }) = s.life.close(ctx.obs.pts)
-            {
-                let mut ev = ctx.event("litter", Phase::End, &incident);
-                ev.started_at = started_at;
-                ev.attributes = attributes([("reason", reason), ("source", source(s.class))]);
-                ev.metrics = metrics([("duration_s", duration.as_secs_f64())]);
+            if let Some(Step::End(end)) = s.life.close(ctx.obs.pts) {
+                let mut ev = ctx.ended("litter", &end, reason);
+                ev.attributes
+                    .extend(attributes([("source", source(s.class))]));
                 out.push(ev);
             }
         }

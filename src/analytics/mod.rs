@@ -216,6 +216,15 @@ impl Ctx<'_> {
         self.zone.holds(bbox, w, h)
     }
 
+    /// The `end` event of an incident that ended for `reason`, with its duration.
+    pub fn ended(&self, kind: &'static str, end: &lifecycle::Ended, reason: &str) -> RuleEvent {
+        let mut ev = self.event(kind, Phase::End, &end.incident);
+        ev.started_at = end.started_at;
+        ev.attributes = attributes([("reason", reason)]);
+        ev.metrics = metrics([("duration_s", end.duration.as_secs_f64())]);
+        ev
+    }
+
     /// An event of this zone at this frame.
     pub fn event(&self, kind: &'static str, phase: Phase, incident: &str) -> RuleEvent {
         RuleEvent {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::lifecycle::{Lifecycle, Step, Timing};
 use super::spots::Persistence;
-use super::{ClassSet, Ctx, Rule, RuleEvent, attributes, metrics};
+use super::{ClassSet, Ctx, Rule, RuleEvent, metrics};
 use crate::config::ParkingConfig;
 use crate::event::Phase;
 
@@ -89,16 +89,8 @@ impl Rule for Parking {
                 self.reported = count;
                 ev
             }
-            Step::End {
-                incident,
-                started_at,
-                duration,
-            } => {
-                let mut ev = ctx.event("illegal_parking", Phase::End, &incident);
-                ev.started_at = started_at;
-                ev.attributes = attributes([("reason", "resolved")]);
-                ev.metrics
-                    .insert("duration_s".into(), duration.as_secs_f64().round());
+            Step::End(end) => {
+                let ev = ctx.ended("illegal_parking", &end, "resolved");
                 self.reported = 0;
                 ev
             }
@@ -112,19 +104,9 @@ impl Rule for Parking {
     }
 
     fn close(&mut self, ctx: &Ctx<'_>, reason: &str, out: &mut Vec<RuleEvent>) {
-        if let Some(Step::End {
-            incident,
-            started_at,
-            duration,
-        }) = self.life.close(ctx.obs.pts)
-        {
-            let mut ev = ctx.event("illegal_parking", Phase::End, &incident);
-            ev.started_at = started_at;
-            ev.attributes = attributes([("reason", reason)]);
-            ev.metrics = metrics([
-                ("peak", self.peak as f64),
-                ("duration_s", duration.as_secs_f64().round()),
-            ]);
+        if let Some(Step::End(end)) = self.life.close(ctx.obs.pts) {
+            let mut ev = ctx.ended("illegal_parking", &end, reason);
+            ev.metrics.extend(metrics([("peak", self.peak as f64)]));
             out.push(ev);
         }
         self.places.clear();

@@ -88,20 +88,12 @@ impl Rule for Piles {
                     ]);
                     out.push(ev);
                 }
-                Step::End {
-                    incident,
-                    started_at,
-                    duration,
-                } => {
-                    let mut ev = ctx.event("piled_materials", Phase::End, &incident);
-                    ev.started_at = started_at;
+                Step::End(end) => {
+                    let mut ev = ctx.ended("piled_materials", &end, "resolved");
                     ev.objects.push(ctx.object(None, 1.0, &p.bbox, None));
-                    ev.attributes =
-                        attributes([("reason", "resolved"), ("source", "static_change")]);
-                    ev.metrics = metrics([
-                        ("area", p.area as f64),
-                        ("duration_s", duration.as_secs_f64()),
-                    ]);
+                    ev.attributes
+                        .extend(attributes([("source", "static_change")]));
+                    ev.metrics.extend(metrics([("area", p.area as f64)]));
                     out.push(ev);
                 }
                 Step::Update | Step::None => {}
@@ -117,16 +109,10 @@ impl Rule for Piles {
 
     fn close(&mut self, ctx: &Ctx<'_>, reason: &str, out: &mut Vec<RuleEvent>) {
         for p in &mut self.spots {
-            if let Some(Step::End {
-                incident,
-                started_at,
-                duration,
-            }) = p.life.close(ctx.obs.pts)
-            {
-                let mut ev = ctx.event("piled_materials", Phase::End, &incident);
-                ev.started_at = started_at;
-                ev.attributes = attributes([("reason", reason), ("source", "static_change")]);
-                ev.metrics = metrics([("duration_s", duration.as_secs_f64())]);
+            if let Some(Step::End(end)) = p.life.close(ctx.obs.pts) {
+                let mut ev = ctx.ended("piled_materials", &end, reason);
+                ev.attributes
+                    .extend(attributes([("source", "static_change")]));
                 out.push(ev);
             }
         }
