@@ -569,6 +569,16 @@ impl Config {
                 let zkey = format!("{key}.zone[{}]", zone.id);
                 zone.validate()
                     .map_err(|(k, m)| self.invalid(format!("{zkey}.{k}"), m))?;
+                if !cam.scene.enabled && zone.uses_static_change() {
+                    return Err(self.invalid(
+                        format!("{key}.scene.enabled"),
+                        format!(
+                            "zone {:?} has rules that read still changes (piled_materials, or static_change = true): \
+                             keep the scene model on, or set static_change = false",
+                            zone.id
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
@@ -712,6 +722,11 @@ levels = { light = 3, moderate = 6, heavy = 10 }
                 "id = \"pole-17\"",
                 "id = \"pole-17\"\ntimezone = \"Mars/Olympus\"",
                 "node.timezone",
+            ),
+            (
+                "[camera.zone.congestion]",
+                "[camera.zone.piled_materials]\n[camera.scene]\nenabled = false\n[camera.zone.congestion]",
+                "camera[gate].scene.enabled",
             ),
             ("mqtt://127.0.0.1:1883", "http://127.0.0.1:1883", "mqtt.url"),
         ] {
