@@ -143,10 +143,6 @@ impl ClassSet {
     pub fn contains(&self, class_id: usize) -> bool {
         self.0.get(class_id).copied().unwrap_or(false)
     }
-
-    pub fn is_empty(&self) -> bool {
-        !self.0.iter().any(|&b| b)
-    }
 }
 
 /// Everything a rule gets for one frame.

@@ -7,21 +7,7 @@ use std::time::Duration;
 
 /// Box geometry helpers; boxes are `[x0, y0, x1, y1]` in source pixels.
 pub mod geom {
-    pub fn area(b: &[f32; 4]) -> f32 {
-        (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
-    }
-
-    pub fn intersection(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-        let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-        let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-        w * h
-    }
-
-    pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-        let i = intersection(a, b);
-        let u = area(a) + area(b) - i;
-        if u > 0.0 { i / u } else { 0.0 }
-    }
+    pub use crate::detect::postprocess::{area, intersection, iou};
 
     /// Fraction of `a` covered by `b`.
     pub fn covered(a: &[f32; 4], b: &[f32; 4]) -> f32 {

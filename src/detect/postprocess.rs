@@ -11,16 +11,25 @@ pub struct Detection {
 
 impl Detection {
     pub fn area(&self) -> f32 {
-        (self.bbox[2] - self.bbox[0]).max(0.0) * (self.bbox[3] - self.bbox[1]).max(0.0)
+        area(&self.bbox)
     }
+}
+
+/// Area of an `[x0, y0, x1, y1]` box (0 when empty or inverted).
+pub fn area(b: &[f32; 4]) -> f32 {
+    (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
+}
+
+/// Area where two `[x0, y0, x1, y1]` boxes overlap.
+pub fn intersection(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    iw * ih
 }
 
 /// Intersection over union of two `[x0, y0, x1, y1]` boxes.
 pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let inter = intersection(a, b);
     let union = area(a) + area(b) - inter;
     if union <= 0.0 { 0.0 } else { inter / union }
 }

@@ -131,11 +131,7 @@ fn at(s: f64) -> u64 {
 }
 
 fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
-    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = ix * iy;
-    let area = |r: [f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
-    inter / (area(a) + area(b) - inter)
+    crate::detect::postprocess::iou(&a, &b)
 }
 
 /// Runs frames `from..to` of a scripted scene; returns each frame's update.

@@ -38,6 +38,7 @@ mod tests;
 use std::time::Duration;
 
 use crate::detect::Detection;
+use crate::detect::postprocess::iou;
 
 use assign::Assigner;
 use motion::Motion;
@@ -374,7 +375,7 @@ impl Tracker {
                 if d.class_id != class_id {
                     continue;
                 }
-                let overlap = iou(p, d.bbox);
+                let overlap = iou(&p, &d.bbox);
                 if overlap >= min_iou && overlap > 0.0 {
                     self.assigner.add(r, c, overlap);
                 }
@@ -427,17 +428,4 @@ fn promote(s: &mut Slot, next_id: &mut u64) {
 
 fn centre(b: [f32; 4]) -> [f32; 2] {
     [(b[0] + b[2]) * 0.5, (b[1] + b[3]) * 0.5]
-}
-
-/// Intersection over union of two `[x0, y0, x1, y1]` boxes.
-fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    if inter <= 0.0 {
-        return 0.0;
-    }
-    let area_a = (a[2] - a[0]) * (a[3] - a[1]);
-    let area_b = (b[2] - b[0]) * (b[3] - b[1]);
-    inter / (area_a + area_b - inter)
 }
