@@ -378,10 +378,11 @@ impl Cameras {
                     .ok_or_else(|| format!("camera {camera:?} has no frame yet (not running?)"))?;
                 let jpeg = tokio::task::spawn_blocking({
                     let frame = frame.clone();
-                    move || encode_jpeg(&frame)
+                    move || crate::evidence::jpeg(&frame.data, frame.width, frame.height, 85)
                 })
                 .await
-                .map_err(|e| e.to_string())??;
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("JPEG encoding failed: {e}"))?;
                 let suffix = format!("snapshots/{camera}");
                 Ok(Reply {
                     result: serde_json::json!({
@@ -465,20 +466,6 @@ impl Cameras {
         tracing::info!(?started, ?stopped, ?restarted, "configuration reloaded");
         Ok(serde_json::json!({"started": started, "stopped": stopped, "restarted": restarted}))
     }
-}
-
-/// JPEG (quality 85) of a frame, for snapshots.
-fn encode_jpeg(frame: &Frame) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
-        .encode(
-            &frame.data,
-            frame.width,
-            frame.height,
-            image::ExtendedColorType::Rgb8,
-        )
-        .map_err(|e| format!("JPEG encoding failed: {e}"))?;
-    Ok(out)
 }
 
 struct CameraTask {

@@ -145,9 +145,23 @@ pub fn render(
         dst.into_vec()
     };
     draw_boxes(&mut pixels, ow, oh, boxes, line_width(ow), BOX_COLOUR);
-    let mut out = Vec::with_capacity(pixels.len() / 8);
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, opts.quality.clamp(1, 100))
-        .encode(&pixels, ow, oh, image::ExtendedColorType::Rgb8)?;
+    Ok(jpeg(&pixels, ow, oh, opts.quality)?)
+}
+
+/// JPEG of packed RGB8 pixels at `quality` (1–100): evidence and on-demand snapshots.
+pub fn jpeg(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    quality: u8,
+) -> Result<Vec<u8>, image::ImageError> {
+    let mut out = Vec::with_capacity(rgb.len() / 8);
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100)).encode(
+        rgb,
+        width,
+        height,
+        image::ExtendedColorType::Rgb8,
+    )?;
     Ok(out)
 }
 
