@@ -546,6 +546,33 @@ fn objects_that_appear_in_a_still_street_are_found_without_motion() {
     run_scenario("static_object");
 }
 
+/// A truth zone as a daemon zone with a congestion rule (updates at most every 5 s).
+fn congestion_zone(
+    zone: &TruthZone,
+    classes: &[&str],
+    [light, moderate, heavy]: [u32; 3],
+    min_duration_s: f64,
+    clear_duration_s: f64,
+) -> String {
+    format!(
+        r#"
+[[camera.zone]]
+id = "{}"
+polygon = {:?}
+
+[camera.zone.congestion]
+classes = {classes:?}
+levels.light = {light}
+levels.moderate = {moderate}
+levels.heavy = {heavy}
+min_duration_s = {min_duration_s:?}
+clear_duration_s = {clear_duration_s:?}
+update_interval_s = 5
+"#,
+        zone.id, zone.polygon
+    )
+}
+
 /// The crowd clip through a congestion rule that starts at six people: the
 /// counts the daemon reports are the ones the clip was built with.
 #[test]
@@ -559,23 +586,7 @@ fn crowd_clip_counts_match_its_ground_truth() {
         (truth.zone.as_str(), truth.class.as_str()),
         (zone.id.as_str(), "person")
     );
-    let snippet = format!(
-        r#"
-[[camera.zone]]
-id = "{}"
-polygon = {:?}
-
-[camera.zone.congestion]
-classes = ["person"]
-levels.light = 6
-levels.moderate = 8
-levels.heavy = 10
-min_duration_s = 2
-clear_duration_s = 5
-update_interval_s = 5
-"#,
-        zone.id, zone.polygon
-    );
+    let snippet = congestion_zone(zone, &["person"], [6, 8, 10], 2.0, 5.0);
     let events = run(&s, &clip, &snippet);
     let list = listing(&events);
     assert!(events.iter().all(|v| v["type"] == "congestion"), "{list}");
@@ -793,23 +804,7 @@ fn still_clip_motorcycle_is_seen_where_and_when_the_truth_says() {
         .iter()
         .find(|o| o.id == "motorcycle")
         .unwrap();
-    let snippet = format!(
-        r#"
-[[camera.zone]]
-id = "{}"
-polygon = {:?}
-
-[camera.zone.congestion]
-classes = ["motorcycle", "bicycle"]
-levels.light = 1
-levels.moderate = 2
-levels.heavy = 3
-min_duration_s = 0
-clear_duration_s = 1
-update_interval_s = 5
-"#,
-        zone.id, zone.polygon
-    );
+    let snippet = congestion_zone(zone, &["motorcycle", "bicycle"], [1, 2, 3], 0.0, 1.0);
     let events = run(&s, &clip, &snippet);
     let list = listing(&events);
     let [start, end] = events.as_slice() else {
