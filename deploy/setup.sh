@@ -151,9 +151,22 @@ step_ort() {
 }
 
 step_test_assets() {
+    test_assets_disk
     test_assets_old_ort
     test_assets_variants
     test_assets_scenarios
+}
+
+# A clean test build (some 25 binaries in target/debug) takes about 2.6 GB;
+# running out half-way gives only a linker's "No space left on device".
+TEST_BUILD_MB=3000
+test_assets_disk() {
+    local target=${CARGO_TARGET_DIR:-$REPO_DIR/target} free_mb
+    mkdir -p -- "$target"
+    free_mb=$(df -Pm -- "$target" | awk 'NR == 2 { print $4 }')
+    [[ $free_mb -ge $TEST_BUILD_MB ]] ||
+        printf 'setup: warning: %s MB free under %s; a clean test build needs about %s MB\n' \
+            "$free_mb" "$target" "$TEST_BUILD_MB" >&2
 }
 
 # The default model re-packed as YOLOv8/v5/X, end-to-end, TF OD, NHWC, RGB,
