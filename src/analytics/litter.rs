@@ -8,14 +8,12 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::lifecycle::{Lifecycle, NEVER, Step, Timing};
-use super::spots::geom;
+use super::lifecycle::{NEVER, Step, Timing};
+use super::spots::{Spot, Spots, geom};
 use super::{ClassSet, Ctx, Rule, RuleEnv, RuleEvent, attributes, metrics};
 use crate::config::LitterConfig;
 use crate::event::Phase;
 
-/// Gaps in sightings shorter than this don't interrupt an item (detections flicker).
-const GRACE: Duration = Duration::from_secs(1);
 /// How far back person positions are kept, to find who was next to a new item.
 const LOOKBACK: Duration = Duration::from_secs(6);
 
@@ -26,22 +24,17 @@ pub struct Litter {
     min_area: f32,
     max_area: f32,
     distance: f32,
-    timing: Timing,
     env: RuleEnv,
-    spots: Vec<Spot>,
+    spots: Spots<Item>,
     /// Recent frames: (pts, thrower-class tracks).
     history: VecDeque<(Duration, Vec<Seen>)>,
 }
 
-struct Spot {
-    bbox: [f32; 4],
-    first_seen: Duration,
-    last_seen: Duration,
-    /// The item: class (None = a still region) and score.
+struct Item {
+    /// Class (None = a still region) and score.
     class: Option<usize>,
     score: f32,
     area: f32,
-    life: Lifecycle,
     /// The person next to the item when it appeared.
     thrower: Option<Seen>,
 }
@@ -73,10 +66,9 @@ impl Litter {
             min_area: c.min_area,
             max_area: c.max_area,
             distance: c.thrower_distance,
-            // No updates: an item lies there until it is gone.
-            timing: Timing::secs(c.dwell_s, c.clear_s, NEVER, c.cooldown_s),
             env,
-            spots: Vec::new(),
+            // No updates: an item lies there until it is gone.
+            spots: Spots::new(Timing::secs(c.dwell_s, c.clear_s, NEVER, c.cooldown_s)),
             history: VecDeque::new(),
         }
     }
@@ -119,7 +111,9 @@ impl Litter {
         let c = geom::center(item);
         self.history
             .iter()
-            .filter(|(t, _)| *t + Duration::from_secs(2) >= when && *t <= when + GRACE)
+            .filter(|(t, _)| {
+                *t + Duration::from_secs(2) >= when && *t <= when + Spots::<Item>::GRACE
+            })
             .flat_map(|(_, tracks)| tracks.iter())
             .map(|s| {
                 (
@@ -156,41 +150,42 @@ impl Litter {
         );
         self.history.push_back((pts, v));
     }
+}
 
-    fn start_event(&self, ctx: &Ctx<'_>, spot: &Spot) -> RuleEvent {
-        let a = spot.life.active().expect("an open incident");
-        let mut ev = ctx.event("litter", Phase::Start, &a.incident);
-        ev.started_at = a.started_at;
-        ev.objects
-            .push(ctx.object(spot.class, spot.score, &spot.bbox, None));
-        let mut cause = "appeared";
-        if let Some(then) = spot.thrower {
-            // Walked away: gone, or now farther than twice "next to".
-            let c = geom::center(&spot.bbox);
-            let now = ctx.obs.tracks.iter().find(|t| t.id == then.id);
-            let away = now.is_none_or(|t| {
-                geom::distance_to(&t.bbox, c) / t.height() > 2.0 * self.distance.max(0.25)
-            });
-            if away {
-                cause = "thrown";
-                let mut o = match now {
-                    Some(t) => ctx.track_object(t),
-                    None => ctx.object(Some(then.class_id), then.score, &then.bbox, Some(then.id)),
-                };
-                o.role = Some("thrower".into());
-                ev.objects.push(o);
-            }
+/// The start of a litter incident; `distance` is how near (in the person's
+/// heights) counts as next to the item.
+fn start_event(ctx: &Ctx<'_>, spot: &Spot<Item>, distance: f32) -> RuleEvent {
+    let a = spot.life.active().expect("an open incident");
+    let mut ev = ctx.event("litter", Phase::Start, &a.incident);
+    ev.started_at = a.started_at;
+    ev.objects
+        .push(ctx.object(spot.item.class, spot.item.score, &spot.bbox, None));
+    let mut cause = "appeared";
+    if let Some(then) = spot.item.thrower {
+        // Walked away: gone, or now farther than twice "next to".
+        let c = geom::center(&spot.bbox);
+        let now = ctx.obs.tracks.iter().find(|t| t.id == then.id);
+        let away = now
+            .is_none_or(|t| geom::distance_to(&t.bbox, c) / t.height() > 2.0 * distance.max(0.25));
+        if away {
+            cause = "thrown";
+            let mut o = match now {
+                Some(t) => ctx.track_object(t),
+                None => ctx.object(Some(then.class_id), then.score, &then.bbox, Some(then.id)),
+            };
+            o.role = Some("thrower".into());
+            ev.objects.push(o);
         }
-        ev.attributes = attributes([("cause", cause), ("source", source(spot.class))]);
-        ev.metrics = metrics([
-            ("area", spot.area as f64),
-            (
-                "dwell_s",
-                ctx.obs.pts.saturating_sub(spot.first_seen).as_secs_f64(),
-            ),
-        ]);
-        ev
     }
+    ev.attributes = attributes([("cause", cause), ("source", source(spot.item.class))]);
+    ev.metrics = metrics([
+        ("area", spot.item.area as f64),
+        (
+            "dwell_s",
+            ctx.obs.pts.saturating_sub(spot.first_seen).as_secs_f64(),
+        ),
+    ]);
+    ev
 }
 
 fn source(class: Option<usize>) -> &'static str {
@@ -206,72 +201,48 @@ impl Rule for Litter {
         let pts = ctx.obs.pts;
         self.remember_people(ctx);
         for c in self.candidates(ctx) {
-            if let Some(s) = self
-                .spots
-                .iter_mut()
-                .find(|s| geom::same_place(&s.bbox, &c.bbox))
-            {
-                s.last_seen = pts;
+            if let Some(s) = self.spots.sighted(&c.bbox, pts, c.since) {
                 // A detection names the item better than a still region does.
-                if c.class.is_some() || s.class.is_none() {
+                if c.class.is_some() || s.item.class.is_none() {
                     s.bbox = c.bbox;
-                    s.class = c.class;
-                    s.score = c.score;
-                    s.area = c.area;
+                    s.item.class = c.class;
+                    s.item.score = c.score;
+                    s.item.area = c.area;
                 }
-                s.first_seen = s.first_seen.min(c.since);
                 continue;
             }
             let thrower = self.who_was_there(&c.bbox, c.since);
-            self.spots.push(Spot {
-                bbox: c.bbox,
-                first_seen: c.since,
-                last_seen: pts,
+            let item = Item {
                 class: c.class,
                 score: c.score,
                 area: c.area,
-                life: Lifecycle::new(self.timing),
                 thrower,
-            });
+            };
+            self.spots.add(c.bbox, pts, c.since, item);
         }
-        let mut i = 0;
-        while i < self.spots.len() {
-            let s = &mut self.spots[i];
-            let seen = pts.saturating_sub(s.last_seen) <= GRACE;
-            let step = s
-                .life
-                .step(pts, ctx.obs.captured_at, seen, false, Some(s.first_seen));
-            match step {
-                Step::Start => out.push(self.start_event(ctx, &self.spots[i])),
+        let distance = self.distance;
+        self.spots
+            .step(pts, ctx.obs.captured_at, |s, step| match step {
+                Step::Start => out.push(start_event(ctx, s, distance)),
                 Step::End(end) => {
-                    let s = &self.spots[i];
                     let mut ev = ctx.ended("litter", &end, "resolved");
-                    ev.objects.push(ctx.object(s.class, s.score, &s.bbox, None));
+                    ev.objects
+                        .push(ctx.object(s.item.class, s.item.score, &s.bbox, None));
                     ev.attributes
-                        .extend(attributes([("source", source(s.class))]));
+                        .extend(attributes([("source", source(s.item.class))]));
                     out.push(ev);
                 }
                 Step::Update | Step::None => {}
-            }
-            let s = &self.spots[i];
-            if !seen && s.life.active().is_none() && s.life.is_quiet(pts) {
-                self.spots.swap_remove(i);
-            } else {
-                i += 1;
-            }
-        }
+            });
     }
 
     fn close(&mut self, ctx: &Ctx<'_>, reason: &str, out: &mut Vec<RuleEvent>) {
-        for s in &mut self.spots {
-            if let Some(Step::End(end)) = s.life.close(ctx.obs.pts) {
-                let mut ev = ctx.ended("litter", &end, reason);
-                ev.attributes
-                    .extend(attributes([("source", source(s.class))]));
-                out.push(ev);
-            }
-        }
-        self.spots.clear();
+        self.spots.close(ctx.obs.pts, |s, end| {
+            let mut ev = ctx.ended("litter", &end, reason);
+            ev.attributes
+                .extend(attributes([("source", source(s.item.class))]));
+            out.push(ev);
+        });
         self.history.clear();
     }
 }

@@ -2,38 +2,30 @@
 //! whatever the model has no class for) that stays for `min_duration_s`.
 //! Kept by place like litter; ends once the place has been clear for `clear_s`.
 
-use std::time::Duration;
-
-use super::lifecycle::{Lifecycle, NEVER, Step, Timing};
-use super::spots::geom;
+use super::lifecycle::{NEVER, Step, Timing};
+use super::spots::Spots;
 use super::{ClassSet, Ctx, Rule, RuleEnv, RuleEvent, attributes, metrics};
 use crate::config::PilesConfig;
 use crate::event::Phase;
 
-const GRACE: Duration = Duration::from_secs(1);
-
 pub struct Piles {
     min_area: f32,
-    timing: Timing,
     env: RuleEnv,
-    spots: Vec<Pile>,
-}
-
-struct Pile {
-    bbox: [f32; 4],
-    area: f32,
-    first_seen: Duration,
-    last_seen: Duration,
-    life: Lifecycle,
+    /// Each pile's area (fraction of the frame).
+    spots: Spots<f32>,
 }
 
 impl Piles {
     pub fn new(c: &PilesConfig, _labels: &[String], env: RuleEnv) -> Self {
         Self {
             min_area: c.min_area,
-            timing: Timing::secs(c.min_duration_s, c.clear_s, NEVER, c.cooldown_s),
             env,
-            spots: Vec::new(),
+            spots: Spots::new(Timing::secs(
+                c.min_duration_s,
+                c.clear_s,
+                NEVER,
+                c.cooldown_s,
+            )),
         }
     }
 }
@@ -48,34 +40,16 @@ impl Rule for Piles {
                 continue;
             }
             let since = r.since.saturating_sub(self.env.still);
-            match self
-                .spots
-                .iter_mut()
-                .find(|p| geom::same_place(&p.bbox, &r.bbox))
-            {
+            match self.spots.sighted(&r.bbox, pts, since) {
                 Some(p) => {
                     p.bbox = r.bbox;
-                    p.area = r.area;
-                    p.last_seen = pts;
-                    p.first_seen = p.first_seen.min(since);
+                    p.item = r.area;
                 }
-                None => self.spots.push(Pile {
-                    bbox: r.bbox,
-                    area: r.area,
-                    first_seen: since,
-                    last_seen: pts,
-                    life: Lifecycle::new(self.timing),
-                }),
+                None => self.spots.add(r.bbox, pts, since, r.area),
             }
         }
-        let mut i = 0;
-        while i < self.spots.len() {
-            let p = &mut self.spots[i];
-            let seen = pts.saturating_sub(p.last_seen) <= GRACE;
-            match p
-                .life
-                .step(pts, ctx.obs.captured_at, seen, false, Some(p.first_seen))
-            {
+        self.spots
+            .step(pts, ctx.obs.captured_at, |p, step| match step {
                 Step::Start => {
                     let a = p.life.active().expect("an open incident");
                     let mut ev = ctx.event("piled_materials", Phase::Start, &a.incident);
@@ -83,7 +57,7 @@ impl Rule for Piles {
                     ev.objects.push(ctx.object(None, 1.0, &p.bbox, None));
                     ev.attributes = attributes([("source", "static_change")]);
                     ev.metrics = metrics([
-                        ("area", p.area as f64),
+                        ("area", p.item as f64),
                         ("dwell_s", pts.saturating_sub(p.first_seen).as_secs_f64()),
                     ]);
                     out.push(ev);
@@ -93,30 +67,20 @@ impl Rule for Piles {
                     ev.objects.push(ctx.object(None, 1.0, &p.bbox, None));
                     ev.attributes
                         .extend(attributes([("source", "static_change")]));
-                    ev.metrics.extend(metrics([("area", p.area as f64)]));
+                    ev.metrics.extend(metrics([("area", p.item as f64)]));
                     out.push(ev);
                 }
                 Step::Update | Step::None => {}
-            }
-            let p = &self.spots[i];
-            if !seen && p.life.active().is_none() && p.life.is_quiet(pts) {
-                self.spots.swap_remove(i);
-            } else {
-                i += 1;
-            }
-        }
+            });
     }
 
     fn close(&mut self, ctx: &Ctx<'_>, reason: &str, out: &mut Vec<RuleEvent>) {
-        for p in &mut self.spots {
-            if let Some(Step::End(end)) = p.life.close(ctx.obs.pts) {
-                let mut ev = ctx.ended("piled_materials", &end, reason);
-                ev.attributes
-                    .extend(attributes([("source", "static_change")]));
-                out.push(ev);
-            }
-        }
-        self.spots.clear();
+        self.spots.close(ctx.obs.pts, |_, end| {
+            let mut ev = ctx.ended("piled_materials", &end, reason);
+            ev.attributes
+                .extend(attributes([("source", "static_change")]));
+            out.push(ev);
+        });
     }
 }
 

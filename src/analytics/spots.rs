@@ -3,7 +3,9 @@
 //! region ids, so a re-detection, a flicker or a track id switch never opens a
 //! second incident for the same thing.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use super::lifecycle::{Ended, Lifecycle, Step, Timing};
 
 /// Box geometry helpers; boxes are `[x0, y0, x1, y1]` in source pixels.
 pub mod geom {
@@ -37,6 +39,87 @@ pub mod geom {
         let dx = (b[0] - x).max(0.0).max(x - b[2]);
         let dy = (b[1] - y).max(0.0).max(y - b[3]);
         (dx * dx + dy * dy).sqrt()
+    }
+}
+
+/// Things that lie still (litter, piles), each with its own incident, kept by
+/// place. Sightings up to `GRACE` apart keep a spot present: detections flicker
+/// and still regions are re-numbered.
+pub struct Spots<T> {
+    timing: Timing,
+    list: Vec<Spot<T>>,
+}
+
+pub struct Spot<T> {
+    pub bbox: [f32; 4],
+    /// Since when the thing has lain there.
+    pub first_seen: Duration,
+    pub last_seen: Duration,
+    pub life: Lifecycle,
+    /// What the rule keeps about the thing.
+    pub item: T,
+}
+
+impl<T> Spots<T> {
+    pub const GRACE: Duration = Duration::from_secs(1);
+
+    pub fn new(timing: Timing) -> Self {
+        Self {
+            timing,
+            list: Vec::new(),
+        }
+    }
+
+    /// The spot at the place of `bbox`, if there is one, marked as seen at
+    /// `pts` and as lying there since `since` at the latest.
+    pub fn sighted(
+        &mut self,
+        bbox: &[f32; 4],
+        pts: Duration,
+        since: Duration,
+    ) -> Option<&mut Spot<T>> {
+        let s = self
+            .list
+            .iter_mut()
+            .find(|s| geom::same_place(&s.bbox, bbox))?;
+        s.last_seen = pts;
+        s.first_seen = s.first_seen.min(since);
+        Some(s)
+    }
+
+    /// A new spot, seen at `pts`, lying there since `since`.
+    pub fn add(&mut self, bbox: [f32; 4], pts: Duration, since: Duration, item: T) {
+        self.list.push(Spot {
+            bbox,
+            first_seen: since,
+            last_seen: pts,
+            life: Lifecycle::new(self.timing),
+            item,
+        });
+    }
+
+    /// One frame for every spot's incident: `on` gets each start and end.
+    /// Spots that are gone, with no incident and no cooldown left, are forgotten.
+    pub fn step(&mut self, pts: Duration, at: SystemTime, mut on: impl FnMut(&Spot<T>, Step)) {
+        self.list.retain_mut(|s| {
+            let seen = pts.saturating_sub(s.last_seen) <= Self::GRACE;
+            let step = s.life.step(pts, at, seen, false, Some(s.first_seen));
+            if matches!(step, Step::Start | Step::End(_)) {
+                on(s, step);
+            }
+            seen || s.life.active().is_some() || !s.life.is_quiet(pts)
+        });
+    }
+
+    /// Ends every open incident (the camera stopped or the schedule closed)
+    /// and forgets all spots.
+    pub fn close(&mut self, pts: Duration, mut on: impl FnMut(&Spot<T>, Ended)) {
+        for s in &mut self.list {
+            if let Some(Step::End(end)) = s.life.close(pts) {
+                on(s, end);
+            }
+        }
+        self.list.clear();
     }
 }
 
@@ -137,6 +220,32 @@ mod tests {
         // Unseen past the grace: forgotten.
         p.sweep(s(18));
         assert_eq!(p.observe(s(18), 1, b, s(18)), s(18));
+    }
+
+    #[test]
+    fn a_flickering_thing_keeps_one_spot_and_one_incident() {
+        use crate::analytics::lifecycle::{NEVER, Timing};
+        let s = Duration::from_secs;
+        let at = SystemTime::UNIX_EPOCH;
+        let mut spots = Spots::new(Timing::secs(3.0, 2.0, NEVER, 0.0));
+        let mut log = Vec::new();
+        let b = [100.0, 100.0, 120.0, 120.0];
+        for t in 0..20u64 {
+            // Seen at 0..=9 except at 4 (a flicker shorter than the grace).
+            if t < 10 && t != 4 {
+                let nudged = [b[0] + t as f32, b[1], b[2] + t as f32, b[3]];
+                if spots.sighted(&nudged, s(t), s(t)).is_none() {
+                    spots.add(nudged, s(t), s(t), t);
+                }
+            }
+            spots.step(s(t), at, |spot, step| {
+                log.push((t, spot.item, matches!(step, Step::Start)))
+            });
+        }
+        // Starts at 3 (first seen at 0). Last seen at 9, missing past the 1 s grace
+        // from 11, clear for 2 s ⇒ ends at 13.
+        assert_eq!(log, vec![(3, 0, true), (13, 0, false)]);
+        assert!(spots.list.is_empty(), "a gone, quiet spot is forgotten");
     }
 
     #[test]
