@@ -11,79 +11,22 @@
 //! Without `--bench` (as `cargo test --all-targets` runs it) it only checks that
 //! a small burst goes through.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::sync::mpsc as std_mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use streetwatch::event::{Event, Phase, SCHEMA, rfc3339};
-use streetwatch::mqtt::{BrokerUrl, PublisherOptions, run_publisher};
+use streetwatch::event::Event;
+use streetwatch::mqtt::{PublisherOptions, run_publisher};
 use streetwatch::outbox::Outbox;
 use tokio_util::sync::CancellationToken;
 
+#[path = "../tests/common/mod.rs"]
+mod harness;
+
+/// A test event that carries when it was handed over (µs since the run's start).
 fn event(n: usize, sent_us: u64) -> Event {
-    let now = rfc3339(SystemTime::now());
-    Event {
-        schema: SCHEMA.into(),
-        id: uuid::Uuid::now_v7().to_string(),
-        seq: 0,
-        node: "bench".into(),
-        camera: "cam".into(),
-        zone: "z".into(),
-        kind: "crowding".into(),
-        phase: Phase::Update,
-        incident: uuid::Uuid::now_v7().to_string(),
-        ts: now.clone(),
-        started_at: now,
-        ended_at: None,
-        stream_time_s: n as f64,
-        objects: Vec::new(),
-        metrics: BTreeMap::from([("sent_us".to_string(), sent_us as f64)]),
-        attributes: BTreeMap::new(),
-        evidence: None,
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Broker(std::process::Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_broker(dir: &std::path::Path, port: u16) -> Broker {
-    let conf = dir.join("mosquitto.conf");
-    let mut f = std::fs::File::create(&conf).unwrap();
-    writeln!(
-        f,
-        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false"
-    )
-    .unwrap();
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto (make setup)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Broker(child)
+    let mut e = harness::sample_event("bench", "cam", n);
+    e.metrics.insert("sent_us".into(), sent_us as f64);
+    e
 }
 
 /// Subscribes to the bench's events; yields (receive time in µs since `t0`, payload).
@@ -124,19 +67,10 @@ fn subscribe(port: u16, t0: Instant) -> std_mpsc::Receiver<(u64, Vec<u8>)> {
 
 fn options(port: u16) -> PublisherOptions {
     PublisherOptions {
-        broker: BrokerUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap(),
-        client_id: format!("bench-pub-{port}"),
         keep_alive: Duration::from_secs(30),
-        topic_prefix: "bench".into(),
-        node: "bench".into(),
-        max_inflight: 32,
         drain_timeout: Duration::from_secs(30),
-        tls: Default::default(),
-        credentials: None,
-        cameras: tokio::sync::watch::channel(Vec::new()).1,
-        control: None,
-        protocol: Default::default(),
         stats_interval: Duration::from_secs(3600),
+        ..harness::publisher_options(port, "bench", "bench")
     }
 }
 
@@ -149,8 +83,8 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 /// returns per-event latencies (µs, sorted) and the wall time of the whole run.
 fn publish_run(rt: &tokio::runtime::Runtime, n: usize, rate: f64) -> (Vec<u64>, Duration) {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _broker = start_broker(dir.path(), port);
+    let broker = harness::Mosquitto::start();
+    let port = broker.port;
     let t0 = Instant::now();
     let rx = subscribe(port, t0);
     let outbox = Outbox::open(&dir.path().join("o.sqlite")).unwrap();

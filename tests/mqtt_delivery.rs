@@ -4,62 +4,22 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
-use streetwatch::event::{Event, EventObject, Phase, SCHEMA, rfc3339};
-use streetwatch::mqtt::{BrokerUrl, PublisherOptions, PublisherReport, run_publisher};
+use streetwatch::event::{Event, Phase};
+use streetwatch::mqtt::{PublisherOptions, PublisherReport, run_publisher};
 use streetwatch::outbox::{Handover, Outbox};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 fn options(port: u16) -> PublisherOptions {
-    PublisherOptions {
-        broker: BrokerUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap(),
-        client_id: format!("delivery-test-{}", common::free_port()),
-        keep_alive: Duration::from_secs(5),
-        topic_prefix: "swd".into(),
-        node: "pole-1".into(),
-        max_inflight: 32,
-        drain_timeout: Duration::from_secs(20),
-        tls: Default::default(),
-        credentials: None,
-        cameras: tokio::sync::watch::channel(Vec::new()).1,
-        control: None,
-        protocol: Default::default(),
-        stats_interval: Duration::from_secs(30),
-    }
+    common::publisher_options(port, "swd", "pole-1")
 }
 
-/// A well-formed event; `n` makes it recognisable.
 fn event(camera: &str, n: usize) -> Event {
-    let now = rfc3339(SystemTime::now());
-    Event {
-        schema: SCHEMA.into(),
-        id: uuid::Uuid::now_v7().to_string(),
-        seq: 0,
-        node: "pole-1".into(),
-        camera: camera.into(),
-        zone: "crossing".into(),
-        kind: "congestion".into(),
-        phase: Phase::Update,
-        incident: uuid::Uuid::now_v7().to_string(),
-        ts: now.clone(),
-        started_at: now,
-        ended_at: None,
-        stream_time_s: n as f64,
-        objects: vec![EventObject {
-            class: "person".into(),
-            score: 0.5,
-            bbox: [0.1, 0.2, 0.3, 0.4],
-            track_id: Some(7),
-            role: None,
-        }],
-        metrics: BTreeMap::from([("n".to_string(), n as f64)]),
-        attributes: BTreeMap::from([("level".to_string(), "moderate".to_string())]),
-        evidence: None,
-    }
+    common::sample_event("pole-1", camera, n)
 }
 
 /// Received events in arrival order, schema-checked.

@@ -235,6 +235,65 @@ impl Subscriber {
     }
 }
 
+/// Publisher options for a local mosquitto: plain MQTT, no commands, events on
+/// `{prefix}/{node}/events/...`.
+pub fn publisher_options(
+    port: u16,
+    prefix: &str,
+    node: &str,
+) -> streetwatch::mqtt::PublisherOptions {
+    streetwatch::mqtt::PublisherOptions {
+        broker: streetwatch::mqtt::BrokerUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap(),
+        client_id: format!("{node}-publisher-{}", free_port()),
+        keep_alive: Duration::from_secs(5),
+        topic_prefix: prefix.into(),
+        node: node.into(),
+        max_inflight: 32,
+        drain_timeout: Duration::from_secs(20),
+        tls: Default::default(),
+        credentials: None,
+        cameras: tokio::sync::watch::channel(Vec::new()).1,
+        control: None,
+        protocol: Default::default(),
+        stats_interval: Duration::from_secs(30),
+    }
+}
+
+/// A well-formed congestion update from `node`/`camera`; `n` makes it
+/// recognisable (`stream_time_s` and `metrics.n`).
+pub fn sample_event(node: &str, camera: &str, n: usize) -> streetwatch::event::Event {
+    use streetwatch::event::{Event, EventObject, Phase, SCHEMA, rfc3339};
+    let now = rfc3339(std::time::SystemTime::now());
+    Event {
+        schema: SCHEMA.into(),
+        id: uuid::Uuid::now_v7().to_string(),
+        seq: 0,
+        node: node.into(),
+        camera: camera.into(),
+        zone: "crossing".into(),
+        kind: "congestion".into(),
+        phase: Phase::Update,
+        incident: uuid::Uuid::now_v7().to_string(),
+        ts: now.clone(),
+        started_at: now,
+        ended_at: None,
+        stream_time_s: n as f64,
+        objects: vec![EventObject {
+            class: "person".into(),
+            score: 0.5,
+            bbox: [0.1, 0.2, 0.3, 0.4],
+            track_id: Some(7),
+            role: None,
+        }],
+        metrics: std::collections::BTreeMap::from([("n".to_string(), n as f64)]),
+        attributes: std::collections::BTreeMap::from([(
+            "level".to_string(),
+            "moderate".to_string(),
+        )]),
+        evidence: None,
+    }
+}
+
 /// Writes `text` as a config file in `dir`.
 pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("streetwatch.toml");
