@@ -261,7 +261,7 @@ impl Cameras {
         let (latest_tx, latest) = watch::channel(None);
         let stats = self.stats_of(id);
         let task = CameraTask {
-            tracker: Tracker::new(tracker_config(&cam.tracker)),
+            tracker: Tracker::new(cam.tracker.to_tracker()),
             scene: scene_model(&cam),
             rules: CameraRules::new(
                 &cam,
@@ -619,28 +619,10 @@ impl CameraTask {
     }
 }
 
-fn tracker_config(c: &crate::config::TrackerConfig) -> crate::track::TrackerConfig {
-    crate::track::TrackerConfig {
-        high_score: c.high_score,
-        low_score: c.low_score,
-        new_track_score: c.new_track_score,
-        confirm_hits: c.confirm_frames,
-        max_lost: Duration::from_secs_f64(c.lost_timeout_s),
-        ..Default::default()
-    }
-}
-
 /// The scene model of a camera, unless disabled.
 fn scene_model(cam: &CameraConfig) -> Option<SceneModel> {
     let c = &cam.scene;
-    c.enabled.then(|| {
-        SceneModel::new(crate::scene::SceneConfig {
-            diff_threshold: c.diff_threshold,
-            still_s: c.still_s,
-            absorb_s: c.absorb_s,
-            ..Default::default()
-        })
-    })
+    c.enabled.then(|| SceneModel::new(c.to_model()))
 }
 
 /// The evidence JPEG of `event`, encoded on a blocking thread; `None` (logged) if it fails.

@@ -265,13 +265,29 @@ pub struct TrackerConfig {
 }
 
 impl Default for TrackerConfig {
+    /// The tracker's own defaults, so the two never drift apart.
     fn default() -> Self {
+        let t = crate::track::TrackerConfig::default();
         Self {
-            high_score: 0.4,
-            low_score: 0.1,
-            new_track_score: 0.45,
-            confirm_frames: 3,
-            lost_timeout_s: 2.0,
+            high_score: t.high_score,
+            low_score: t.low_score,
+            new_track_score: t.new_track_score,
+            confirm_frames: t.confirm_hits,
+            lost_timeout_s: t.max_lost.as_secs_f64(),
+        }
+    }
+}
+
+impl TrackerConfig {
+    /// The tracker's settings: these keys over its defaults.
+    pub fn to_tracker(&self) -> crate::track::TrackerConfig {
+        crate::track::TrackerConfig {
+            high_score: self.high_score,
+            low_score: self.low_score,
+            new_track_score: self.new_track_score,
+            confirm_hits: self.confirm_frames,
+            max_lost: std::time::Duration::from_secs_f64(self.lost_timeout_s),
+            ..Default::default()
         }
     }
 }
@@ -297,15 +313,29 @@ pub struct SceneConfig {
 }
 
 impl Default for SceneConfig {
+    /// The scene model's own defaults, so the two never drift apart.
     fn default() -> Self {
+        let m = crate::scene::SceneConfig::default();
         Self {
             enabled: true,
             motion_gate: false,
             recheck_s: 2.0,
             motion_threshold: 0.002,
-            diff_threshold: 25,
-            still_s: 2.0,
-            absorb_s: 1800.0,
+            diff_threshold: m.diff_threshold,
+            still_s: m.still_s,
+            absorb_s: m.absorb_s,
+        }
+    }
+}
+
+impl SceneConfig {
+    /// The scene model's settings: these keys over its defaults.
+    pub fn to_model(&self) -> crate::scene::SceneConfig {
+        crate::scene::SceneConfig {
+            diff_threshold: self.diff_threshold,
+            still_s: self.still_s,
+            absorb_s: self.absorb_s,
+            ..Default::default()
         }
     }
 }

@@ -70,9 +70,9 @@ pub struct TrackerConfig {
 impl Default for TrackerConfig {
     fn default() -> Self {
         Self {
-            high_score: 0.5,
+            high_score: 0.4,
             low_score: 0.1,
-            new_track_score: 0.6,
+            new_track_score: 0.45,
             match_iou: 0.2,
             confirm_hits: 3,
             max_lost: Duration::from_secs(2),

@@ -228,7 +228,7 @@ fn low_scores_extend_a_confirmed_track_but_never_start_one() {
         let mut a = person(100.0, 300.0);
         a.score = 0.3;
         let mut b = person(600.0, 300.0);
-        b.score = 0.55;
+        b.score = 0.42;
         t.update(at(n, 5), &[a, b]);
         assert!(ids(&t).is_empty());
         assert!(t.tentative.is_empty());
