@@ -461,6 +461,22 @@ pub fn split_batch(tensors: &[Tensor<'_>], n: usize) -> Result<Vec<(Vec<i64>, us
         .collect()
 }
 
+/// Frame `k` of a batch, as [`split_batch`] laid it out in `parts`.
+pub fn frame_of_batch<'a>(
+    tensors: &[Tensor<'a>],
+    parts: &'a [(Vec<i64>, usize)],
+    k: usize,
+) -> Vec<Tensor<'a>> {
+    tensors
+        .iter()
+        .zip(parts)
+        .map(|(t, (shape, len))| Tensor {
+            shape,
+            data: &t.data[k * len..(k + 1) * len],
+        })
+        .collect()
+}
+
 /// Decodes `tensors` (in [`Plan::output_names`] order) into candidates in input pixels.
 /// `thresholds[c]` is class `c`'s minimum score.
 pub fn decode(
@@ -938,16 +954,8 @@ mod tests {
             .collect();
         let parts = split_batch(&ts, n).unwrap();
         for (i, want) in single.iter().enumerate() {
-            let frame: Vec<Tensor> = ts
-                .iter()
-                .zip(&parts)
-                .map(|(t, (shape, len))| Tensor {
-                    shape,
-                    data: &t.data[i * len..(i + 1) * len],
-                })
-                .collect();
             assert_eq!(
-                &decode(plan, &frame, &th, input).unwrap(),
+                &decode(plan, &frame_of_batch(&ts, &parts, i), &th, input).unwrap(),
                 want,
                 "frame {i}"
             );

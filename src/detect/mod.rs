@@ -467,17 +467,9 @@ impl Detector {
         };
         let mut found = Vec::with_capacity(n);
         for (i, geometry) in geometry.iter().enumerate() {
-            let frame: Vec<Tensor<'_>> = tensors
-                .iter()
-                .zip(&parts)
-                .map(|(t, (shape, len))| Tensor {
-                    shape,
-                    data: &t.data[i * len..(i + 1) * len],
-                })
-                .collect();
             let candidates = decode::decode(
                 &self.plan,
-                &frame,
+                &decode::frame_of_batch(&tensors, &parts, i),
                 &self.thresholds,
                 (spec.width, spec.height),
             )
