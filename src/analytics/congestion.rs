@@ -122,8 +122,7 @@ impl Rule for Congestion {
             }
             _ => {
                 let a = self.life.active().expect("an open incident");
-                let mut ev = ctx.event("congestion", phase, &a.incident);
-                ev.started_at = a.started_at;
+                let mut ev = ctx.ongoing("congestion", phase, a);
                 ev.attributes = attributes([("level", LEVELS[level])]);
                 self.reported = (level, count);
                 ev.objects = ctx

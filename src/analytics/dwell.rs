@@ -131,8 +131,7 @@ impl Rule for Dwell {
                 } else {
                     Phase::Update
                 };
-                let mut ev = ctx.event(self.kind, phase, &a.incident);
-                ev.started_at = a.started_at;
+                let mut ev = ctx.ongoing(self.kind, phase, a);
                 ev.objects = objects;
                 self.reported = (people, things);
                 ev

@@ -156,8 +156,7 @@ impl Litter {
 /// heights) counts as next to the item.
 fn start_event(ctx: &Ctx<'_>, spot: &Spot<Item>, distance: f32) -> RuleEvent {
     let a = spot.life.active().expect("an open incident");
-    let mut ev = ctx.event("litter", Phase::Start, &a.incident);
-    ev.started_at = a.started_at;
+    let mut ev = ctx.ongoing("litter", Phase::Start, a);
     ev.objects
         .push(ctx.object(spot.item.class, spot.item.score, &spot.bbox, None));
     let mut cause = "appeared";

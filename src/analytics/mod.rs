@@ -212,6 +212,13 @@ impl Ctx<'_> {
         self.zone.holds(bbox, w, h)
     }
 
+    /// A `start` or `update` event of the open incident `a`.
+    pub fn ongoing(&self, kind: &'static str, phase: Phase, a: &lifecycle::Active) -> RuleEvent {
+        let mut ev = self.event(kind, phase, &a.incident);
+        ev.started_at = a.started_at;
+        ev
+    }
+
     /// The `end` event of an incident that ended for `reason`, with its duration.
     pub fn ended(&self, kind: &'static str, end: &lifecycle::Ended, reason: &str) -> RuleEvent {
         let mut ev = self.event(kind, Phase::End, &end.incident);

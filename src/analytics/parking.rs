@@ -83,8 +83,7 @@ impl Rule for Parking {
                 } else {
                     Phase::Update
                 };
-                let mut ev = ctx.event("illegal_parking", phase, &a.incident);
-                ev.started_at = a.started_at;
+                let mut ev = ctx.ongoing("illegal_parking", phase, a);
                 ev.objects = parked.iter().map(|t| ctx.track_object(t)).collect();
                 self.reported = count;
                 ev

@@ -52,8 +52,7 @@ impl Rule for Piles {
             .step(pts, ctx.obs.captured_at, |p, step| match step {
                 Step::Start => {
                     let a = p.life.active().expect("an open incident");
-                    let mut ev = ctx.event("piled_materials", Phase::Start, &a.incident);
-                    ev.started_at = a.started_at;
+                    let mut ev = ctx.ongoing("piled_materials", Phase::Start, a);
                     ev.objects.push(ctx.object(None, 1.0, &p.bbox, None));
                     ev.attributes = attributes([("source", "static_change")]);
                     ev.metrics = metrics([
