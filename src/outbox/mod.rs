@@ -564,6 +564,15 @@ mod tests {
         Position { seq, part }
     }
 
+    /// What is waiting, as (seq, part), in publishing order.
+    fn pending_parts(o: &mut Outbox) -> Vec<(u64, Part)> {
+        o.pending_after(Position::default(), 10)
+            .unwrap()
+            .iter()
+            .map(|p| (p.seq, p.part))
+            .collect()
+    }
+
     fn with_evidence(id: &str, jpeg: &[u8]) -> Handover {
         Handover {
             evidence: Some(jpeg.to_vec()),
@@ -730,12 +739,7 @@ mod tests {
         assert!(o.ack_evidence(2).unwrap());
         assert!(!o.ack_evidence(2).unwrap(), "acknowledged once");
         assert_eq!((o.evidence_depth(), o.evidence_bytes()), (1, 7));
-        let left: Vec<(u64, Part)> = o
-            .pending_after(Position::default(), 10)
-            .unwrap()
-            .iter()
-            .map(|p| (p.seq, p.part))
-            .collect();
+        let left = pending_parts(&mut o);
         assert_eq!(
             left,
             vec![(1, Part::Event), (3, Part::Event), (3, Part::Evidence)]
@@ -770,12 +774,7 @@ mod tests {
         assert!(!o.over_capacity());
         assert_eq!((o.depth().unwrap(), o.evidence_depth()), (3, 2));
         assert_eq!(o.evidence_bytes(), 200);
-        let kept: Vec<(u64, Part)> = o
-            .pending_after(Position::default(), 10)
-            .unwrap()
-            .iter()
-            .map(|p| (p.seq, p.part))
-            .collect();
+        let kept = pending_parts(&mut o);
         assert_eq!(
             kept,
             vec![
