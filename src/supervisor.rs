@@ -275,6 +275,10 @@ impl Cameras {
             shutdown: token.clone(),
             latest: latest_tx,
             evidence: EvidenceOptions::from_config(&self.config.evidence),
+            timed: {
+                let source = SourceOptions::from_camera(&cam);
+                source.is_live() || source.realtime
+            },
             camera: cam,
         };
         let span = tracing::info_span!("camera", camera = %id);
@@ -483,13 +487,15 @@ struct CameraTask {
     latest: watch::Sender<Option<Arc<Frame>>>,
     /// How evidence of start events is made; `None`: no evidence.
     evidence: Option<EvidenceOptions>,
+    /// Capture times are wall-clock times (a live source, or a file played at
+    /// stream speed), so capture-to-detection and capture-to-publish latencies
+    /// are measured.
+    timed: bool,
 }
 
 impl CameraTask {
     async fn run(mut self) {
         let source = SourceOptions::from_camera(&self.camera);
-        // Capture-to-detection latency is measured where capture time is wall-clock time.
-        let timed = source.is_live() || source.realtime;
         let slot = FrameSlot::new(source.slot_mode());
         let decode = {
             let slot = slot.clone();
@@ -542,7 +548,7 @@ impl CameraTask {
                     }
                 };
                 CameraStats::add(&self.stats.frames_analysed, 1);
-                if timed {
+                if self.timed {
                     let latency = SystemTime::now()
                         .duration_since(frame.captured_at)
                         .unwrap_or_default();
@@ -593,11 +599,7 @@ impl CameraTask {
         if evs.is_empty() {
             return true;
         }
-        // Capture-to-publish latency is measured where capture time is wall-clock time.
-        let source = SourceOptions::from_camera(&self.camera);
-        let captured_at = frame
-            .filter(|_| source.is_live() || source.realtime)
-            .map(|f| f.captured_at);
+        let captured_at = frame.filter(|_| self.timed).map(|f| f.captured_at);
         for ev in evs {
             CameraStats::add(&self.stats.events, 1);
             let event = to_event(&self.node, &self.camera.id, ev);
