@@ -14,8 +14,8 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use streetwatch::analytics::{CameraRules, Observation, Region, RuleEnv, TrackedObject};
 use streetwatch::config::ZoneConfig;
-use streetwatch::detect::Detection;
 use streetwatch::detect::manifest::{DEFAULT_MANIFEST, Manifest};
+use streetwatch::geom::{Detection, PxBox};
 use streetwatch::track::{Tracker, TrackerConfig};
 
 const FPS: u32 = 5;
@@ -117,7 +117,7 @@ fn scene(area: Area, seed: u64) -> Vec<Vec<Detection>> {
             dets.push(Detection {
                 class_id: o.class_id,
                 score,
-                bbox: [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0],
+                bbox: PxBox([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]),
             });
         }
         for _ in 0..FALSE_POSITIVES {
@@ -125,7 +125,7 @@ fn scene(area: Area, seed: u64) -> Vec<Vec<Detection>> {
             dets.push(Detection {
                 class_id: (rng.next() % 3) as usize,
                 score: rng.range(0.5, 0.7),
-                bbox: [cx - 30.0, cy - 40.0, cx + 30.0, cy + 40.0],
+                bbox: PxBox([cx - 30.0, cy - 40.0, cx + 30.0, cy + 40.0]),
             });
         }
         frames.push(dets);
@@ -235,7 +235,7 @@ fn regions() -> Vec<Region> {
     .map(|(i, bbox)| Region {
         id: i as u64 + 1,
         area: (bbox[2] - bbox[0]) * (bbox[3] - bbox[1]) / (1920.0 * 1080.0),
-        bbox,
+        bbox: PxBox(bbox),
         since: Duration::ZERO,
     })
     .collect()
@@ -253,7 +253,7 @@ fn bench_pipeline(c: &mut Criterion) {
     let regions = regions();
     let mut group = c.benchmark_group("pipeline");
     let mut tracker = Tracker::new(TrackerConfig::default());
-    let mut rules = CameraRules::with_labels(
+    let mut rules = CameraRules::new(
         &zones(),
         &labels,
         RuleEnv {

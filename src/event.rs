@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::geom::FracBox;
+
 /// Schema identifier carried in every event; bumped on incompatible changes.
 pub const SCHEMA: &str = "streetwatch.event/1";
 
@@ -45,7 +47,7 @@ pub struct EventObject {
     /// `[x0, y0, x1, y1]` as fractions of the frame width and height.
     #[serde(rename = "box")]
     #[schemars(extend("items" = {"type": "number", "minimum": 0.0, "maximum": 1.0}))]
-    pub bbox: [f32; 4],
+    pub bbox: FracBox,
     /// Tracker id, when the object is tracked.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub track_id: Option<u64>,
@@ -187,7 +189,7 @@ mod tests {
             objects: vec![EventObject {
                 class: "person".into(),
                 score: 0.5,
-                bbox: [0.1, 0.2, 0.3, 0.4],
+                bbox: FracBox([0.1, 0.2, 0.3, 0.4]),
                 track_id: None,
                 role: None,
             }],

@@ -5,8 +5,8 @@ mod common;
 
 use std::process::Command;
 
-use streetwatch::detect::postprocess::iou;
 use streetwatch::detect::{Detector, DetectorOptions, RgbView};
+use streetwatch::geom::PxBox;
 
 /// (label, score, box in source pixels) for ultralytics bus.jpg (810×1080).
 const BUS_REFERENCE: [(&str, f32, [f32; 4]); 5] = [
@@ -34,7 +34,7 @@ fn bus_jpg_matches_reference_detections() {
             data: img.as_raw(),
         })
         .unwrap();
-    let found: Vec<(String, f32, [f32; 4])> = out
+    let found: Vec<(String, f32, PxBox)> = out
         .detections
         .iter()
         .map(|d| (det.label(d.class_id).to_string(), d.score, d.bbox))
@@ -43,7 +43,7 @@ fn bus_jpg_matches_reference_detections() {
         let best = found
             .iter()
             .filter(|(l, _, _)| l == label)
-            .map(|(_, s, b)| (iou(b, &bbox), *s))
+            .map(|(_, s, b)| (b.iou(&PxBox(bbox)), *s))
             .max_by(|a, b| a.0.total_cmp(&b.0));
         let (overlap, got_score) =
             best.unwrap_or_else(|| panic!("no {label} found; got {found:?}"));
@@ -92,7 +92,7 @@ fn detect_command_prints_bus_and_persons_as_json() {
         .map(|v| v.as_f64().unwrap() as f32)
         .collect();
     assert!(
-        iou(&[b[0], b[1], b[2], b[3]], &BUS_REFERENCE[1].2) >= 0.9,
+        PxBox([b[0], b[1], b[2], b[3]]).iou(&PxBox(BUS_REFERENCE[1].2)) >= 0.9,
         "{bus}"
     );
 }

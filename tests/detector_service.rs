@@ -134,7 +134,7 @@ fn assert_close(what: &str, want: &[Detection], got: &[Detection]) {
     for (w, g) in want.iter().zip(got) {
         assert_eq!(w.class_id, g.class_id, "{what}: {got:?} vs {want:?}");
         assert!((w.score - g.score).abs() <= 1e-3, "{what}: {g:?} vs {w:?}");
-        for (a, b) in w.bbox.iter().zip(g.bbox) {
+        for (a, b) in w.bbox.0.iter().zip(g.bbox.0) {
             assert!((a - b).abs() <= 0.5, "{what}: {g:?} vs {w:?}");
         }
     }

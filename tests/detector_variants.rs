@@ -13,7 +13,6 @@ use std::process::Command;
 
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
 use streetwatch::detect::manifest::OutputFormat;
-use streetwatch::detect::postprocess::iou;
 use streetwatch::detect::{Detection, Detector, DetectorOptions, RgbView};
 
 /// Variant file stem → the format the detector must settle on.
@@ -97,7 +96,7 @@ fn assert_same(what: &str, want: &[Detection], got: &[Detection]) {
             .iter()
             .enumerate()
             .filter(|(i, g)| !used[*i] && g.class_id == w.class_id)
-            .map(|(i, g)| (i, iou(&g.bbox, &w.bbox), g))
+            .map(|(i, g)| (i, g.bbox.iou(&w.bbox), g))
             .max_by(|a, b| a.1.total_cmp(&b.1));
         let (i, overlap, g) = best.unwrap_or_else(|| panic!("{what}: nothing matches {w:?}"));
         assert!(
@@ -193,12 +192,12 @@ fn ultralytics_export_needs_no_manifest_and_maps_letterbox_back_exactly() {
         let mut want = run(&mut base, &canvas);
         for d in &mut want {
             let b = d.bbox;
-            d.bbox = [
+            d.bbox = streetwatch::geom::PxBox([
                 ((b[0] - pad.0) / scale.0).clamp(0.0, img.width() as f32),
                 ((b[1] - pad.1) / scale.1).clamp(0.0, img.height() as f32),
                 ((b[2] - pad.0) / scale.0).clamp(0.0, img.width() as f32),
                 ((b[3] - pad.1) / scale.1).clamp(0.0, img.height() as f32),
-            ];
+            ]);
         }
         total += want.len();
         assert_same(

@@ -56,7 +56,12 @@ fn evidence_jpeg() -> Vec<u8> {
         max_width: 640,
         quality: 80,
     };
-    streetwatch::evidence::render(&frame, &[[0.1, 0.2, 0.3, 0.4]], &opts).unwrap()
+    streetwatch::evidence::render(
+        &frame,
+        &[streetwatch::geom::FracBox([0.1, 0.2, 0.3, 0.4])],
+        &opts,
+    )
+    .unwrap()
 }
 
 /// A start event with its evidence; the JPEG's first bytes are made unique to the event

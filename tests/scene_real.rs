@@ -18,6 +18,7 @@ use std::time::Duration;
 use image::RgbImage;
 use image::imageops::{self, FilterType};
 use streetwatch::detect::{Detector, DetectorOptions, RgbView};
+use streetwatch::geom::PxBox;
 use streetwatch::scene::{SceneConfig, SceneModel, SceneUpdate, StaticRegion};
 
 const FPS: u64 = 5;
@@ -26,12 +27,8 @@ fn pts(n: u64) -> Duration {
     Duration::from_millis(n * 1000 / FPS)
 }
 
-fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
-    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = ix * iy;
-    let area = |r: [f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
-    inter / (area(a) + area(b) - inter)
+fn iou(a: PxBox, b: [f32; 4]) -> f32 {
+    a.iou(&PxBox(b))
 }
 
 /// ±3 grey levels of deterministic per-frame noise (xorshift), like a sensor's:
@@ -150,11 +147,9 @@ fn vtest_frames(seconds: u64, mut each: impl FnMut(u64, &[u8])) -> (u32, u32) {
     (w, h)
 }
 
-/// The share of `region` (x0,y0,x1,y1) that lies inside `other`.
-fn covered(region: [f32; 4], other: [f32; 4]) -> f32 {
-    let ix = (region[2].min(other[2]) - region[0].max(other[0])).max(0.0);
-    let iy = (region[3].min(other[3]) - region[1].max(other[1])).max(0.0);
-    ix * iy / ((region[2] - region[0]) * (region[3] - region[1]))
+/// The share of `region` that lies inside `other`.
+fn covered(region: PxBox, other: PxBox) -> f32 {
+    region.covered_by(&other)
 }
 
 #[test]
@@ -172,7 +167,7 @@ fn people_walking_in_real_video_are_motion_not_static_regions() {
         if u.regions.is_empty() {
             return;
         }
-        let people: Vec<[f32; 4]> = det
+        let people: Vec<PxBox> = det
             .detect(RgbView {
                 width: 768,
                 height: 576,

@@ -69,7 +69,7 @@ impl Rule for Congestion {
                 continue;
             }
             count += 1;
-            covered += super::spots::geom::area(&t.bbox) / frame_area;
+            covered += t.bbox.area() / frame_area;
             self.speeds.push(t.speed / t.height());
         }
         let occupancy = (covered / ctx.zone.area().max(1e-6)).min(1.0) as f64;

@@ -9,10 +9,11 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::lifecycle::{NEVER, Step, Timing};
-use super::spots::{Spot, Spots, geom};
+use super::spots::{Spot, Spots};
 use super::{ClassSet, Ctx, Rule, RuleEnv, RuleEvent, attributes, metrics};
 use crate::config::LitterConfig;
 use crate::event::Phase;
+use crate::geom::PxBox;
 
 /// How far back person positions are kept, to find who was next to a new item.
 const LOOKBACK: Duration = Duration::from_secs(6);
@@ -45,11 +46,11 @@ struct Seen {
     id: u64,
     class_id: usize,
     score: f32,
-    bbox: [f32; 4],
+    bbox: PxBox,
 }
 
 struct Candidate {
-    bbox: [f32; 4],
+    bbox: PxBox,
     class: Option<usize>,
     score: f32,
     area: f32,
@@ -84,7 +85,7 @@ impl Litter {
                 bbox: d.bbox,
                 class: Some(d.class_id),
                 score: d.score,
-                area: geom::area(&d.bbox) / frame,
+                area: d.bbox.area() / frame,
                 since: obs.pts,
             })
             .collect();
@@ -107,20 +108,15 @@ impl Litter {
     }
 
     /// The thrower-class track nearest to `item` around `when`, if one was next to it.
-    fn who_was_there(&self, item: &[f32; 4], when: Duration) -> Option<Seen> {
-        let c = geom::center(item);
+    fn who_was_there(&self, item: &PxBox, when: Duration) -> Option<Seen> {
+        let c = item.center();
         self.history
             .iter()
             .filter(|(t, _)| {
                 *t + Duration::from_secs(2) >= when && *t <= when + Spots::<Item>::GRACE
             })
             .flat_map(|(_, tracks)| tracks.iter())
-            .map(|s| {
-                (
-                    geom::distance_to(&s.bbox, c) / (s.bbox[3] - s.bbox[1]).max(1.0),
-                    s,
-                )
-            })
+            .map(|s| (s.bbox.distance_to(c) / s.bbox.height().max(1.0), s))
             .filter(|(d, _)| *d <= self.distance)
             .min_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, s)| *s)
@@ -162,10 +158,10 @@ fn start_event(ctx: &Ctx<'_>, spot: &Spot<Item>, distance: f32) -> RuleEvent {
     let mut cause = "appeared";
     if let Some(then) = spot.item.thrower {
         // Walked away: gone, or now farther than twice "next to".
-        let c = geom::center(&spot.bbox);
+        let c = spot.bbox.center();
         let now = ctx.obs.tracks.iter().find(|t| t.id == then.id);
-        let away = now
-            .is_none_or(|t| geom::distance_to(&t.bbox, c) / t.height() > 2.0 * distance.max(0.25));
+        let away =
+            now.is_none_or(|t| t.bbox.distance_to(c) / t.height() > 2.0 * distance.max(0.25));
         if away {
             cause = "thrown";
             let mut o = match now {

@@ -114,7 +114,7 @@ clear_s = 3
         // Start at 2 + 6 = 8; last seen 19, missing past the 1 s grace at 21, clear 3 s ⇒ 24.
         assert_eq!(got, vec![(8.0, "start"), (24.0, "end")]);
         assert_eq!(evs[0].1.metrics["area"], 0.03);
-        assert_eq!(evs[0].1.objects[0].bbox, [0.2, 0.7, 0.4, 0.85]);
+        assert_eq!(evs[0].1.objects[0].bbox.0, [0.2, 0.7, 0.4, 0.85]);
     }
 
     #[test]

@@ -6,40 +6,11 @@
 use std::time::{Duration, SystemTime};
 
 use super::lifecycle::{Ended, Lifecycle, Step, Timing};
+use crate::geom::PxBox;
 
-/// Box geometry helpers; boxes are `[x0, y0, x1, y1]` in source pixels.
-pub mod geom {
-    pub use crate::detect::postprocess::{area, intersection, iou};
-
-    /// Fraction of `a` covered by `b`.
-    pub fn covered(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-        let aa = area(a);
-        if aa > 0.0 {
-            intersection(a, b) / aa
-        } else {
-            0.0
-        }
-    }
-
-    pub fn center(b: &[f32; 4]) -> (f32, f32) {
-        ((b[0] + b[2]) * 0.5, (b[1] + b[3]) * 0.5)
-    }
-
-    pub fn contains_point(b: &[f32; 4], (x, y): (f32, f32)) -> bool {
-        x >= b[0] && x <= b[2] && y >= b[1] && y <= b[3]
-    }
-
-    /// Same place: overlapping enough, or one's centre inside the other.
-    pub fn same_place(a: &[f32; 4], b: &[f32; 4]) -> bool {
-        iou(a, b) >= 0.3 || contains_point(a, center(b)) || contains_point(b, center(a))
-    }
-
-    /// Distance from point `p` to box `b` (0 inside).
-    pub fn distance_to(b: &[f32; 4], (x, y): (f32, f32)) -> f32 {
-        let dx = (b[0] - x).max(0.0).max(x - b[2]);
-        let dy = (b[1] - y).max(0.0).max(y - b[3]);
-        (dx * dx + dy * dy).sqrt()
-    }
+/// Same place: overlapping enough, or one's centre inside the other.
+pub fn same_place(a: &PxBox, b: &PxBox) -> bool {
+    a.iou(b) >= 0.3 || a.contains_point(b.center()) || b.contains_point(a.center())
 }
 
 /// Things that lie still (litter, piles), each with its own incident, kept by
@@ -51,7 +22,7 @@ pub struct Spots<T> {
 }
 
 pub struct Spot<T> {
-    pub bbox: [f32; 4],
+    pub bbox: PxBox,
     /// Since when the thing has lain there.
     pub first_seen: Duration,
     pub last_seen: Duration,
@@ -74,21 +45,18 @@ impl<T> Spots<T> {
     /// `pts` and as lying there since `since` at the latest.
     pub fn sighted(
         &mut self,
-        bbox: &[f32; 4],
+        bbox: &PxBox,
         pts: Duration,
         since: Duration,
     ) -> Option<&mut Spot<T>> {
-        let s = self
-            .list
-            .iter_mut()
-            .find(|s| geom::same_place(&s.bbox, bbox))?;
+        let s = self.list.iter_mut().find(|s| same_place(&s.bbox, bbox))?;
         s.last_seen = pts;
         s.first_seen = s.first_seen.min(since);
         Some(s)
     }
 
     /// A new spot, seen at `pts`, lying there since `since`.
-    pub fn add(&mut self, bbox: [f32; 4], pts: Duration, since: Duration, item: T) {
+    pub fn add(&mut self, bbox: PxBox, pts: Duration, since: Duration, item: T) {
         self.list.push(Spot {
             bbox,
             first_seen: since,
@@ -136,7 +104,7 @@ pub struct Persistence {
 #[derive(Debug, Clone)]
 struct Place {
     class_id: usize,
-    bbox: [f32; 4],
+    bbox: PxBox,
     since: Duration,
     last_seen: Duration,
 }
@@ -156,12 +124,12 @@ impl Persistence {
         &mut self,
         pts: Duration,
         class_id: usize,
-        bbox: [f32; 4],
+        bbox: PxBox,
         since: Duration,
     ) -> Duration {
-        let (cx, cy) = geom::center(&bbox);
+        let (cx, cy) = bbox.center();
         let near = |p: &Place| {
-            let (px, py) = geom::center(&p.bbox);
+            let (px, py) = p.bbox.center();
             let h = (bbox[3] - bbox[1]).max(p.bbox[3] - p.bbox[1]).max(1.0);
             p.class_id == class_id
                 && ((cx - px).powi(2) + (cy - py).powi(2)).sqrt() <= self.radius * h
@@ -205,16 +173,16 @@ mod tests {
     fn a_new_id_at_the_same_place_keeps_the_old_since() {
         let s = Duration::from_secs;
         let mut p = Persistence::new(s(5), 0.5);
-        let b = [100.0, 100.0, 120.0, 140.0];
+        let b = PxBox([100.0, 100.0, 120.0, 140.0]);
         assert_eq!(p.observe(s(10), 1, b, s(3)), s(3));
         // Same place, a new track that claims it only arrived at 12.
-        let moved = [102.0, 101.0, 122.0, 141.0];
+        let moved = PxBox([102.0, 101.0, 122.0, 141.0]);
         assert_eq!(p.observe(s(12), 1, moved, s(12)), s(3));
         // Another class at the same place is another thing.
         assert_eq!(p.observe(s(12), 2, b, s(12)), s(12));
         // Far away: another place.
         assert_eq!(
-            p.observe(s(12), 1, [300.0, 100.0, 320.0, 140.0], s(11)),
+            p.observe(s(12), 1, PxBox([300.0, 100.0, 320.0, 140.0]), s(11)),
             s(11)
         );
         // Unseen past the grace: forgotten.
@@ -229,11 +197,11 @@ mod tests {
         let at = SystemTime::UNIX_EPOCH;
         let mut spots = Spots::new(Timing::secs(3.0, 2.0, NEVER, 0.0));
         let mut log = Vec::new();
-        let b = [100.0, 100.0, 120.0, 120.0];
+        let b = PxBox([100.0, 100.0, 120.0, 120.0]);
         for t in 0..20u64 {
             // Seen at 0..=9 except at 4 (a flicker shorter than the grace).
             if t < 10 && t != 4 {
-                let nudged = [b[0] + t as f32, b[1], b[2] + t as f32, b[3]];
+                let nudged = PxBox([b[0] + t as f32, b[1], b[2] + t as f32, b[3]]);
                 if spots.sighted(&nudged, s(t), s(t)).is_none() {
                     spots.add(nudged, s(t), s(t), t);
                 }
@@ -249,14 +217,10 @@ mod tests {
     }
 
     #[test]
-    fn geometry() {
-        let a = [0.0, 0.0, 10.0, 10.0];
-        let b = [5.0, 0.0, 15.0, 10.0];
-        assert!((geom::iou(&a, &b) - 1.0 / 3.0).abs() < 1e-6);
-        assert_eq!(geom::covered(&a, &b), 0.5);
-        assert!(geom::same_place(&a, &[4.0, 4.0, 6.0, 6.0]));
-        assert!(!geom::same_place(&a, &[20.0, 20.0, 30.0, 30.0]));
-        assert_eq!(geom::distance_to(&a, (13.0, 14.0)), 5.0);
-        assert_eq!(geom::distance_to(&a, (3.0, 4.0)), 0.0);
+    fn same_place_is_overlap_or_a_centre_inside() {
+        let a = PxBox::new(0.0, 0.0, 10.0, 10.0);
+        assert!(same_place(&a, &PxBox::new(5.0, 0.0, 15.0, 10.0)));
+        assert!(same_place(&a, &PxBox::new(4.0, 4.0, 6.0, 6.0)));
+        assert!(!same_place(&a, &PxBox::new(20.0, 20.0, 30.0, 30.0)));
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{CameraRules, Observation, Region, RuleEnv, RuleEvent, TrackedObject};
 use crate::config::ZoneConfig;
-use crate::detect::Detection;
+use crate::geom::{Detection, PxBox};
 
 pub const PERSON: usize = 0;
 pub const BICYCLE: usize = 1;
@@ -98,7 +98,7 @@ impl Sim {
             still: Duration::from_secs_f64(still_s),
         };
         Self {
-            rules: CameraRules::with_labels(&[zone], &labels(), env, jiff::tz::TimeZone::UTC),
+            rules: CameraRules::new(&[zone], &labels(), env, jiff::tz::TimeZone::UTC),
             pts: Duration::ZERO,
             step: Duration::from_secs_f64(1.0 / fps),
             offset: Duration::from_secs(1000),
@@ -131,7 +131,7 @@ impl Sim {
                         id: o.id,
                         class_id: o.class_id,
                         score: 0.9,
-                        bbox: o.bbox,
+                        bbox: PxBox(o.bbox),
                         visible: o.visible,
                         speed: o.speed,
                         still_since: match o.still_for {
@@ -146,7 +146,7 @@ impl Sim {
                 .iter()
                 .map(|&(id, bbox, area)| Region {
                     id,
-                    bbox,
+                    bbox: PxBox(bbox),
                     area,
                     since: *self.regions_since.entry(id).or_insert(pts),
                 })
@@ -189,6 +189,6 @@ pub fn det(class_id: usize, score: f32, bbox: [f32; 4]) -> Detection {
     Detection {
         class_id,
         score,
-        bbox,
+        bbox: PxBox(bbox),
     }
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::config::Anchor;
+use crate::geom::PxBox;
 
 /// A polygon zone; corners are fractions of the frame width and height.
 #[derive(Debug, Clone)]
@@ -65,7 +66,7 @@ impl Zone {
     }
 
     /// Whether a box (source pixels, in a `w`×`h` frame) has its anchor point inside.
-    pub fn holds(&self, bbox: &[f32; 4], w: f32, h: f32) -> bool {
+    pub fn holds(&self, bbox: &PxBox, w: f32, h: f32) -> bool {
         let x = (bbox[0] + bbox[2]) * 0.5 / w;
         let y = match self.anchor {
             Anchor::BottomCenter => bbox[3],
@@ -157,7 +158,7 @@ mod tests {
     fn the_anchor_point_decides() {
         // Bottom half of a 100×100 frame; a box from y=30 to y=60 straddles the edge.
         let poly = [[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]];
-        let b = [40.0, 30.0, 60.0, 60.0];
+        let b = PxBox([40.0, 30.0, 60.0, 60.0]);
         assert!(Zone::new("z", &poly).holds(&b, 100.0, 100.0));
         assert!(
             !Zone::new("z", &poly)

@@ -7,7 +7,7 @@
 //! source. Pure functions: the benches and unit tests drive them directly.
 
 use super::manifest::{OutputFormat, OutputSpec};
-use super::postprocess::Detection;
+use super::postprocess::{Detection, PxBox};
 
 /// One output of the model as the session describes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -505,7 +505,7 @@ pub fn decode(
                     thresholds,
                     floor,
                     1.0,
-                    [b[0], b[1], b[2], b[3]],
+                    PxBox([b[0], b[1], b[2], b[3]]),
                 );
             }
         }
@@ -539,7 +539,7 @@ pub fn decode(
                         let logits = &reg[(i * 4 + side) * bins..(i * 4 + side + 1) * bins];
                         *d = distribution_mean(logits, &mut prob) * s;
                     }
-                    let b = [cx - dist[0], cy - dist[1], cx + dist[2], cy + dist[3]];
+                    let b = PxBox([cx - dist[0], cy - dist[1], cx + dist[2], cy + dist[3]]);
                     push_classes(&mut out, row, thresholds, floor, 1.0, b);
                 }
             }
@@ -619,7 +619,7 @@ pub fn decode(
                     out.push(Detection {
                         class_id: class,
                         score: r[4],
-                        bbox: [r[0], r[1], r[2], r[3]],
+                        bbox: PxBox([r[0], r[1], r[2], r[3]]),
                     });
                 }
             }
@@ -645,7 +645,7 @@ pub fn decode(
                     out.push(Detection {
                         class_id: class,
                         score: scores[i],
-                        bbox: [b[1] * w, b[0] * h, b[3] * w, b[2] * h],
+                        bbox: PxBox([b[1] * w, b[0] * h, b[3] * w, b[2] * h]),
                     });
                 }
             }
@@ -654,8 +654,8 @@ pub fn decode(
     Ok(out)
 }
 
-fn cxcywh(cx: f32, cy: f32, w: f32, h: f32) -> [f32; 4] {
-    [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
+fn cxcywh(cx: f32, cy: f32, w: f32, h: f32) -> PxBox {
+    PxBox([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0])
 }
 
 /// Every class of `row` (times `obj`) at or above its threshold becomes a candidate.
@@ -665,7 +665,7 @@ fn push_classes(
     thresholds: &[f32],
     floor: f32,
     obj: f32,
-    bbox: [f32; 4],
+    bbox: PxBox,
 ) {
     for (class_id, (&v, &t)) in row.iter().zip(thresholds).enumerate() {
         if v < floor {
@@ -805,7 +805,7 @@ mod tests {
         let want = vec![Detection {
             class_id: 1,
             score: 0.9,
-            bbox: [80., 40., 120., 60.],
+            bbox: PxBox([80., 40., 120., 60.]),
         }];
         assert_eq!(got, want);
         let v5 = [
@@ -844,7 +844,7 @@ mod tests {
         let got = decode(&plan, &[t], &[0.5], (16, 8)).unwrap();
         // centre ((1+0.5)·8, 0.25·8) = (12, 2); w = 8, h = 8
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].bbox, [8., -2., 16., 6.]);
+        assert_eq!(got[0].bbox, PxBox([8., -2., 16., 6.]));
         assert!((got[0].score - 0.8).abs() < 1e-6);
     }
 
@@ -882,7 +882,7 @@ mod tests {
         ];
         let got = decode(&plan, &ts, &[0.5], (8, 8)).unwrap();
         let b = got[0].bbox;
-        for (g, w) in b.iter().zip([-4., 4., 20., 12.]) {
+        for (g, w) in b.0.iter().zip([-4., 4., 20., 12.]) {
             assert!((g - w).abs() < 1e-3, "{b:?}");
         }
     }
@@ -921,7 +921,7 @@ mod tests {
         let got = decode(&plan, &ts, &[0.5, 0.5], (100, 200)).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].class_id, got[0].score), (1, 0.9));
-        for (g, w) in got[0].bbox.iter().zip([20., 20., 60., 100.]) {
+        for (g, w) in got[0].bbox.0.iter().zip([20., 20., 60., 100.]) {
             assert!((g - w).abs() < 1e-4, "{:?}", got[0].bbox);
         }
     }

@@ -12,6 +12,7 @@
 
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
 
+use crate::geom::FracBox;
 use crate::source::Frame;
 
 /// The outline colour: a saturated yellow, bright enough to survive JPEG's
@@ -37,16 +38,6 @@ pub struct EvidenceOptions {
     pub quality: u8,
 }
 
-impl EvidenceOptions {
-    /// The options of an enabled `[evidence]` section; `None` when it is disabled.
-    pub fn from_config(c: &crate::config::EvidenceConfig) -> Option<Self> {
-        c.enabled.then_some(Self {
-            max_width: c.max_width,
-            quality: c.quality,
-        })
-    }
-}
-
 /// Outline thickness for an image `width` pixels wide: 2 px, 3 px from 1000 px up.
 pub fn line_width(width: u32) -> u32 {
     if width >= 1000 { 3 } else { 2 }
@@ -54,8 +45,8 @@ pub fn line_width(width: u32) -> u32 {
 
 /// A normalised box in pixels: inclusive `(x0, y0, x1, y1)`, clipped to the image.
 /// `None` for a box that is not a number or lies wholly outside.
-fn to_pixels(b: &[f32; 4], width: u32, height: u32) -> Option<(u32, u32, u32, u32)> {
-    if b.iter().any(|v| !v.is_finite()) || width == 0 || height == 0 {
+fn to_pixels(b: &FracBox, width: u32, height: u32) -> Option<(u32, u32, u32, u32)> {
+    if b.0.iter().any(|v| !v.is_finite()) || width == 0 || height == 0 {
         return None;
     }
     let (l, r) = (b[0].min(b[2]), b[0].max(b[2]));
@@ -80,7 +71,7 @@ pub fn draw_boxes(
     data: &mut [u8],
     width: u32,
     height: u32,
-    boxes: &[[f32; 4]],
+    boxes: &[FracBox],
     thickness: u32,
     colour: [u8; 3],
 ) {
@@ -120,7 +111,7 @@ pub fn output_size(width: u32, height: u32, max_width: u32) -> (u32, u32) {
 /// The evidence JPEG of `frame` with `boxes` outlined.
 pub fn render(
     frame: &Frame,
-    boxes: &[[f32; 4]],
+    boxes: &[FracBox],
     opts: &EvidenceOptions,
 ) -> Result<Vec<u8>, EvidenceError> {
     let (w, h) = (frame.width, frame.height);
@@ -184,7 +175,14 @@ mod tests {
     fn an_outline_is_drawn_inside_the_box_and_nothing_else_changes() {
         let (w, h) = (100, 50);
         let mut img = vec![0u8; (w * h * 3) as usize];
-        draw_boxes(&mut img, w, h, &[[0.1, 0.2, 0.5, 0.8]], 2, BOX_COLOUR);
+        draw_boxes(
+            &mut img,
+            w,
+            h,
+            &[FracBox([0.1, 0.2, 0.5, 0.8])],
+            2,
+            BOX_COLOUR,
+        );
         // Pixels 10..=49 across, 10..=39 down.
         for (x, y) in [
             (10, 20),
@@ -224,16 +222,23 @@ mod tests {
             w,
             h,
             &[
-                [f32::NAN, 0.0, 0.5, 0.5],
-                [1.2, 1.2, 1.5, 1.5],
-                [-0.3, -0.1, -0.05, 0.5],
+                FracBox([f32::NAN, 0.0, 0.5, 0.5]),
+                FracBox([1.2, 1.2, 1.5, 1.5]),
+                FracBox([-0.3, -0.1, -0.05, 0.5]),
             ],
             3,
             BOX_COLOUR,
         );
         assert_eq!(coloured(&img), 0);
         // Larger than the frame: the outline runs along the frame's border.
-        draw_boxes(&mut img, w, h, &[[-0.2, -0.1, 1.3, 1.5]], 3, BOX_COLOUR);
+        draw_boxes(
+            &mut img,
+            w,
+            h,
+            &[FracBox([-0.2, -0.1, 1.3, 1.5])],
+            3,
+            BOX_COLOUR,
+        );
         assert_eq!(coloured(&img), (64 * 48 - 58 * 42) as usize);
         for (x, y) in [(0, 0), (63, 47), (2, 24), (61, 24)] {
             assert_eq!(px(&img, w, x, y), BOX_COLOUR);
@@ -241,15 +246,36 @@ mod tests {
         assert_eq!(px(&img, w, 3, 24), BLACK);
         // A box smaller than two outlines is filled; a point is one pixel.
         let mut img = vec![0u8; (w * h * 3) as usize];
-        draw_boxes(&mut img, w, h, &[[0.5, 0.5, 0.5, 0.5]], 3, BOX_COLOUR);
+        draw_boxes(
+            &mut img,
+            w,
+            h,
+            &[FracBox([0.5, 0.5, 0.5, 0.5])],
+            3,
+            BOX_COLOUR,
+        );
         assert_eq!(coloured(&img), 1);
         // Corners given in the wrong order still make the same box.
         let (mut a, mut b) = (
             vec![0u8; (w * h * 3) as usize],
             vec![0u8; (w * h * 3) as usize],
         );
-        draw_boxes(&mut a, w, h, &[[0.1, 0.1, 0.6, 0.7]], 2, BOX_COLOUR);
-        draw_boxes(&mut b, w, h, &[[0.6, 0.7, 0.1, 0.1]], 2, BOX_COLOUR);
+        draw_boxes(
+            &mut a,
+            w,
+            h,
+            &[FracBox([0.1, 0.1, 0.6, 0.7])],
+            2,
+            BOX_COLOUR,
+        );
+        draw_boxes(
+            &mut b,
+            w,
+            h,
+            &[FracBox([0.6, 0.7, 0.1, 0.1])],
+            2,
+            BOX_COLOUR,
+        );
         assert_eq!(a, b);
     }
 
@@ -285,7 +311,7 @@ mod tests {
             max_width: 640,
             quality: 80,
         };
-        let boxes = [[0.25, 0.25, 0.75, 0.75]];
+        let boxes = [FracBox([0.25, 0.25, 0.75, 0.75])];
         let img = decode(&render(&gradient(1920, 1080), &boxes, &opts).unwrap());
         assert_eq!(img.dimensions(), (640, 360));
         // The outline is at the box's edge in the scaled image, 2 px wide, still yellow.
@@ -301,7 +327,7 @@ mod tests {
     #[test]
     fn quality_trades_size() {
         let frame = gradient(640, 480);
-        let boxes = [[0.1, 0.1, 0.4, 0.9], [0.5, 0.2, 0.9, 0.6]];
+        let boxes = [FracBox([0.1, 0.1, 0.4, 0.9]), FracBox([0.5, 0.2, 0.9, 0.6])];
         let size = |quality| {
             render(
                 &frame,
@@ -331,39 +357,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("64x48"), "{err}");
-    }
-
-    #[test]
-    fn config_defaults_and_ranges() {
-        let base = "[node]\nid = \"n\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n\
-                    [[camera]]\nid = \"c\"\nurl = \"clip.mp4\"\n";
-        let parse = |extra: &str| {
-            crate::config::Config::from_str_at(
-                &format!("{base}{extra}"),
-                std::path::Path::new("/etc/streetwatch/t.toml"),
-            )
-        };
-        let c = parse("").unwrap();
-        assert_eq!(
-            EvidenceOptions::from_config(&c.evidence),
-            Some(EvidenceOptions {
-                max_width: 1280,
-                quality: 80
-            })
-        );
-        assert_eq!(c.evidence.max_outbox_mb, 512);
-        let off = parse("[evidence]\nenabled = false\n").unwrap();
-        assert_eq!(EvidenceOptions::from_config(&off.evidence), None);
-        for (extra, key) in [
-            ("[evidence]\nquality = 0\n", "evidence.quality"),
-            ("[evidence]\nquality = 101\n", "evidence.quality"),
-            ("[evidence]\nmax_width = 8\n", "evidence.max_width"),
-            ("[evidence]\nmax_outbox_mb = 0\n", "evidence.max_outbox_mb"),
-        ] {
-            let err = parse(extra).unwrap_err().to_string();
-            assert!(err.contains(key), "{extra}: {err}");
-        }
-        let err = parse("[evidence]\nblur = true\n").unwrap_err().to_string();
-        assert!(err.contains("unknown field `blur`"), "{err}");
     }
 }

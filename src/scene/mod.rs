@@ -57,6 +57,8 @@ mod mask;
 
 use std::time::Duration;
 
+use crate::geom::PxBox;
+
 use grey::{GreyScaler, work_size};
 use mask::{Components, dilate3, gradient};
 
@@ -100,8 +102,7 @@ impl Default for SceneConfig {
 pub struct StaticRegion {
     /// Stable while the region persists; never reused by the same model.
     pub id: u64,
-    /// `x0, y0, x1, y1` in source pixels.
-    pub bbox: [f32; 4],
+    pub bbox: PxBox,
     /// Changed pixels / frame pixels.
     pub area: f32,
     /// `pts` of the frame where the region was first reported.
@@ -611,12 +612,12 @@ impl SceneModel {
             let [x0, y0, x1, y1] = f.bbox;
             out.push(StaticRegion {
                 id,
-                bbox: [
+                bbox: PxBox([
                     x0 as f32 * sx,
                     y0 as f32 * sy,
                     ((x1 + 1) as f32 * sx).min(self.src.0 as f32),
                     ((y1 + 1) as f32 * sy).min(self.src.1 as f32),
-                ],
+                ]),
                 area: f.held as f32 / n as f32,
                 since,
             });

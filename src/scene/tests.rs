@@ -40,13 +40,13 @@ impl Block {
     fn at(x: i32, y: i32, w: i32, h: i32, look: Look) -> Self {
         Self { x, y, w, h, look }
     }
-    fn bbox(&self) -> [f32; 4] {
-        [
+    fn bbox(&self) -> PxBox {
+        PxBox([
             self.x as f32,
             self.y as f32,
             (self.x + self.w) as f32,
             (self.y + self.h) as f32,
-        ]
+        ])
     }
 }
 
@@ -130,8 +130,8 @@ fn at(s: f64) -> u64 {
     (s * FPS as f64).round() as u64
 }
 
-fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
-    crate::detect::postprocess::iou(&a, &b)
+fn iou(a: PxBox, b: PxBox) -> f32 {
+    a.iou(&b)
 }
 
 /// Runs frames `from..to` of a scripted scene; returns each frame's update.
@@ -205,7 +205,7 @@ fn an_added_object_is_reported_after_still_s_with_a_stable_id_and_goes_when_remo
     let r0 = ups[first as usize].1.regions[0].clone();
     assert_eq!(r0.since, pts(first));
     assert!(iou(r0.bbox, block.bbox()) > 0.8, "bbox {:?}", r0.bbox);
-    for (i, truth) in r0.bbox.iter().zip(block.bbox()).enumerate() {
+    for (i, truth) in r0.bbox.0.iter().zip(block.bbox().0).enumerate() {
         assert!((truth.1 - truth.0).abs() <= 8.0, "edge {i}: {:?}", r0.bbox);
     }
     let true_area = (60.0 * 50.0) / (W * H) as f32;

@@ -11,7 +11,6 @@
 //! (`Frame::pts`) keeps increasing across reconnects and loops, so rules that
 //! measure durations never see time go backwards.
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use super::ffmpeg::{FfmpegOptions, FfmpegSource, Watchdog, is_live_url};
 use super::images::{ImageSource, is_image_url};
 use super::{Frame, FrameSlot, FrameSource, SlotMode, SourceError, mask_credentials};
-use crate::config::{CameraConfig, HwAccel, RtspTransport};
+use crate::backoff::Backoff;
+use crate::config::{HwAccel, RtspTransport};
 use crate::monitor::{CameraState, CameraStats};
 
 /// Everything the runner needs to know about one camera's source.
@@ -41,22 +41,6 @@ pub struct SourceOptions {
 }
 
 impl SourceOptions {
-    pub fn from_camera(cam: &CameraConfig) -> Self {
-        let reconnect_max = Duration::from_secs_f64(cam.reconnect_max_s);
-        Self {
-            camera: cam.id.clone(),
-            url: cam.url.clone(),
-            fps: cam.fps,
-            looping: cam.looping,
-            realtime: cam.realtime,
-            stall_timeout: Duration::from_secs_f64(cam.stall_timeout_s),
-            reconnect_min: Duration::from_millis(500).min(reconnect_max),
-            reconnect_max,
-            hwaccel: cam.hwaccel,
-            rtsp_transport: cam.rtsp_transport,
-        }
-    }
-
     /// A network or device source (reconnected when it fails).
     pub fn is_live(&self) -> bool {
         is_live_url(&self.url)
@@ -79,43 +63,6 @@ impl SourceOptions {
             hwaccel: self.hwaccel,
             rtsp_transport: self.rtsp_transport,
         }
-    }
-}
-
-/// Exponential backoff with jitter: each wait is drawn from [d/2, d], d doubling up to the cap.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    attempt: u32,
-    hasher: std::collections::hash_map::RandomState,
-}
-
-impl Backoff {
-    pub fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max,
-            attempt: 0,
-            hasher: std::collections::hash_map::RandomState::new(),
-        }
-    }
-
-    /// The wait before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self
-            .min
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        let mut h = self.hasher.build_hasher();
-        h.write_u32(self.attempt);
-        let unit = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
-        d.mul_f64(0.5 + 0.5 * unit)
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
     }
 }
 
@@ -142,6 +89,54 @@ enum Ended {
     Failed(SourceError),
 }
 
+/// Opens a camera's source: FFmpeg or an image folder, or a stand-in in tests.
+pub trait Opener: Send + Sync {
+    /// Opens the source of `opts`; `watchdog` interrupts a blocked open or read.
+    fn open(
+        &self,
+        opts: &SourceOptions,
+        stats: &Arc<CameraStats>,
+        watchdog: &Arc<Watchdog>,
+    ) -> Result<Box<dyn FrameSource>, SourceError>;
+}
+
+/// The sources streetwatch has: an image folder or glob, else FFmpeg.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultOpener;
+
+impl Opener for DefaultOpener {
+    fn open(
+        &self,
+        opts: &SourceOptions,
+        stats: &Arc<CameraStats>,
+        watchdog: &Arc<Watchdog>,
+    ) -> Result<Box<dyn FrameSource>, SourceError> {
+        let cam = opts.camera.as_str();
+        if is_image_url(&opts.url) {
+            ImageSource::open(cam, &opts.url, opts.fps, stats.clone()).map(|s| Box::new(s) as _)
+        } else {
+            FfmpegSource::open_with(
+                cam,
+                &opts.url,
+                &opts.ffmpeg(),
+                stats.clone(),
+                watchdog.clone(),
+            )
+            .map(|s| Box::new(s) as _)
+        }
+    }
+}
+
+/// Closes the slot when dropped, also when the decode thread unwinds from a
+/// panic, so the camera task never waits for a frame that cannot come.
+struct CloseOnDrop<'a>(&'a FrameSlot);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// Runs the camera's source until it stops for good or `stop` fires; closes the slot at the end.
 pub fn run(
     opts: &SourceOptions,
@@ -149,6 +144,18 @@ pub fn run(
     stats: &Arc<CameraStats>,
     stop: &CancellationToken,
 ) {
+    run_with(&DefaultOpener, opts, slot, stats, stop)
+}
+
+/// [`run`], opening the source through `opener`.
+pub fn run_with(
+    opener: &dyn Opener,
+    opts: &SourceOptions,
+    slot: &FrameSlot,
+    stats: &Arc<CameraStats>,
+    stop: &CancellationToken,
+) {
+    let _close = CloseOnDrop(slot);
     let cam = opts.camera.as_str();
     let live = opts.is_live();
     let url = mask_credentials(&opts.url);
@@ -160,13 +167,7 @@ pub fn run(
 
     while !stop.is_cancelled() && !slot.is_closed() {
         stats.set_state(cam, CameraState::Connecting, "opening");
-        let source: Result<Box<dyn FrameSource>, SourceError> = if is_image_url(&opts.url) {
-            ImageSource::open(cam, &opts.url, opts.fps, stats.clone()).map(|s| Box::new(s) as _)
-        } else {
-            FfmpegSource::open_with(cam, &opts.url, &opts.ffmpeg(), stats.clone(), dog.clone())
-                .map(|s| Box::new(s) as _)
-        };
-        let mut source = match source {
+        let mut source = match opener.open(opts, stats, &dog) {
             Ok(s) => s,
             Err(e) => {
                 if stop.is_cancelled() {
@@ -240,7 +241,6 @@ pub fn run(
     if stop.is_cancelled() && !matches!(stats.state(), CameraState::Error(_)) {
         stats.set_state(cam, CameraState::Offline, "camera stopped");
     }
-    slot.close();
 }
 
 /// Makes stream time continuous across connections and loops, and paces real-time files.
@@ -364,25 +364,6 @@ fn pump(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_with_jitter_up_to_the_cap() {
-        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(4));
-        let waits: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
-        let caps = [500, 1000, 2000, 4000, 4000, 4000, 4000, 4000];
-        for (w, cap) in waits.iter().zip(caps) {
-            let cap = Duration::from_millis(cap);
-            assert!(
-                *w >= cap / 2 && *w <= cap,
-                "{w:?} not in [{:?}, {cap:?}]",
-                cap / 2
-            );
-        }
-        // Jitter: the capped waits are not all equal.
-        assert!(waits[4..].windows(2).any(|p| p[0] != p[1]), "{waits:?}");
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(500));
-    }
 
     #[test]
     fn stream_time_continues_across_connections() {

@@ -37,8 +37,7 @@ mod tests;
 
 use std::time::Duration;
 
-use crate::detect::Detection;
-use crate::detect::postprocess::iou;
+use crate::geom::{Detection, PxBox};
 
 use assign::Assigner;
 use motion::Motion;
@@ -105,7 +104,7 @@ pub struct Track {
     pub score: f32,
     /// `[x0, y0, x1, y1]` px: the last matched detection; while
     /// [`Lost`](TrackState::Lost), the motion model's prediction.
-    pub bbox: [f32; 4],
+    pub bbox: PxBox,
     /// Velocity of the box centre in px/s, from the motion model.
     pub velocity: [f32; 2],
     pub state: TrackState,
@@ -214,7 +213,7 @@ pub struct Tracker {
     last_pts: Option<Duration>,
     // Scratch, reused between frames.
     /// Predicted boxes: `tracks` then `tentative`.
-    predicted: Vec<[f32; 4]>,
+    predicted: Vec<PxBox>,
     /// Whether each track (same indexing) was matched this frame.
     track_matched: Vec<bool>,
     high: Vec<usize>,
@@ -289,7 +288,7 @@ impl Tracker {
         for (i, d) in detections.iter().enumerate() {
             let b = d.bbox;
             let valid = d.score.is_finite()
-                && b.iter().all(|v| v.is_finite())
+                && b.0.iter().all(|v| v.is_finite())
                 && b[2] > b[0]
                 && b[3] > b[1];
             if !valid || d.score < cfg.low_score {
@@ -351,6 +350,32 @@ impl Tracker {
         }
     }
 
+    /// A frame the detector did not see, because the motion gate found that
+    /// nothing moved since the last analysed frame: the objects are where
+    /// they were. Time moves on, but nothing is matched: visible confirmed
+    /// tracks stay visible where they are, lost tracks keep ageing towards
+    /// removal, and tentative tracks gain no hit — a one-frame false
+    /// detection is never confirmed by frames the detector did not look at.
+    pub fn hold(&mut self, pts: Duration) {
+        match self.last_pts {
+            Some(last) if pts < last => {
+                self.reset();
+                return;
+            }
+            _ => {}
+        }
+        self.last_pts = Some(pts);
+        let max_lost = self.config.max_lost;
+        self.tracks.retain_mut(|s| {
+            if s.track.state == TrackState::Confirmed {
+                s.track.last_seen = pts;
+            }
+            pts.saturating_sub(s.track.last_seen) < max_lost
+        });
+        self.tentative
+            .retain(|s| pts.saturating_sub(s.track.last_seen) < max_lost);
+    }
+
     /// Matches `self.rows` (track indices) with the detections of `pass`.
     fn associate(&mut self, detections: &[Detection], pass: Pass, pts: Duration) {
         let cols = match pass {
@@ -375,7 +400,7 @@ impl Tracker {
                 if d.class_id != class_id {
                     continue;
                 }
-                let overlap = iou(&p, &d.bbox);
+                let overlap = p.iou(&d.bbox);
                 if overlap >= min_iou && overlap > 0.0 {
                     self.assigner.add(r, c, overlap);
                 }
@@ -396,6 +421,12 @@ impl Tracker {
             self.track_matched[t] = true;
             self.det_used[i] = true;
         }
+    }
+
+    /// Whether some object is still undecided: seen, but not yet on `confirm_hits`
+    /// frames in a row. Only another look by the detector can settle it.
+    pub fn has_tentative(&self) -> bool {
+        !self.tentative.is_empty()
     }
 
     /// Confirmed and Lost tracks only — never tentative ones. Rules and events only ever see these ids.
@@ -426,6 +457,6 @@ fn promote(s: &mut Slot, next_id: &mut u64) {
     s.track.state = TrackState::Confirmed;
 }
 
-fn centre(b: [f32; 4]) -> [f32; 2] {
+fn centre(b: PxBox) -> [f32; 2] {
     [(b[0] + b[2]) * 0.5, (b[1] + b[3]) * 0.5]
 }

@@ -18,6 +18,8 @@
 
 use std::time::Duration;
 
+use crate::geom::PxBox;
+
 /// Measurement noise: standard deviation of a detection's edges, as a
 /// fraction of the box size.
 const MEASURE_STD: f32 = 0.08;
@@ -93,7 +95,7 @@ pub(crate) struct Motion {
 }
 
 /// `[x0, y0, x1, y1]` → `(cx, cy, w, h)`.
-fn centre_size(b: [f32; 4]) -> (f32, f32, f32, f32) {
+fn centre_size(b: PxBox) -> (f32, f32, f32, f32) {
     (
         (b[0] + b[2]) * 0.5,
         (b[1] + b[3]) * 0.5,
@@ -104,7 +106,7 @@ fn centre_size(b: [f32; 4]) -> (f32, f32, f32, f32) {
 
 impl Motion {
     /// A motion model at rest at the detected box.
-    pub(crate) fn new(bbox: [f32; 4]) -> Self {
+    pub(crate) fn new(bbox: PxBox) -> Self {
         let (cx, cy, w, h) = centre_size(bbox);
         let (sw, sh) = (w.max(MIN_SIZE), h.max(MIN_SIZE));
         Self {
@@ -133,7 +135,7 @@ impl Motion {
     }
 
     /// Corrects the state with a matched detection's box.
-    pub(crate) fn update(&mut self, bbox: [f32; 4]) {
+    pub(crate) fn update(&mut self, bbox: PxBox) {
         let (cx, cy, w, h) = centre_size(bbox);
         let (sw, sh) = self.scales();
         self.cx.update(cx, sw);
@@ -151,10 +153,10 @@ impl Motion {
     }
 
     /// The current box estimate, `[x0, y0, x1, y1]`, never smaller than 1 px.
-    pub(crate) fn bbox(&self) -> [f32; 4] {
+    pub(crate) fn bbox(&self) -> PxBox {
         let (w, h) = self.scales();
         let (cx, cy) = (self.cx.pos, self.cy.pos);
-        [cx - w * 0.5, cy - h * 0.5, cx + w * 0.5, cy + h * 0.5]
+        PxBox([cx - w * 0.5, cy - h * 0.5, cx + w * 0.5, cy + h * 0.5])
     }
 
     /// Velocity of the box centre, px/s.
@@ -167,8 +169,8 @@ impl Motion {
 mod tests {
     use super::*;
 
-    fn boxed(cx: f32, cy: f32) -> [f32; 4] {
-        [cx - 20.0, cy - 50.0, cx + 20.0, cy + 50.0]
+    fn boxed(cx: f32, cy: f32) -> PxBox {
+        PxBox([cx - 20.0, cy - 50.0, cx + 20.0, cy + 50.0])
     }
 
     #[test]
@@ -193,7 +195,7 @@ mod tests {
 
     #[test]
     fn zero_dt_changes_nothing_and_size_stays_positive() {
-        let mut m = Motion::new([10.0, 10.0, 10.5, 10.5]);
+        let mut m = Motion::new(PxBox([10.0, 10.0, 10.5, 10.5]));
         let before = m.bbox();
         m.predict(Duration::ZERO);
         assert_eq!(before, m.bbox());

@@ -10,7 +10,7 @@ fn det(class_id: usize, score: f32, cx: f32, cy: f32, w: f32, h: f32) -> Detecti
     Detection {
         class_id,
         score,
-        bbox: [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0],
+        bbox: PxBox([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]),
     }
 }
 
@@ -435,22 +435,22 @@ fn broken_detections_are_ignored() {
         Detection {
             class_id: PERSON,
             score: f32::NAN,
-            bbox: [0.0, 0.0, 10.0, 10.0],
+            bbox: PxBox([0.0, 0.0, 10.0, 10.0]),
         },
         Detection {
             class_id: PERSON,
             score: 0.9,
-            bbox: [0.0, f32::INFINITY, 10.0, 10.0],
+            bbox: PxBox([0.0, f32::INFINITY, 10.0, 10.0]),
         },
         Detection {
             class_id: PERSON,
             score: 0.9,
-            bbox: [50.0, 50.0, 40.0, 60.0],
+            bbox: PxBox([50.0, 50.0, 40.0, 60.0]),
         },
         Detection {
             class_id: PERSON,
             score: 0.9,
-            bbox: [50.0, 50.0, 50.0, 60.0],
+            bbox: PxBox([50.0, 50.0, 50.0, 60.0]),
         },
     ];
     for n in 0..10 {
@@ -512,4 +512,41 @@ fn a_hundred_people_keep_their_ids_deterministically() {
     };
     let first = run();
     assert_eq!(first, run());
+}
+
+#[test]
+fn held_frames_never_confirm_a_one_frame_false_positive() {
+    let mut t = Tracker::new(TrackerConfig::default());
+    // A detector's one-frame mistake, then frames the detector did not see.
+    t.update(at(0, 5), &[person(300.0, 300.0)]);
+    for n in 1..30 {
+        t.hold(at(n, 5));
+    }
+    assert!(ids(&t).is_empty(), "a held frame counted as a sighting");
+    // The next analysed frame does not see it: it is gone for good.
+    t.update(at(30, 5), &[]);
+    t.update(at(31, 5), &[person(300.0, 300.0)]);
+    assert!(ids(&t).is_empty());
+}
+
+#[test]
+fn held_frames_keep_a_still_object_visible_past_max_lost() {
+    let mut t = Tracker::new(TrackerConfig::default());
+    for n in 0..3 {
+        t.update(at(n, 5), &[person(300.0, 300.0)]);
+    }
+    assert_eq!(ids(&t), vec![1]);
+    // Ten seconds of nothing moving: far longer than `max_lost`.
+    for n in 3..53 {
+        t.hold(at(n, 5));
+        assert!(by_id(&t, 1).unwrap().visible(), "frame {n}");
+    }
+    t.update(at(53, 5), &[person(300.0, 300.0)]);
+    assert_eq!(ids(&t), vec![1], "the same object keeps its id");
+    // A lost track still ages out while frames are held.
+    t.update(at(54, 5), &[]);
+    for n in 55..70 {
+        t.hold(at(n, 5));
+    }
+    assert!(ids(&t).is_empty());
 }

@@ -281,7 +281,7 @@ pub fn sample_event(node: &str, camera: &str, n: usize) -> streetwatch::event::E
         objects: vec![EventObject {
             class: "person".into(),
             score: 0.5,
-            bbox: [0.1, 0.2, 0.3, 0.4],
+            bbox: streetwatch::geom::FracBox([0.1, 0.2, 0.3, 0.4]),
             track_id: Some(7),
             role: None,
         }],
