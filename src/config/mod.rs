@@ -15,12 +15,14 @@ use serde::Deserialize;
 
 mod env;
 mod rules;
+mod values;
 
 pub use env::expand_env;
 pub use rules::{
     Anchor, CongestionConfig, DwellConfig, Levels, LitterConfig, ParkingConfig, PilesConfig,
     SceneConfig, TimeWindow, TrackerConfig, ZoneConfig,
 };
+pub use values::{ALL_PROVIDERS, BrokerUrl, Protocol, Provider, default_providers};
 
 /// A configuration that could not be used. The binary maps every variant to exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +42,7 @@ pub enum ConfigError {
     },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub node: NodeConfig,
@@ -60,7 +62,7 @@ pub struct Config {
     pub source_path: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// This box's name in topics and events; unique in the city.
@@ -70,7 +72,7 @@ pub struct NodeConfig {
     pub timezone: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     /// `mqtt://host[:port]` or `mqtts://host[:port]`.
@@ -102,7 +104,7 @@ pub struct MqttConfig {
     pub require_tls: bool,
     /// `"3.1.1"` or `"5"` (content types and message expiry on every message).
     #[serde(default)]
-    pub protocol: crate::mqtt::Protocol,
+    pub protocol: Protocol,
     /// Seconds between `{prefix}/{node}/stats` reports.
     #[serde(default = "default_stats_interval_s")]
     pub stats_interval_s: f64,
@@ -130,7 +132,7 @@ fn default_stats_interval_s() -> f64 {
     30.0
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// The `.onnx` file; defaults to the default model in the cache.
@@ -147,7 +149,7 @@ pub struct ModelConfig {
     pub nms_iou: Option<f32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorConfig {
     /// `libonnxruntime.so` to load; defaults to `$ORT_DYLIB_PATH`, then the cached 1.31.1.
@@ -157,8 +159,8 @@ pub struct DetectorConfig {
     #[serde(default)]
     pub intra_threads: usize,
     /// Execution providers to try, in order (`tensorrt`, `cuda`, `openvino`, `cpu`).
-    #[serde(default = "crate::detect::providers::default_providers")]
-    pub providers: Vec<crate::detect::providers::Provider>,
+    #[serde(default = "default_providers")]
+    pub providers: Vec<Provider>,
     /// Frames of different cameras run in one inference at most; 1 = no batching. Only a
     /// model with a dynamic batch dimension batches (else a warning says it is off).
     #[serde(default = "default_max_batch")]
@@ -173,7 +175,7 @@ impl Default for DetectorConfig {
         Self {
             ort_library: None,
             intra_threads: 0,
-            providers: crate::detect::providers::default_providers(),
+            providers: default_providers(),
             max_batch: default_max_batch(),
             max_wait_ms: default_max_wait_ms(),
         }
@@ -187,7 +189,7 @@ fn default_max_wait_ms() -> u64 {
     5
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxConfig {
     /// The SQLite file that holds events until the broker acknowledges them.
@@ -214,7 +216,7 @@ impl Default for OutboxConfig {
 
 /// `[evidence]`: a JPEG of the frame each incident started on, with the event's boxes
 /// drawn, published on `{prefix}/{node}/evidence/{event_id}` after its `start` event.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvidenceConfig {
     #[serde(default = "default_true")]
@@ -279,7 +281,7 @@ fn default_outbox_path() -> PathBuf {
     "/var/lib/streetwatch/outbox.sqlite".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     pub id: String,
@@ -444,8 +446,7 @@ impl Config {
                 "must be non-empty, without `+`, `#` or a leading/trailing `/`",
             ));
         }
-        let broker = crate::mqtt::BrokerUrl::parse(&self.mqtt.url)
-            .map_err(|e| self.invalid("mqtt.url", e))?;
+        let broker = BrokerUrl::parse(&self.mqtt.url).map_err(|e| self.invalid("mqtt.url", e))?;
         if self.mqtt.require_tls && !broker.tls {
             return Err(self.invalid(
                 "mqtt.url",

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneConfig {
     pub id: String,
@@ -50,7 +50,7 @@ pub enum Anchor {
 }
 
 /// `litter`: an item that appears on the ground and stays.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LitterConfig {
     /// Detector labels that are litter (a city's litter model has its own).
@@ -117,7 +117,7 @@ pub struct Levels {
 }
 
 /// `congestion`: too many objects, too much of the zone covered, moving too slowly.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CongestionConfig {
     /// Detector labels that count (people for a crowd; cars, buses, trucks for traffic).
@@ -157,7 +157,7 @@ fn default_update_interval_s() -> f64 {
 }
 
 /// `illegal_parking`: vehicles standing still in a no-parking zone.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParkingConfig {
     #[serde(default = "default_parking_classes")]
@@ -187,7 +187,7 @@ fn default_one() -> u32 {
 }
 
 /// `street_vending` / `outside_business`: people and still objects that stay.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DwellConfig {
     #[serde(default = "default_person")]
@@ -227,7 +227,7 @@ fn default_dwell_update_s() -> f64 {
 }
 
 /// `piled_materials`: a large new still region.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PilesConfig {
     /// Smallest region, fraction of the frame area.
@@ -249,7 +249,7 @@ fn default_piles_duration_s() -> f64 {
 }
 
 /// `[camera.tracker]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackerConfig {
     /// Detections at or above are matched first.
@@ -265,35 +265,21 @@ pub struct TrackerConfig {
 }
 
 impl Default for TrackerConfig {
-    /// The tracker's own defaults, so the two never drift apart.
+    /// The documented defaults; `node` maps these keys onto the tracker, and a test
+    /// there checks they equal the tracker's own defaults.
     fn default() -> Self {
-        let t = crate::track::TrackerConfig::default();
         Self {
-            high_score: t.high_score,
-            low_score: t.low_score,
-            new_track_score: t.new_track_score,
-            confirm_frames: t.confirm_hits,
-            lost_timeout_s: t.max_lost.as_secs_f64(),
-        }
-    }
-}
-
-impl TrackerConfig {
-    /// The tracker's settings: these keys over its defaults.
-    pub fn to_tracker(&self) -> crate::track::TrackerConfig {
-        crate::track::TrackerConfig {
-            high_score: self.high_score,
-            low_score: self.low_score,
-            new_track_score: self.new_track_score,
-            confirm_hits: self.confirm_frames,
-            max_lost: std::time::Duration::from_secs_f64(self.lost_timeout_s),
-            ..Default::default()
+            high_score: 0.4,
+            low_score: 0.1,
+            new_track_score: 0.45,
+            confirm_frames: 3,
+            lost_timeout_s: 2.0,
         }
     }
 }
 
 /// `[camera.scene]`: the clean-reference model and the motion gate.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SceneConfig {
     /// Build the reference and find still changes (needed by `static_change` rules).
@@ -313,29 +299,17 @@ pub struct SceneConfig {
 }
 
 impl Default for SceneConfig {
-    /// The scene model's own defaults, so the two never drift apart.
+    /// The documented defaults; `node` maps these keys onto the scene model, and a
+    /// test there checks they equal the model's own defaults.
     fn default() -> Self {
-        let m = crate::scene::SceneConfig::default();
         Self {
             enabled: true,
             motion_gate: false,
             recheck_s: 2.0,
             motion_threshold: 0.002,
-            diff_threshold: m.diff_threshold,
-            still_s: m.still_s,
-            absorb_s: m.absorb_s,
-        }
-    }
-}
-
-impl SceneConfig {
-    /// The scene model's settings: these keys over its defaults.
-    pub fn to_model(&self) -> crate::scene::SceneConfig {
-        crate::scene::SceneConfig {
-            diff_threshold: self.diff_threshold,
-            still_s: self.still_s,
-            absorb_s: self.absorb_s,
-            ..Default::default()
+            diff_threshold: 25,
+            still_s: 2.0,
+            absorb_s: 1800.0,
         }
     }
 }

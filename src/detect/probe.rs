@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::time::Instant;
 
+use super::providers::ProviderExt;
 use super::{DetectError, Detector, DetectorOptions, RgbView, providers};
 
 /// Opens the model as the daemon would and describes it: inputs, outputs, the

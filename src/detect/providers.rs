@@ -8,42 +8,20 @@
 //! OpenVINO).
 
 use ort::ep::{self, ExecutionProvider};
-use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    Tensorrt,
-    Cuda,
-    Openvino,
-    Cpu,
-}
+pub use crate::config::{ALL_PROVIDERS as ALL, Provider, default_providers};
 
-/// Every provider streetwatch can ask for, in the usual order of preference.
-pub const ALL: [Provider; 4] = [
-    Provider::Tensorrt,
-    Provider::Cuda,
-    Provider::Openvino,
-    Provider::Cpu,
-];
-
-pub fn default_providers() -> Vec<Provider> {
-    vec![Provider::Cpu]
-}
-
-impl Provider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Tensorrt => "tensorrt",
-            Provider::Cuda => "cuda",
-            Provider::Openvino => "openvino",
-            Provider::Cpu => "cpu",
-        }
-    }
-
+/// What ONNX Runtime needs to know of a provider.
+pub trait ProviderExt {
     /// Whether the loaded ONNX Runtime library was built with this provider
     /// (it may still fail for a model or a missing device). Needs the runtime loaded.
-    pub fn compiled_in(self) -> Result<bool, String> {
+    fn compiled_in(self) -> Result<bool, String>;
+    /// What to register on a session builder; `None` for the CPU, which is always there.
+    fn dispatch(self) -> Option<ep::ExecutionProviderDispatch>;
+}
+
+impl ProviderExt for Provider {
+    fn compiled_in(self) -> Result<bool, String> {
         let r = match self {
             Provider::Tensorrt => ep::TensorRT::is_available(),
             Provider::Cuda => ep::CUDA::is_available(),
@@ -53,19 +31,12 @@ impl Provider {
         r.map_err(|e| e.to_string())
     }
 
-    /// What to register on a session builder; `None` for the CPU, which is always there.
-    pub(crate) fn dispatch(self) -> Option<ep::ExecutionProviderDispatch> {
+    fn dispatch(self) -> Option<ep::ExecutionProviderDispatch> {
         match self {
             Provider::Tensorrt => Some(ep::TensorRT::default().build().error_on_failure()),
             Provider::Cuda => Some(ep::CUDA::default().build().error_on_failure()),
             Provider::Openvino => Some(ep::OpenVINO::default().build().error_on_failure()),
             Provider::Cpu => None,
         }
-    }
-}
-
-impl std::fmt::Display for Provider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }

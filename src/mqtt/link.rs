@@ -8,17 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use rumqttc::v5;
 
-use super::{PublisherOptions, Secret, status_payload};
-
-/// `[mqtt] protocol`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-pub enum Protocol {
-    #[default]
-    #[serde(rename = "3.1.1")]
-    V311,
-    #[serde(rename = "5")]
-    V5,
-}
+use super::{Protocol, PublisherOptions, Secret, status_payload};
 
 /// What is published, for its MQTT 5 properties.
 #[derive(Debug, Clone, Copy)]
