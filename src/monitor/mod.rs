@@ -57,73 +57,100 @@ impl std::fmt::Display for CameraState {
     }
 }
 
-/// Per-camera counters.
-#[derive(Debug, Default)]
-pub struct CameraStats {
+/// Declares every per-camera counter once: the atomic in [`Counters`], the
+/// plain copy in [`CameraSnapshot`], the snapshot and how two snapshots add
+/// up (`sum` counters add, `max` keeps the larger). A new counter is one line.
+macro_rules! counters {
+    ($( $(#[doc = $doc:literal])* $name:ident: $kind:ident, )*) => {
+        /// Per-camera counters: plain atomics, each with one writer stage.
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $( $(#[doc = $doc])* pub $name: AtomicU64, )*
+        }
+
+        /// A point-in-time copy of [`Counters`].
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+        pub struct CameraSnapshot {
+            $( $(#[doc = $doc])* pub $name: u64, )*
+        }
+
+        impl Counters {
+            pub fn snapshot(&self) -> CameraSnapshot {
+                CameraSnapshot { $( $name: self.$name.load(Relaxed), )* }
+            }
+        }
+
+        impl CameraSnapshot {
+            /// Adds `other` in: counters are summed, maxima keep the larger.
+            pub fn accumulate(&mut self, other: &CameraSnapshot) {
+                $( self.$name = counters!(@merge $kind, self.$name, other.$name); )*
+            }
+        }
+    };
+    (@merge sum, $a:expr, $b:expr) => { $a.saturating_add($b) };
+    (@merge max, $a:expr, $b:expr) => { $a.max($b) };
+}
+
+counters! {
     /// Frames the decoder produced.
-    pub frames_decoded: AtomicU64,
+    frames_decoded: sum,
     /// Frames chosen by the analytic-fps sampler.
-    pub frames_sampled: AtomicU64,
+    frames_sampled: sum,
     /// Sampled frames replaced before the pipeline took them (live sources only).
-    pub frames_dropped: AtomicU64,
+    frames_dropped: sum,
     /// Damaged data: packets or frames that could not be decoded (skipped), packets the
     /// demuxer flagged corrupt and frames decoded with errors concealed.
-    pub decode_errors: AtomicU64,
+    decode_errors: sum,
     /// Frames that went through the detector.
-    pub frames_analysed: AtomicU64,
+    frames_analysed: sum,
     /// Frames the motion gate kept from the detector (nothing moved; the last result stood).
-    pub frames_gated: AtomicU64,
+    frames_gated: sum,
     /// Objects the detector found, summed over frames.
-    pub detections: AtomicU64,
+    detections: sum,
     /// Events this camera's rules produced.
-    pub events: AtomicU64,
+    events: sum,
     /// Total inference time, microseconds (mean = this / frames_analysed).
-    pub inference_us: AtomicU64,
+    inference_us: sum,
     /// Times the source was reopened after it failed, stalled or ended (live sources).
-    pub reconnects: AtomicU64,
+    reconnects: sum,
     /// Capture-to-detection latency summed over `latency_frames`, microseconds.
-    pub latency_us: AtomicU64,
+    latency_us: sum,
     /// The largest capture-to-detection latency seen, microseconds.
-    pub latency_max_us: AtomicU64,
+    latency_max_us: max,
     /// Frames whose latency was measured (live and real-time sources).
-    pub latency_frames: AtomicU64,
+    latency_frames: sum,
     /// Frames of this camera waiting in the detector service's queue now (a gauge).
-    pub detector_queue: AtomicU64,
+    detector_queue: sum,
     /// Frames the detector service dropped from this camera's full queue, oldest first.
-    pub frames_shed: AtomicU64,
+    frames_shed: sum,
+    /// The largest capture-to-PUBACK latency seen, microseconds (0: none measured).
+    publish_latency_max_us: max,
+    /// Events whose capture-to-PUBACK latency was measured.
+    publish_latency_events: sum,
+    /// This camera's events the broker acknowledged (replays of earlier runs included).
+    events_published: sum,
+    /// Times the camera was restarted after one of its threads died.
+    restarts: sum,
+}
+
+/// A camera's counters (reached through `Deref`), duration histograms and
+/// connection state.
+#[derive(Debug, Default)]
+pub struct CameraStats {
+    counters: Counters,
     /// Inference time per analysed frame.
     pub inference: Histogram,
     /// Capture-to-PUBACK latency of this camera's events (live and real-time sources).
     pub publish_latency: Histogram,
-    /// This camera's events the broker acknowledged (replays of earlier runs included).
-    pub events_published: AtomicU64,
     /// The connection state, changed only through [`CameraStats::set_state`].
     state: Mutex<CameraState>,
 }
 
-/// A point-in-time copy of [`CameraStats`]' counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct CameraSnapshot {
-    pub frames_decoded: u64,
-    pub frames_sampled: u64,
-    pub frames_dropped: u64,
-    pub decode_errors: u64,
-    pub frames_analysed: u64,
-    pub frames_gated: u64,
-    pub detections: u64,
-    pub events: u64,
-    pub inference_us: u64,
-    pub reconnects: u64,
-    pub latency_us: u64,
-    pub latency_max_us: u64,
-    pub latency_frames: u64,
-    pub detector_queue: u64,
-    pub frames_shed: u64,
-    /// The largest capture-to-PUBACK latency seen, microseconds (0: none measured).
-    pub publish_latency_max_us: u64,
-    /// Events whose capture-to-PUBACK latency was measured.
-    pub publish_latency_events: u64,
-    pub events_published: u64,
+impl std::ops::Deref for CameraStats {
+    type Target = Counters;
+    fn deref(&self) -> &Counters {
+        &self.counters
+    }
 }
 
 impl CameraStats {
@@ -152,6 +179,9 @@ impl CameraStats {
         self.events_published.fetch_add(1, Relaxed);
         if let Some(latency) = latency {
             self.publish_latency.record(latency);
+            let us = latency.as_micros().min(u64::MAX as u128) as u64;
+            self.publish_latency_max_us.fetch_max(us, Relaxed);
+            self.publish_latency_events.fetch_add(1, Relaxed);
         }
     }
 
@@ -183,29 +213,6 @@ impl CameraStats {
             }
         }
         true
-    }
-
-    pub fn snapshot(&self) -> CameraSnapshot {
-        CameraSnapshot {
-            frames_decoded: self.frames_decoded.load(Relaxed),
-            frames_sampled: self.frames_sampled.load(Relaxed),
-            frames_dropped: self.frames_dropped.load(Relaxed),
-            decode_errors: self.decode_errors.load(Relaxed),
-            frames_analysed: self.frames_analysed.load(Relaxed),
-            frames_gated: self.frames_gated.load(Relaxed),
-            detections: self.detections.load(Relaxed),
-            events: self.events.load(Relaxed),
-            inference_us: self.inference_us.load(Relaxed),
-            reconnects: self.reconnects.load(Relaxed),
-            latency_us: self.latency_us.load(Relaxed),
-            latency_max_us: self.latency_max_us.load(Relaxed),
-            latency_frames: self.latency_frames.load(Relaxed),
-            detector_queue: self.detector_queue.load(Relaxed),
-            frames_shed: self.frames_shed.load(Relaxed),
-            publish_latency_max_us: self.publish_latency.max_us(),
-            publish_latency_events: self.publish_latency.count(),
-            events_published: self.events_published.load(Relaxed),
-        }
     }
 }
 
