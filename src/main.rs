@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use streetwatch::config::Config;
 use streetwatch::detect::{self, DetectError, Detector, DetectorOptions, RgbView};
-use streetwatch::supervisor::{self, StartError};
+use streetwatch::node::{self, StartError, options};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -190,7 +190,7 @@ fn cmd_run(config_path: PathBuf) -> anyhow::Result<()> {
                 "event stored"
             );
         });
-        supervisor::run(config, shutdown, hook).await
+        node::run(config, shutdown, hook).await
     })?;
     let t = summary.total();
     eprintln!(
@@ -238,8 +238,8 @@ async fn wait_for_signal() {
 
 fn cmd_check(config_path: PathBuf, connect: bool) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
-    let mqtt = streetwatch::mqtt::PublisherOptions::from_config(&config)?;
-    let detector = supervisor::open_detector(&config)?;
+    let mqtt = options::publisher(&config, tokio::sync::watch::channel(Vec::new()).1)?;
+    let detector = node::open_detector(&config)?;
     if connect {
         runtime()?
             .block_on(streetwatch::mqtt::probe_connection(
@@ -273,16 +273,8 @@ fn cmd_detect(
     json: bool,
 ) -> anyhow::Result<()> {
     let mut opts = match &config {
-        Some(p) => DetectorOptions::from_config(&Config::load(p)?),
-        None => DetectorOptions {
-            model: detect::manifest::default_model_path(),
-            manifest: None,
-            ort_library: None,
-            intra_threads: 0,
-            min_score: None,
-            nms_iou: None,
-            providers: detect::providers::default_providers(),
-        },
+        Some(p) => options::detector(&Config::load(p)?),
+        None => DetectorOptions::for_model(detect::manifest::default_model_path()),
     };
     if let Some(m) = model {
         opts.model = m;
@@ -303,7 +295,7 @@ fn cmd_detect(
                     "class": detector.label(d.class_id),
                     "class_id": d.class_id,
                     "score": (d.score * 1000.0).round() / 1000.0,
-                    "box": d.bbox.map(|v| (v * 10.0).round() / 10.0),
+                    "box": d.bbox.0.map(|v| (v * 10.0).round() / 10.0),
                 })
             })
             .collect();
@@ -347,7 +339,7 @@ fn cmd_probe(
     runs: usize,
 ) -> anyhow::Result<()> {
     let mut opts = match &config {
-        Some(p) => DetectorOptions::from_config(&Config::load(p)?),
+        Some(p) => options::detector(&Config::load(p)?),
         None => DetectorOptions::for_model(&path),
     };
     opts.model = path;

@@ -22,9 +22,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{CameraConfig, TimeWindow, ZoneConfig};
-use crate::detect::{Detection, Manifest};
+use crate::config::{TimeWindow, ZoneConfig};
 use crate::event::{EventObject, Phase};
+use crate::geom::{Detection, PxBox};
 
 pub use zone::{Zone, ZoneGate};
 
@@ -36,7 +36,7 @@ pub struct TrackedObject {
     pub class_id: usize,
     pub score: f32,
     /// Source pixels; while the track is lost, the motion model's prediction.
-    pub bbox: [f32; 4],
+    pub bbox: PxBox,
     /// Matched in this frame (else briefly lost: occluded or missed).
     pub visible: bool,
     /// Speed of the box centre, pixels per second.
@@ -51,41 +51,15 @@ impl TrackedObject {
     }
 }
 
-impl From<&crate::track::Track> for TrackedObject {
-    fn from(t: &crate::track::Track) -> Self {
-        Self {
-            id: t.id,
-            class_id: t.class_id,
-            score: t.score,
-            bbox: t.bbox,
-            visible: t.visible(),
-            speed: t.speed(),
-            still_since: t.still_since,
-        }
-    }
-}
-
 /// A still change found by the scene model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Region {
     pub id: u64,
-    /// Source pixels.
-    pub bbox: [f32; 4],
+    pub bbox: PxBox,
     /// Changed pixels, fraction of the frame.
     pub area: f32,
     /// When it was first reported (it had been still for the scene model's `still_s` by then).
     pub since: Duration,
-}
-
-impl From<crate::scene::StaticRegion> for Region {
-    fn from(r: crate::scene::StaticRegion) -> Self {
-        Self {
-            id: r.id,
-            bbox: r.bbox,
-            area: r.area,
-            since: r.since,
-        }
-    }
 }
 
 /// What the rules see of one analysed frame.
@@ -159,23 +133,16 @@ impl Ctx<'_> {
         &self,
         class: Option<usize>,
         score: f32,
-        bbox: &[f32; 4],
+        bbox: &PxBox,
         track_id: Option<u64>,
     ) -> EventObject {
-        let (w, h) = self.obs.size();
-        let r = |v: f32| ((v * 10_000.0).round() / 10_000.0).clamp(0.0, 1.0);
         EventObject {
             class: match class {
                 Some(c) => self.labels.get(c).cloned().unwrap_or_else(|| c.to_string()),
                 None => "static_change".into(),
             },
             score: ((score * 1000.0).round() / 1000.0).clamp(0.0, 1.0),
-            bbox: [
-                r(bbox[0] / w),
-                r(bbox[1] / h),
-                r(bbox[2] / w),
-                r(bbox[3] / h),
-            ],
+            bbox: bbox.to_frac(self.obs.width, self.obs.height),
             track_id,
             role: None,
         }
@@ -200,14 +167,14 @@ impl Ctx<'_> {
 
     /// Whether `bbox` is mostly covered by a confirmed track of a class not in `except`
     /// (a still region that is a person standing or a parked car, not a new thing).
-    pub fn covered_by_track(&self, bbox: &[f32; 4], except: &ClassSet) -> bool {
+    pub fn covered_by_track(&self, bbox: &PxBox, except: &ClassSet) -> bool {
         self.obs
             .tracks
             .iter()
-            .any(|t| !except.contains(t.class_id) && spots::geom::covered(bbox, &t.bbox) >= 0.5)
+            .any(|t| !except.contains(t.class_id) && bbox.covered_by(&t.bbox) >= 0.5)
     }
 
-    pub fn holds(&self, bbox: &[f32; 4]) -> bool {
+    pub fn holds(&self, bbox: &PxBox) -> bool {
         let (w, h) = self.obs.size();
         self.zone.holds(bbox, w, h)
     }
@@ -294,16 +261,8 @@ pub struct RuleEnv {
 }
 
 impl CameraRules {
-    /// Builds the rules of `camera`. Class names must already be checked against `manifest`.
-    pub fn new(camera: &CameraConfig, manifest: &Manifest, tz: jiff::tz::TimeZone) -> Self {
-        let env = RuleEnv {
-            still: Duration::from_secs_f64(camera.scene.still_s.max(0.0)),
-        };
-        Self::with_labels(&camera.zones, &manifest.labels, env, tz)
-    }
-
-    /// Builds rules for `zones` against a model's `labels`.
-    pub fn with_labels(
+    /// Builds rules for `zones` against a model's `labels` (class names already checked).
+    pub fn new(
         zones: &[ZoneConfig],
         labels: &[String],
         env: RuleEnv,

@@ -41,7 +41,8 @@ use decode::{OutputInfo, Plan, Tensor};
 use manifest::Layout;
 use preprocess::Preprocessor;
 pub use providers::Provider;
-pub use service::{DetectorService, ServiceCounts, ServiceError, ServiceOptions};
+use providers::ProviderExt;
+pub use service::{DetectorService, Infer, ServiceCounts, ServiceError, ServiceOptions};
 
 /// The ONNX Runtime version this build is made for.
 pub const ORT_VERSION: &str = "1.31.1";
@@ -141,22 +142,6 @@ pub struct DetectorOptions {
 }
 
 impl DetectorOptions {
-    pub fn from_config(c: &crate::config::Config) -> Self {
-        Self {
-            model: c
-                .model
-                .path
-                .clone()
-                .unwrap_or_else(manifest::default_model_path),
-            manifest: c.model.manifest.clone(),
-            ort_library: c.detector.ort_library.clone(),
-            intra_threads: c.detector.intra_threads,
-            min_score: c.model.min_score,
-            nms_iou: c.model.nms_iou,
-            providers: c.detector.providers.clone(),
-        }
-    }
-
     /// `model` with its own manifest and defaults, on the CPU.
     pub fn for_model(model: impl Into<PathBuf>) -> Self {
         Self {

@@ -13,6 +13,14 @@
 //! one, and runs them as one inference. With a fixed batch of 1, or
 //! `max_batch = 1`, frames run one at a time and nobody waits.
 //!
+//! If the inference thread dies (a panic in the model runtime or a decoder
+//! bug), every waiting frame and every later request is answered with
+//! [`ServiceError::Died`] and its reason, so no camera waits forever; the node
+//! sees it and starts a new service.
+//!
+//! The thread runs anything that can [`Infer`]: the ONNX Runtime
+//! [`Detector`], or a stand-in in tests.
+//!
 //! Per camera, the service keeps the number of frames analysed and dropped
 //! ([`DetectorService::counts`]); a handle made with
 //! [`DetectorService::camera_with_stats`] also keeps the camera's
@@ -26,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::{DetectOutput, Detector, RgbView};
+use super::{DetectError, DetectOutput, Detector, RgbView};
 use crate::monitor::CameraStats;
 use crate::source::Frame;
 
@@ -38,6 +46,9 @@ pub enum ServiceError {
     Dropped,
     #[error("detector service stopped")]
     Stopped,
+    /// The inference thread died; the reason is its panic message.
+    #[error("the detector thread died: {0}")]
+    Died(String),
     #[error("{0}")]
     Inference(String),
 }
@@ -64,15 +75,61 @@ impl Default for ServiceOptions {
     }
 }
 
-impl ServiceOptions {
-    /// `[detector] max_batch` and `max_wait_ms`. A camera task has one frame in flight at
-    /// a time, so a queue of 2 per camera is plenty.
-    pub fn from_config(c: &crate::config::DetectorConfig) -> Self {
-        Self {
-            depth: 2,
-            max_batch: c.max_batch,
-            max_wait: Duration::from_millis(c.max_wait_ms),
-        }
+/// What the inference thread runs: the model, or a stand-in in tests.
+pub trait Infer: Send + 'static {
+    /// Detects objects in one image.
+    fn detect(&mut self, img: RgbView<'_>) -> Result<DetectOutput, DetectError>;
+    /// Detects objects in several images in one run (see [`Detector::detect_batch`]).
+    fn detect_batch(&mut self, imgs: &[RgbView<'_>]) -> Result<Vec<DetectOutput>, DetectError>;
+    /// Why several images cannot run at once; `None` if they can.
+    fn batch_refusal(&self) -> Option<&str>;
+    /// The model file, for messages.
+    fn model_path(&self) -> &std::path::Path;
+    /// The model's name, for messages.
+    fn model_name(&self) -> &str;
+    /// Class names, index = class id.
+    fn labels(&self) -> &[String];
+}
+
+impl<T: Infer + ?Sized> Infer for Box<T> {
+    fn detect(&mut self, img: RgbView<'_>) -> Result<DetectOutput, DetectError> {
+        (**self).detect(img)
+    }
+    fn detect_batch(&mut self, imgs: &[RgbView<'_>]) -> Result<Vec<DetectOutput>, DetectError> {
+        (**self).detect_batch(imgs)
+    }
+    fn batch_refusal(&self) -> Option<&str> {
+        (**self).batch_refusal()
+    }
+    fn model_path(&self) -> &std::path::Path {
+        (**self).model_path()
+    }
+    fn model_name(&self) -> &str {
+        (**self).model_name()
+    }
+    fn labels(&self) -> &[String] {
+        (**self).labels()
+    }
+}
+
+impl Infer for Detector {
+    fn detect(&mut self, img: RgbView<'_>) -> Result<DetectOutput, DetectError> {
+        Detector::detect(self, img)
+    }
+    fn detect_batch(&mut self, imgs: &[RgbView<'_>]) -> Result<Vec<DetectOutput>, DetectError> {
+        Detector::detect_batch(self, imgs)
+    }
+    fn batch_refusal(&self) -> Option<&str> {
+        Detector::batch_refusal(self)
+    }
+    fn model_path(&self) -> &std::path::Path {
+        Detector::model_path(self)
+    }
+    fn model_name(&self) -> &str {
+        &self.manifest().name
+    }
+    fn labels(&self) -> &[String] {
+        &self.manifest().labels
     }
 }
 
@@ -107,6 +164,8 @@ struct Queues {
     next: usize,
     /// Set when every handle is gone: the thread finishes what waits and ends.
     closed: bool,
+    /// Set when the inference thread died, with its panic message.
+    died: Option<String>,
 }
 
 impl Queues {
@@ -152,6 +211,20 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queues> {
         self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The inference thread is gone: answer every waiting frame, refuse new ones.
+    fn die(&self, reason: String) {
+        tracing::error!(reason = %reason, "the detector thread died; every camera waiting on it is told");
+        let mut q = self.lock();
+        q.died = Some(reason.clone());
+        for cam in &mut q.cameras {
+            for req in cam.waiting.drain(..) {
+                let _ = req.reply.send(Err(ServiceError::Died(reason.clone())));
+            }
+            cam.gauge();
+        }
+        self.wake.notify_all();
     }
 
     /// The next frames to run together: up to `max` in fair order, gathered for at most
@@ -220,7 +293,7 @@ impl DetectorService {
     /// Starts the inference thread, one frame per inference; `depth` frames may wait per
     /// camera. The thread ends when every handle is dropped and the waiting frames are
     /// answered.
-    pub fn spawn(detector: Detector, depth: usize) -> (Self, std::thread::JoinHandle<()>) {
+    pub fn spawn(detector: impl Infer, depth: usize) -> (Self, std::thread::JoinHandle<()>) {
         Self::spawn_with(
             detector,
             ServiceOptions {
@@ -234,7 +307,7 @@ impl DetectorService {
     /// Starts the inference thread with `opts`. Batching is turned off, with a warning
     /// naming the model file, when the model cannot run several frames at once.
     pub fn spawn_with(
-        mut detector: Detector,
+        mut detector: impl Infer,
         opts: ServiceOptions,
     ) -> (Self, std::thread::JoinHandle<()>) {
         let max_batch = match (opts.max_batch, detector.batch_refusal()) {
@@ -273,7 +346,14 @@ impl DetectorService {
         };
         let handle = std::thread::Builder::new()
             .name("detector".into())
-            .spawn(move || serve(&worker, &mut detector, max_batch, wait))
+            .spawn(move || {
+                let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    serve(&worker, &mut detector, max_batch, wait)
+                }));
+                if let Err(payload) = served {
+                    worker.die(crate::thread::panic_message(payload.as_ref()));
+                }
+            })
             .expect("spawning the detector thread");
         let close = Arc::new(CloseOnDrop(shared.clone()));
         (
@@ -330,11 +410,19 @@ impl DetectorService {
             .unwrap_or_default()
     }
 
+    /// Why the inference thread died, if it did.
+    pub fn died(&self) -> Option<String> {
+        self.shared.lock().died.clone()
+    }
+
     /// Detects objects in `frame`, queued under this handle's camera.
     pub async fn detect(&self, frame: Arc<Frame>) -> Result<DetectOutput, ServiceError> {
         let (reply, rx) = oneshot::channel();
         {
             let mut q = self.shared.lock();
+            if let Some(reason) = &q.died {
+                return Err(ServiceError::Died(reason.clone()));
+            }
             if q.closed {
                 return Err(ServiceError::Stopped);
             }
@@ -370,12 +458,20 @@ impl DetectorService {
             cam.gauge();
             self.shared.wake.notify_one();
         }
-        rx.await.map_err(|_| ServiceError::Stopped)?
+        match rx.await {
+            Ok(result) => result,
+            // The thread answers every frame it takes unless it dies with it in hand.
+            Err(_) => {
+                Err(ServiceError::Died(self.died().unwrap_or_else(|| {
+                    "it ended with this frame unanswered".to_string()
+                })))
+            }
+        }
     }
 }
 
 /// The inference thread: batches in fair order until the queues close and empty.
-fn serve(shared: &Shared, detector: &mut Detector, mut max_batch: usize, wait: Duration) {
+fn serve(shared: &Shared, detector: &mut dyn Infer, mut max_batch: usize, wait: Duration) {
     let (mut frames, mut inferences) = (0u64, 0u64);
     while let Some(batch) = shared.next_batch(max_batch, wait) {
         frames += batch.len() as u64;
@@ -388,7 +484,7 @@ fn serve(shared: &Shared, detector: &mut Detector, mut max_batch: usize, wait: D
                 data: &r.frame.data,
             })
             .collect();
-        let one = |detector: &mut Detector, v: RgbView<'_>| {
+        let one = |detector: &mut dyn Infer, v: RgbView<'_>| {
             detector
                 .detect(v)
                 .map_err(|e| ServiceError::Inference(e.to_string()))

@@ -20,14 +20,15 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::event::{Event, rfc3339};
 use crate::outbox::{Handover, Outbox, Part, Position};
 
 pub mod commands;
 pub mod link;
 
+pub use crate::config::{BrokerUrl, Protocol};
 use commands::{ControlRequest, Reply};
-pub use link::Protocol;
 use link::{Link, Meta, Wire};
 
 /// The cameras whose state and counters are published; replaced on reload.
@@ -39,61 +40,6 @@ struct CommandDone {
     id: Option<String>,
     verb: String,
     outcome: Result<Reply, String>,
-}
-
-/// A parsed `[mqtt] url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerUrl {
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
-}
-
-impl BrokerUrl {
-    pub fn parse(url: &str) -> Result<BrokerUrl, String> {
-        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
-            (false, r)
-        } else if let Some(r) = url.strip_prefix("mqtts://") {
-            (true, r)
-        } else {
-            return Err(format!("{url:?} must start with mqtt:// or mqtts://"));
-        };
-        let rest = rest.trim_end_matches('/');
-        if rest.contains('@') {
-            return Err("credentials do not belong in the URL".into());
-        }
-        let default_port = if tls { 8883 } else { 1883 };
-        let parse_port = |p: &str| {
-            p.parse::<u16>()
-                .map_err(|_| format!("port {p:?} is not a number from 1 to 65535"))
-        };
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("{url:?}: unclosed `[`"))?;
-            match after.strip_prefix(':') {
-                Some(p) => (h, parse_port(p)?),
-                None if after.is_empty() => (h, default_port),
-                None => return Err(format!("{url:?}: unexpected {after:?} after the host")),
-            }
-        } else {
-            match rest.rsplit_once(':') {
-                Some((h, p)) => (h, parse_port(p)?),
-                None => (rest, default_port),
-            }
-        };
-        if host.is_empty() || host.contains('/') {
-            return Err(format!("{url:?} has no host"));
-        }
-        if port == 0 {
-            return Err("port must not be 0".into());
-        }
-        Ok(BrokerUrl {
-            host: host.to_string(),
-            port,
-            tls,
-        })
-    }
 }
 
 /// A password: kept out of `Debug` output and therefore out of logs.
@@ -124,29 +70,6 @@ impl std::fmt::Debug for TlsFiles {
     }
 }
 
-/// The system's CA bundle (Debian's `ca-certificates`).
-const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-fn read_pem(
-    config: &crate::config::Config,
-    key: &str,
-    path: &std::path::Path,
-    marker: &str,
-) -> Result<Vec<u8>, crate::config::ConfigError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| config.key_error(key, format!("cannot read {}: {e}", path.display())))?;
-    if !String::from_utf8_lossy(&bytes).contains(marker) {
-        return Err(config.key_error(
-            key,
-            format!(
-                "{} is not a PEM file with a {marker:?} block",
-                path.display()
-            ),
-        ));
-    }
-    Ok(bytes)
-}
-
 /// What the publisher needs to know.
 #[derive(Debug, Clone)]
 pub struct PublisherOptions {
@@ -173,65 +96,6 @@ pub struct PublisherOptions {
 }
 
 impl PublisherOptions {
-    /// Reads everything the connection needs (certificates, password) once, at start-up.
-    pub fn from_config(c: &crate::config::Config) -> Result<Self, crate::config::ConfigError> {
-        let m = &c.mqtt;
-        let broker = BrokerUrl::parse(&m.url).map_err(|e| c.key_error("mqtt.url", e))?;
-        let mut tls = TlsFiles::default();
-        if broker.tls {
-            tls.ca = match &m.ca_file {
-                Some(p) => Some(read_pem(c, "mqtt.ca_file", p, "BEGIN CERTIFICATE")?),
-                None => std::fs::read(SYSTEM_CA_BUNDLE).ok(),
-            };
-            if let (Some(cert), Some(key)) = (&m.client_cert, &m.client_key) {
-                tls.client_auth = Some((
-                    read_pem(c, "mqtt.client_cert", cert, "BEGIN CERTIFICATE")?,
-                    read_pem(c, "mqtt.client_key", key, "PRIVATE KEY")?,
-                ));
-            }
-        }
-        let password = match (&m.password_env, &m.password_file) {
-            (Some(var), _) => Some(std::env::var(var).map_err(|_| {
-                c.key_error(
-                    "mqtt.password_env",
-                    format!("environment variable {var} is not set"),
-                )
-            })?),
-            (None, Some(p)) => {
-                let text = std::fs::read_to_string(p).map_err(|e| {
-                    c.key_error(
-                        "mqtt.password_file",
-                        format!("cannot read {}: {e}", p.display()),
-                    )
-                })?;
-                Some(text.lines().next().unwrap_or("").to_string())
-            }
-            (None, None) => None,
-        };
-        let credentials = m
-            .username
-            .clone()
-            .map(|u| (u, Secret(password.unwrap_or_default())));
-        Ok(Self {
-            broker,
-            client_id: m
-                .client_id
-                .clone()
-                .unwrap_or_else(|| format!("streetwatch-{}", c.node.id)),
-            keep_alive: Duration::from_secs(m.keep_alive_s.max(5)),
-            topic_prefix: m.topic_prefix.clone(),
-            node: c.node.id.clone(),
-            max_inflight: m.max_inflight,
-            drain_timeout: Duration::from_secs(10),
-            tls,
-            credentials,
-            cameras: tokio::sync::watch::channel(Vec::new()).1,
-            control: None,
-            stats_interval: Duration::from_secs_f64(m.stats_interval_s),
-            protocol: m.protocol,
-        })
-    }
-
     /// `{prefix}/{node}/status`: retained `online`; `offline` as Last Will and on shutdown.
     pub fn status_topic(&self) -> String {
         format!("{}/{}/status", self.topic_prefix, self.node)
@@ -287,45 +151,6 @@ pub struct PublisherReport {
 
 /// Called with every event once it is committed (for logs and the demo's console).
 pub type CommitHook = Box<dyn FnMut(&Event) + Send>;
-
-/// Exponential backoff with ±25 % jitter, from 0.5 s up to `cap`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    cap: Duration,
-    seed: u64,
-}
-
-impl Backoff {
-    pub fn new(cap: Duration) -> Self {
-        let seed = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            | 1;
-        Self {
-            next: Duration::from_millis(500),
-            cap,
-            seed,
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.next = Duration::from_millis(500);
-    }
-
-    /// The delay before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
-        // xorshift64: jitter only, no need for a real RNG.
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let jitter = 0.75 + (self.seed % 1000) as f64 / 2000.0;
-        let d = self.next.mul_f64(jitter).min(self.cap);
-        self.next = (self.next * 2).min(self.cap);
-        d
-    }
-}
 
 enum Note {
     Mqtt(Wire),
@@ -385,7 +210,7 @@ pub async fn run_publisher(
         let stop = poll_stop.clone();
         let broker = format!("{}:{}", opts.broker.host, opts.broker.port);
         tokio::spawn(async move {
-            let mut backoff = Backoff::new(Duration::from_secs(30));
+            let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
             loop {
                 let polled = tokio::select! {
                     _ = stop.cancelled() => break,
@@ -907,39 +732,5 @@ impl PubState {
             }));
             self.last_queued = pos;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn broker_urls() {
-        assert_eq!(
-            BrokerUrl::parse("mqtt://127.0.0.1:1884").unwrap(),
-            BrokerUrl {
-                host: "127.0.0.1".into(),
-                port: 1884,
-                tls: false
-            }
-        );
-        assert_eq!(BrokerUrl::parse("mqtts://brain.city").unwrap().port, 8883);
-        assert_eq!(BrokerUrl::parse("mqtt://[::1]:1999").unwrap().host, "::1");
-        assert!(BrokerUrl::parse("tcp://x:1").is_err());
-        assert!(BrokerUrl::parse("mqtt://x:http").is_err());
-        assert!(BrokerUrl::parse("mqtt://u:p@x:1").is_err());
-        assert!(BrokerUrl::parse("mqtt://").is_err());
-    }
-
-    #[test]
-    fn backoff_grows_to_cap_with_jitter() {
-        let mut b = Backoff::new(Duration::from_secs(8));
-        let d: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
-        assert!(d[0] >= Duration::from_millis(375) && d[0] <= Duration::from_millis(625));
-        assert!(d[3] >= Duration::from_secs(3) && d[3] <= Duration::from_secs(5));
-        assert!(d.iter().all(|x| *x <= Duration::from_secs(8)));
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(625));
     }
 }

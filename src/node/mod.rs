@@ -1,0 +1,516 @@
+//! The composition root: one running node.
+//!
+//! ```text
+//!             ┌────────────── node (this module) ──────────────┐
+//!  Config ──▶ │ options: Config → each stage's options          │
+//!             │ cameras: which cameras run (pure decisions)     │
+//!             └──┬──────────────┬──────────────────────┬────────┘
+//!                │ start/stop   │ spawn                │ spawn, commands ◀─┐
+//!                ▼              ▼                      ▼                   │
+//!   camera task (pipeline)  DetectorService      publisher (owns outbox) ──┘
+//!   decode thread ─ slot      one thread            MQTT connection
+//! ```
+//!
+//! [`run`] checks everything that can be checked before any camera starts
+//! (model, rule classes, outbox, TLS files) and reports it as a
+//! [`StartError`]. Then it starts the detector service, the publisher and
+//! every enabled camera, and supervises: it carries out the commands the
+//! publisher hands over (`camera/enable`, `camera/disable`, `snapshot`,
+//! `reload`), restarts with backoff a camera whose decode or detector thread
+//! died (starting a new detector service first when that one died), and
+//! ends when every camera has ended and none is disabled or waiting for a
+//! restart, or when `shutdown` fires. Then the publisher drains the outbox
+//! for a bounded time and says `offline`.
+//!
+//! What the node is made of comes in as [`Parts`]: the real sources and the
+//! real model, or stand-ins that tests use to make threads die.
+
+pub mod cameras;
+pub mod options;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::clock::SharedClock;
+use crate::config::{Config, ConfigError};
+use crate::detect::{
+    DetectError, Detector, DetectorOptions, DetectorService, Infer, ServiceOptions,
+};
+use crate::event::rfc3339;
+use crate::monitor::{CameraSnapshot, CameraState, CameraStats};
+use crate::mqtt::commands::{Command, ControlRequest, Reply};
+use crate::mqtt::{CommitHook, PublisherReport, run_publisher};
+use crate::outbox::{Handover, Outbox, OutboxError};
+use crate::pipeline::CameraPipeline;
+use crate::pipeline::task::{CameraExit, CameraTask};
+use crate::source::Frame;
+use crate::source::runner::{DefaultOpener, Opener};
+use cameras::{Action, CameraSet};
+
+/// Problems found before any camera starts. All mean "fix the configuration or the box".
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Detector(#[from] DetectError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
+/// What a run did, for the closing summary.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub cameras: Vec<(String, CameraSnapshot)>,
+    /// Each camera's state when the run ended (`offline` after a file's end, `error(…)`, …).
+    pub states: Vec<(String, CameraState)>,
+    pub publisher: PublisherReport,
+    pub wall: Duration,
+}
+
+impl RunSummary {
+    /// Every camera's counters added up.
+    pub fn total(&self) -> CameraSnapshot {
+        let mut t = CameraSnapshot::default();
+        for (_, s) in &self.cameras {
+            t.accumulate(s);
+        }
+        t
+    }
+}
+
+/// Opens the detector: the model, or a stand-in in tests.
+pub trait OpenDetector: Send + Sync {
+    fn open(&self) -> Result<Box<dyn Infer>, DetectError>;
+}
+
+/// The ONNX Runtime detector of `[model]` and `[detector]`.
+pub struct ModelOpener(pub DetectorOptions);
+
+impl OpenDetector for ModelOpener {
+    fn open(&self) -> Result<Box<dyn Infer>, DetectError> {
+        Ok(Box::new(Detector::open(&self.0)?))
+    }
+}
+
+/// What a node is made of besides its configuration.
+#[derive(Clone)]
+pub struct Parts {
+    /// Opens camera sources.
+    pub opener: Arc<dyn Opener>,
+    /// Opens the detector (again, when its thread died).
+    pub detector: Arc<dyn OpenDetector>,
+    pub clock: SharedClock,
+}
+
+impl Parts {
+    /// The real thing: FFmpeg and image sources, the configured model, the system clock.
+    pub fn real(config: &Config) -> Self {
+        Self {
+            opener: Arc::new(DefaultOpener),
+            detector: Arc::new(ModelOpener(options::detector(config))),
+            clock: crate::clock::system(),
+        }
+    }
+}
+
+/// Opens the configured detector and checks every class a rule names exists in the model.
+pub fn open_detector(config: &Config) -> Result<Detector, StartError> {
+    let detector = Detector::open(&options::detector(config))?;
+    let m = detector.manifest();
+    options::check_classes(config, &m.name, &m.labels)?;
+    Ok(detector)
+}
+
+/// Runs the node until every camera ends or `shutdown` fires.
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    on_commit: CommitHook,
+) -> Result<RunSummary, StartError> {
+    let parts = Parts::real(&config);
+    run_with(config, parts, shutdown, on_commit).await
+}
+
+/// [`run`], made of `parts`.
+pub async fn run_with(
+    config: Config,
+    parts: Parts,
+    shutdown: CancellationToken,
+    on_commit: CommitHook,
+) -> Result<RunSummary, StartError> {
+    let started = Instant::now();
+    let infer = parts.detector.open()?;
+    let labels = infer.labels().to_vec();
+    options::check_classes(&config, infer.model_name(), &labels)?;
+    let outbox = Outbox::open_with(&config.outbox.path, options::outbox_limits(&config))?;
+    let pending = outbox.depth()?;
+    if pending > 0 {
+        tracing::info!(
+            pending,
+            "outbox holds events from an earlier run; they are delivered first"
+        );
+    }
+    // Counters exist before the publisher starts, so its first report names every camera.
+    let stats: Vec<(String, Arc<CameraStats>)> = config
+        .cameras
+        .iter()
+        .map(|c| (c.id.clone(), Arc::new(CameraStats::default())))
+        .collect();
+    let (list_tx, list_rx) = watch::channel(stats.clone());
+    let (control_tx, control_rx) = mpsc::channel::<ControlRequest>(8);
+    let mut pub_opts = options::publisher(&config, list_rx)?;
+    pub_opts.control = Some(control_tx);
+
+    let service_options = options::service(&config);
+    let (service, detector_thread) = DetectorService::spawn_with(infer, service_options);
+    let (events_tx, events_rx) = mpsc::channel::<Handover>(1024);
+    let publisher = tokio::spawn(run_publisher(
+        pub_opts,
+        outbox,
+        events_rx,
+        shutdown.clone(),
+        on_commit,
+    ));
+
+    let mut node = Node {
+        set: CameraSet::new(config),
+        labels,
+        stats,
+        live: HashMap::new(),
+        tasks: JoinSet::new(),
+        task_ids: HashMap::new(),
+        detector: Hub {
+            service,
+            threads: vec![detector_thread],
+            open: parts.detector.clone(),
+            options: service_options,
+        },
+        events: events_tx,
+        shutdown: shutdown.clone(),
+        list_tx,
+        parts,
+    };
+    let start = node.set.start_configured(Instant::now());
+    node.apply(start).await;
+    node.publish_list();
+    node.supervise(control_rx).await;
+
+    let stats = std::mem::take(&mut node.stats);
+    let threads = std::mem::take(&mut node.detector.threads);
+    // Dropping the last event sender and detector handle lets both wind down.
+    drop(node);
+    let report = publisher.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "publisher task failed");
+        PublisherReport::default()
+    });
+    for t in threads {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    Ok(RunSummary {
+        states: stats
+            .iter()
+            .map(|(id, s)| (id.clone(), s.state()))
+            .collect(),
+        cameras: stats
+            .into_iter()
+            .map(|(id, s)| (id, s.snapshot()))
+            .collect(),
+        publisher: report,
+        wall: started.elapsed(),
+    })
+}
+
+/// The detector service, and how to start a new one when its thread died.
+struct Hub {
+    service: DetectorService,
+    /// Inference threads started by this run (the dead ones too), joined at the end.
+    threads: Vec<std::thread::JoinHandle<()>>,
+    open: Arc<dyn OpenDetector>,
+    options: ServiceOptions,
+}
+
+impl Hub {
+    /// A live service: the current one, or a new one if its thread died.
+    async fn alive(&mut self) -> Result<DetectorService, String> {
+        let Some(reason) = self.service.died() else {
+            return Ok(self.service.clone());
+        };
+        tracing::warn!(reason = %reason, "starting a new detector: the last one died");
+        let open = self.open.clone();
+        let infer = tokio::task::spawn_blocking(move || open.open())
+            .await
+            .map_err(|e| format!("opening the detector again failed: {e}"))?
+            .map_err(|e| format!("cannot open the detector again: {e}"))?;
+        let (service, thread) = DetectorService::spawn_with(infer, self.options);
+        self.service = service;
+        self.threads.push(thread);
+        Ok(self.service.clone())
+    }
+}
+
+/// A camera run in progress.
+struct Live {
+    token: CancellationToken,
+    latest: watch::Receiver<Option<Arc<Frame>>>,
+    generation: u64,
+}
+
+struct Node {
+    set: CameraSet,
+    /// The model's labels, for rule classes.
+    labels: Vec<String>,
+    /// Counters of every camera this run has known, in order (kept across restarts).
+    stats: Vec<(String, Arc<CameraStats>)>,
+    live: HashMap<String, Live>,
+    tasks: JoinSet<CameraExit>,
+    /// Which camera run each task is, also when it panics.
+    task_ids: HashMap<tokio::task::Id, (String, u64)>,
+    detector: Hub,
+    events: mpsc::Sender<Handover>,
+    shutdown: CancellationToken,
+    /// What the publisher reports on (status and stats topics).
+    list_tx: watch::Sender<Vec<(String, Arc<CameraStats>)>>,
+    parts: Parts,
+}
+
+impl Node {
+    fn stats_of(&mut self, id: &str) -> Arc<CameraStats> {
+        if let Some((_, s)) = self.stats.iter().find(|(i, _)| i == id) {
+            return s.clone();
+        }
+        let s = Arc::new(CameraStats::default());
+        self.stats.push((id.to_string(), s.clone()));
+        s
+    }
+
+    fn publish_list(&mut self) {
+        let ids: Vec<String> = self
+            .set
+            .config()
+            .cameras
+            .iter()
+            .map(|c| c.id.clone())
+            .collect();
+        let list = ids
+            .iter()
+            .map(|id| (id.clone(), self.stats_of(id)))
+            .collect();
+        self.list_tx.send_replace(list);
+    }
+
+    async fn apply(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Stop { camera } => {
+                    if let Some(live) = self.live.remove(&camera) {
+                        live.token.cancel();
+                    }
+                }
+                Action::Start { camera, generation } => self.start(camera, generation).await,
+            }
+        }
+    }
+
+    async fn start(&mut self, id: String, generation: u64) {
+        let Some(cam) = self.set.camera(&id).cloned() else {
+            return;
+        };
+        let stats = self.stats_of(&id);
+        let service = match self.detector.alive().await {
+            Ok(s) => s,
+            Err(reason) => {
+                stats.set_state(&id, CameraState::Error(reason.clone()), "no detector");
+                self.died(&id, generation, &reason);
+                return;
+            }
+        };
+        let opts = options::pipeline(self.set.config(), &cam, &self.labels);
+        let token = self.shutdown.child_token();
+        let (latest_tx, latest) = watch::channel(None);
+        let task = CameraTask {
+            pipeline: CameraPipeline::new(opts, stats.clone(), self.parts.clock.clone()),
+            source: options::source(&cam),
+            opener: self.parts.opener.clone(),
+            detector: service.camera_with_stats(&id, stats.clone()),
+            events: self.events.clone(),
+            stats,
+            stop: token.clone(),
+            latest: latest_tx,
+            evidence: options::evidence(&self.set.config().evidence),
+        };
+        let span = tracing::info_span!("camera", camera = %id);
+        let handle = self.tasks.spawn(task.run().instrument(span));
+        self.task_ids.insert(handle.id(), (id.clone(), generation));
+        self.live.insert(
+            id,
+            Live {
+                token,
+                latest,
+                generation,
+            },
+        );
+    }
+
+    /// A thread of camera `id` died: schedule its restart.
+    fn died(&mut self, id: &str, generation: u64, reason: &str) {
+        if let Some(wait) = self.set.died(id, generation, Instant::now()) {
+            CameraStats::add(&self.stats_of(id).restarts, 1);
+            tracing::error!(camera = %id, reason, retry_in_s = wait.as_secs_f64(), "camera restarting after its thread died");
+        }
+        if self
+            .live
+            .get(id)
+            .is_some_and(|l| l.generation == generation)
+        {
+            self.live.remove(id);
+        }
+    }
+
+    /// A camera task ended (or panicked).
+    fn finished(&mut self, joined: Result<(tokio::task::Id, CameraExit), tokio::task::JoinError>) {
+        let (task, exit) = match joined {
+            Ok((task, exit)) => (task, exit),
+            Err(e) => {
+                let Some((id, generation)) = self.task_ids.remove(&e.id()) else {
+                    return;
+                };
+                let reason = if e.is_panic() {
+                    let payload = e.into_panic();
+                    format!(
+                        "its task died: {}",
+                        crate::thread::panic_message(payload.as_ref())
+                    )
+                } else {
+                    "its task was cancelled".to_string()
+                };
+                self.stats_of(&id).set_state(
+                    &id,
+                    CameraState::Error(reason.clone()),
+                    "camera task died",
+                );
+                self.died(&id, generation, &reason);
+                return;
+            }
+        };
+        let Some((id, generation)) = self.task_ids.remove(&task) else {
+            return;
+        };
+        match exit {
+            CameraExit::Done => {
+                if self.set.ended(&id, generation) {
+                    self.live.remove(&id);
+                }
+            }
+            CameraExit::Died(reason) => self.died(&id, generation, &reason),
+        }
+    }
+
+    /// Runs until every camera has ended (and none is disabled or due to restart) or shutdown.
+    async fn supervise(&mut self, mut control: mpsc::Receiver<ControlRequest>) {
+        loop {
+            if !self.set.active() {
+                break;
+            }
+            let restart = self.set.next_restart();
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                Some(joined) = self.tasks.join_next_with_id() => self.finished(joined),
+                Some(req) = control.recv() => {
+                    let outcome = self.execute(req.command).await;
+                    let _ = req.reply.send(outcome);
+                }
+                _ = sleep_until(restart), if restart.is_some() => {
+                    let due = self.set.due(Instant::now());
+                    self.apply(due).await;
+                }
+            }
+        }
+        control.close();
+        for live in self.live.values() {
+            live.token.cancel();
+        }
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    async fn execute(&mut self, cmd: Command) -> Result<Reply, String> {
+        let reply = |result: serde_json::Value| Reply {
+            result,
+            attachment: None,
+        };
+        match cmd {
+            Command::CameraDisable { camera } => {
+                let (actions, changed) = self.set.disable(&camera)?;
+                self.apply(actions).await;
+                tracing::info!(camera = %camera, "camera disabled by command");
+                Ok(reply(
+                    serde_json::json!({"camera": camera, "enabled": false, "changed": changed}),
+                ))
+            }
+            Command::CameraEnable { camera } => {
+                let (actions, changed) = self.set.enable(&camera, Instant::now())?;
+                self.apply(actions).await;
+                if changed {
+                    tracing::info!(camera = %camera, "camera enabled by command");
+                }
+                Ok(reply(
+                    serde_json::json!({"camera": camera, "enabled": true, "changed": changed}),
+                ))
+            }
+            Command::Snapshot { camera } => self.snapshot(camera).await,
+            Command::Reload => {
+                let path = self.set.config().source_path.clone();
+                let new = Config::load(&path).map_err(|e| format!("{e}; nothing was changed"))?;
+                let (actions, report) = self.set.reload(new, &self.labels, Instant::now())?;
+                self.apply(actions).await;
+                self.publish_list();
+                tracing::info!(started = ?report.started, stopped = ?report.stopped, restarted = ?report.restarted, "configuration reloaded");
+                Ok(reply(serde_json::to_value(report).expect("report encodes")))
+            }
+        }
+    }
+
+    async fn snapshot(&mut self, camera: String) -> Result<Reply, String> {
+        if self.set.camera(&camera).is_none() {
+            return Err(format!("no camera {camera:?} on this node"));
+        }
+        let frame = self
+            .live
+            .get(&camera)
+            .and_then(|l| l.latest.borrow().clone())
+            .ok_or_else(|| format!("camera {camera:?} has no frame yet (not running?)"))?;
+        let jpeg = tokio::task::spawn_blocking({
+            let frame = frame.clone();
+            move || crate::evidence::jpeg(&frame.data, frame.width, frame.height, 85)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("JPEG encoding failed: {e}"))?;
+        let suffix = format!("snapshots/{camera}");
+        Ok(Reply {
+            result: serde_json::json!({
+                "camera": camera,
+                "topic_suffix": suffix,
+                "width": frame.width,
+                "height": frame.height,
+                "bytes": jpeg.len(),
+                "captured_at": rfc3339(frame.captured_at),
+                "stream_time_s": frame.pts.as_secs_f64(),
+            }),
+            attachment: Some((suffix, jpeg)),
+        })
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,189 @@
+//! The async shell around a [`CameraPipeline`]: one task per camera.
+//!
+//! It starts the camera's decode thread (the source runner, which owns
+//! reconnects and the camera's connection state), takes frames from the
+//! one-frame slot, asks the detector when the pipeline wants it, renders
+//! the evidence JPEG of each `start` event off the runtime, and hands events
+//! to the publisher. It decides nothing itself.
+//!
+//! A thread that dies is seen: the decode thread closes the slot as it
+//! unwinds and its panic comes back from `join`; a dead detector answers
+//! [`ServiceError::Died`]. Either way the camera's open incidents are ended,
+//! its state becomes `error(reason)` and the task returns
+//! [`CameraExit::Died`], for the node to restart it with backoff.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{CameraPipeline, Detected, Outgoing, Step};
+use crate::detect::{DetectOutput, DetectorService, ServiceError};
+use crate::evidence::EvidenceOptions;
+use crate::monitor::{CameraState, CameraStats};
+use crate::outbox::Handover;
+use crate::source::runner::{self, Opener, SourceOptions};
+use crate::source::{Frame, FrameSlot};
+
+/// Runs the detector on a frame: the shared [`DetectorService`], or a stand-in in tests.
+pub trait Detect: Send + Sync + 'static {
+    fn detect(
+        &self,
+        frame: Arc<Frame>,
+    ) -> impl Future<Output = Result<DetectOutput, ServiceError>> + Send;
+}
+
+impl Detect for DetectorService {
+    fn detect(
+        &self,
+        frame: Arc<Frame>,
+    ) -> impl Future<Output = Result<DetectOutput, ServiceError>> + Send {
+        DetectorService::detect(self, frame)
+    }
+}
+
+/// How a camera task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CameraExit {
+    /// The source ended or failed for good, or the camera was stopped: nothing to restart.
+    Done,
+    /// One of the camera's threads (decode, detector) died: restart it.
+    Died(String),
+}
+
+/// One camera's task and what it talks to.
+pub struct CameraTask<D: Detect> {
+    pub pipeline: CameraPipeline,
+    pub source: SourceOptions,
+    pub opener: Arc<dyn Opener>,
+    pub detector: D,
+    /// Where events go: the publisher, which commits them to the outbox.
+    pub events: mpsc::Sender<Handover>,
+    pub stats: Arc<CameraStats>,
+    pub stop: CancellationToken,
+    /// The latest analysed frame, for snapshots.
+    pub latest: watch::Sender<Option<Arc<Frame>>>,
+    /// How evidence of start events is made; `None`: no evidence.
+    pub evidence: Option<EvidenceOptions>,
+}
+
+impl<D: Detect> CameraTask<D> {
+    pub async fn run(mut self) -> CameraExit {
+        let slot = FrameSlot::new(self.source.slot_mode());
+        let decode = {
+            let (slot, stats, stop) = (slot.clone(), self.stats.clone(), self.stop.clone());
+            let (opener, source) = (self.opener.clone(), self.source.clone());
+            std::thread::Builder::new()
+                .name(format!("decode-{}", source.camera))
+                .spawn(move || runner::run_with(opener.as_ref(), &source, &slot, &stats, &stop))
+        };
+        let decode = match decode {
+            Ok(handle) => handle,
+            Err(e) => return self.died(format!("cannot start its decode thread: {e}")),
+        };
+        // Closing the slot on stop wakes both sides.
+        let closer = {
+            let (slot, stop) = (slot.clone(), self.stop.clone());
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                slot.close();
+            })
+        };
+
+        let mut died: Option<String> = None;
+        while let Some(frame) = slot.take().await {
+            let frame = Arc::new(frame);
+            let out = match self.pipeline.frame(&frame) {
+                Step::Done(out) => out,
+                Step::Detect => match self.detector.detect(frame.clone()).await {
+                    Ok(found) => self.pipeline.detected(Detected::Found {
+                        detections: found.detections,
+                        inference: found.elapsed,
+                    }),
+                    Err(ServiceError::Died(reason)) => {
+                        died = Some(format!("the detector thread died: {reason}"));
+                        break;
+                    }
+                    Err(ServiceError::Stopped) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "detection failed; frame skipped");
+                        self.pipeline.detected(Detected::Skipped);
+                        continue;
+                    }
+                },
+            };
+            self.latest.send_replace(Some(frame.clone()));
+            if !self.emit(out, Some(&frame)).await {
+                break;
+            }
+        }
+        let ends = self.pipeline.finish();
+        self.emit(ends, None).await;
+        slot.close();
+        closer.abort();
+        let joined = tokio::task::spawn_blocking(move || decode.join()).await;
+        if let Ok(Err(payload)) = joined {
+            let reason = crate::thread::panic_message(payload.as_ref());
+            died = Some(format!("its decode thread died: {reason}"));
+        }
+        match died {
+            Some(reason) => self.died(reason),
+            None => {
+                tracing::info!(state = %self.stats.state(), stats = ?self.stats.snapshot(), "camera stopped");
+                CameraExit::Done
+            }
+        }
+    }
+
+    fn died(&self, reason: String) -> CameraExit {
+        self.stats.set_state(
+            &self.source.camera,
+            CameraState::Error(reason.clone()),
+            "a thread of the camera died",
+        );
+        CameraExit::Died(reason)
+    }
+
+    /// Hands events to the publisher, each `start` with its evidence: `frame`, the
+    /// frame the events came from (`None` at the stream's end), with the event's
+    /// boxes drawn. `false` if the publisher is gone.
+    async fn emit(&mut self, out: Vec<Outgoing>, frame: Option<&Arc<Frame>>) -> bool {
+        let timed = self.pipeline.timed();
+        let captured_at = frame.filter(|_| timed).map(|f| f.captured_at);
+        for Outgoing { event, evidence } in out {
+            let evidence = match (evidence, frame, self.evidence) {
+                (true, Some(frame), Some(opts)) => evidence_of(&event, frame, opts).await,
+                _ => None,
+            };
+            let handover = Handover {
+                event,
+                evidence,
+                captured_at,
+            };
+            if self.events.send(handover).await.is_err() {
+                tracing::error!("publisher stopped; camera cannot hand over events");
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The evidence JPEG of `event`, encoded on a blocking thread; `None` (logged) if it fails.
+async fn evidence_of(
+    event: &crate::event::Event,
+    frame: &Arc<Frame>,
+    opts: EvidenceOptions,
+) -> Option<Vec<u8>> {
+    let boxes: Vec<_> = event.objects.iter().map(|o| o.bbox).collect();
+    let frame = frame.clone();
+    let jpeg = tokio::task::spawn_blocking(move || crate::evidence::render(&frame, &boxes, &opts))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    jpeg.map_err(
+        |e| tracing::warn!(error = %e, event = %event.id, "event published without evidence"),
+    )
+    .ok()
+}
