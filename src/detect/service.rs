@@ -484,30 +484,20 @@ fn serve(shared: &Shared, detector: &mut dyn Infer, mut max_batch: usize, wait: 
                 data: &r.frame.data,
             })
             .collect();
-        let one = |detector: &mut dyn Infer, v: RgbView<'_>| {
-            detector
-                .detect(v)
-                .map_err(|e| ServiceError::Inference(e.to_string()))
-        };
-        let results: Vec<Result<DetectOutput, ServiceError>> = if views.len() == 1 {
-            vec![one(detector, views[0])]
-        } else {
-            match detector.detect_batch(&views) {
-                Ok(outs) => outs.into_iter().map(Ok).collect(),
-                Err(e) => {
-                    let singles: Vec<_> = views.iter().map(|v| one(detector, *v)).collect();
-                    // Frames that run alone but not together: the model does not batch.
-                    inferences += singles.len() as u64;
-                    if singles.iter().all(Result::is_ok) {
-                        tracing::warn!(
-                            model = %detector.model_path().display(),
-                            error = %e,
-                            "batched inference failed where single frames work; batching is off from now on"
-                        );
-                        max_batch = 1;
-                    }
-                    singles
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_batch(detector, &views, &mut max_batch, &mut inferences)
+        }));
+        let results = match ran {
+            Ok(results) => results,
+            Err(payload) => {
+                // The runtime panicked with these frames in hand: say why to every
+                // camera, these frames' first, then end the thread.
+                let reason = crate::thread::panic_message(payload.as_ref());
+                shared.die(reason.clone());
+                for (_, req) in batch {
+                    let _ = req.reply.send(Err(ServiceError::Died(reason.clone())));
                 }
+                return;
             }
         };
         drop(views);
@@ -530,6 +520,42 @@ fn serve(shared: &Shared, detector: &mut dyn Infer, mut max_batch: usize, wait: 
         mean_batch = %format!("{:.2}", frames as f64 / inferences.max(1) as f64),
         "detector stopped"
     );
+}
+
+/// Runs one batch: as one inference when it can, else frame by frame (turning
+/// batching off for good when single frames work where the batch failed).
+fn run_batch(
+    detector: &mut dyn Infer,
+    views: &[RgbView<'_>],
+    max_batch: &mut usize,
+    inferences: &mut u64,
+) -> Vec<Result<DetectOutput, ServiceError>> {
+    let one = |detector: &mut dyn Infer, v: RgbView<'_>| {
+        detector
+            .detect(v)
+            .map_err(|e| ServiceError::Inference(e.to_string()))
+    };
+    if views.len() == 1 {
+        vec![one(detector, views[0])]
+    } else {
+        match detector.detect_batch(views) {
+            Ok(outs) => outs.into_iter().map(Ok).collect(),
+            Err(e) => {
+                let singles: Vec<_> = views.iter().map(|v| one(detector, *v)).collect();
+                // Frames that run alone but not together: the model does not batch.
+                *inferences += singles.len() as u64;
+                if singles.iter().all(Result::is_ok) {
+                    tracing::warn!(
+                        model = %detector.model_path().display(),
+                        error = %e,
+                        "batched inference failed where single frames work; batching is off from now on"
+                    );
+                    *max_batch = 1;
+                }
+                singles
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -606,5 +632,86 @@ mod tests {
             }
         }
         assert_eq!(served, vec![(0, 0), (1, 0), (2, 0), (0, 1), (2, 1)]);
+    }
+
+    /// A stand-in model: finds nothing, and panics on frame `panic_at` (1-based).
+    struct Fragile {
+        seen: u32,
+        panic_at: u32,
+        path: std::path::PathBuf,
+        labels: Vec<String>,
+    }
+
+    impl Infer for Fragile {
+        fn detect(&mut self, _: RgbView<'_>) -> Result<DetectOutput, DetectError> {
+            self.seen += 1;
+            if self.seen == self.panic_at {
+                panic!("tensor shape mismatch in frame {}", self.seen);
+            }
+            Ok(DetectOutput {
+                detections: Vec::new(),
+                elapsed: Duration::from_millis(1),
+            })
+        }
+        fn detect_batch(&mut self, imgs: &[RgbView<'_>]) -> Result<Vec<DetectOutput>, DetectError> {
+            imgs.iter().map(|i| self.detect(*i)).collect()
+        }
+        fn batch_refusal(&self) -> Option<&str> {
+            Some("a stand-in")
+        }
+        fn model_path(&self) -> &std::path::Path {
+            &self.path
+        }
+        fn model_name(&self) -> &str {
+            "fragile"
+        }
+        fn labels(&self) -> &[String] {
+            &self.labels
+        }
+    }
+
+    fn frame() -> Arc<Frame> {
+        Arc::new(Frame {
+            width: 2,
+            height: 2,
+            data: vec![0; 12],
+            pts: Duration::ZERO,
+            captured_at: std::time::SystemTime::UNIX_EPOCH,
+            index: 0,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_dead_inference_thread_answers_every_camera_with_its_reason() {
+        let fragile = Fragile {
+            seen: 0,
+            panic_at: 3,
+            path: "fragile.onnx".into(),
+            labels: vec!["person".into()],
+        };
+        let (service, thread) = DetectorService::spawn(fragile, 2);
+        let (a, b) = (service.camera("a"), service.camera("b"));
+        assert!(a.detect(frame()).await.is_ok());
+        assert!(b.detect(frame()).await.is_ok());
+        // The third frame kills the thread: its camera hears why, not silence.
+        let err = a.detect(frame()).await.unwrap_err();
+        assert_eq!(
+            err,
+            ServiceError::Died("tensor shape mismatch in frame 3".into())
+        );
+        assert!(
+            thread.join().is_ok(),
+            "the panic is caught and reported, not re-thrown"
+        );
+        // Every later frame, from any camera, is refused at once with the same reason.
+        let err = b.detect(frame()).await.unwrap_err();
+        assert!(
+            matches!(&err, ServiceError::Died(r) if r.contains("frame 3")),
+            "{err}"
+        );
+        assert_eq!(
+            service.died().as_deref(),
+            Some("tensor shape mismatch in frame 3")
+        );
     }
 }

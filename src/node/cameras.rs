@@ -23,6 +23,11 @@ use crate::config::{CameraConfig, Config};
 /// A camera that ran this long before its thread died starts its backoff afresh.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
+/// The first restart of a camera whose thread died comes 1–2 s later (long enough
+/// for the `error` state to be published), then 2–4 s, … up to a minute.
+const RESTART_MIN: Duration = Duration::from_secs(2);
+const RESTART_MAX: Duration = Duration::from_secs(60);
+
 /// What the node must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -182,7 +187,7 @@ impl CameraSet {
         let backoff = self
             .backoff
             .entry(id.to_string())
-            .or_insert_with(|| Backoff::new(Duration::from_millis(500), Duration::from_secs(60)));
+            .or_insert_with(|| Backoff::new(RESTART_MIN, RESTART_MAX));
         if now.saturating_duration_since(run.started) >= HEALTHY_RUN {
             backoff.reset();
         }
@@ -388,15 +393,15 @@ mod tests {
             assert_eq!(started(&again), ["a"]);
             gen_ = generation(&again[0]);
         }
-        // Nominal waits 0.5, 1, 2, 4 s, each drawn between half and all of it.
-        for (w, nominal) in waits.iter().zip([500u64, 1000, 2000, 4000]) {
+        // Nominal waits 2, 4, 8, 16 s, each drawn between half and all of it.
+        for (w, nominal) in waits.iter().zip([2000u64, 4000, 8000, 16000]) {
             let nominal = Duration::from_millis(nominal);
             assert!(*w >= nominal / 2 && *w <= nominal, "{waits:?}");
         }
         // After a healthy run the backoff starts afresh.
         now += HEALTHY_RUN;
         let wait = set.died("a", gen_, now).unwrap();
-        assert!(wait <= Duration::from_millis(500), "{wait:?}");
+        assert!(wait <= RESTART_MIN, "{wait:?}");
         // Disabling a camera that waits for its restart cancels the restart.
         set.disable("a").unwrap();
         assert!(set.due(now + Duration::from_secs(5)).is_empty());
