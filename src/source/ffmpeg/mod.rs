@@ -5,10 +5,9 @@
 //! stall timeout, or when the camera is stopped, so a peer that goes silent
 //! without closing the connection cannot hang the decode thread.
 
-use std::ffi::{CString, c_int, c_void};
+use std::ffi::{CString, c_void};
 use std::sync::Arc;
 use std::sync::Once;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use ff::format::Pixel;
@@ -19,6 +18,13 @@ use ffmpeg_next::ffi;
 use super::{Frame, FrameSource, Sampler, SourceError, mask_credentials};
 use crate::config::{HwAccel, RtspTransport};
 use crate::monitor::CameraStats;
+
+mod hw;
+mod watchdog;
+
+use hw::{is_hw_format, open_decoder};
+pub use watchdog::Watchdog;
+use watchdog::interrupt_cb;
 
 static INIT: Once = Once::new();
 
@@ -64,83 +70,6 @@ impl FfmpegOptions {
             rtsp_transport: RtspTransport::Tcp,
         }
     }
-}
-
-/// Shared with FFmpeg's interrupt callback: makes blocked I/O return.
-pub struct Watchdog {
-    epoch: Instant,
-    /// Milliseconds since `epoch` after which I/O is abandoned; `u64::MAX` = never.
-    deadline_ms: AtomicU64,
-    /// Set when the camera stops: abandon I/O at once.
-    stop: AtomicBool,
-    /// Set when the deadline (not a stop) interrupted I/O.
-    fired: AtomicBool,
-    /// The camera's stop token: its cancellation interrupts I/O too.
-    token: Option<tokio_util::sync::CancellationToken>,
-}
-
-impl Watchdog {
-    pub fn new() -> Arc<Self> {
-        Self::make(None)
-    }
-
-    /// A watchdog that also interrupts I/O once `token` is cancelled.
-    pub fn with_stop(token: tokio_util::sync::CancellationToken) -> Arc<Self> {
-        Self::make(Some(token))
-    }
-
-    fn make(token: Option<tokio_util::sync::CancellationToken>) -> Arc<Self> {
-        Arc::new(Self {
-            epoch: Instant::now(),
-            deadline_ms: AtomicU64::new(u64::MAX),
-            stop: AtomicBool::new(false),
-            fired: AtomicBool::new(false),
-            token,
-        })
-    }
-
-    /// I/O must make progress within `d` from now.
-    pub fn arm(&self, d: Duration) {
-        let ms = (self.epoch.elapsed() + d).as_millis() as u64;
-        self.deadline_ms.store(ms, Ordering::Relaxed);
-        self.fired.store(false, Ordering::Relaxed);
-    }
-
-    pub fn disarm(&self) {
-        self.deadline_ms.store(u64::MAX, Ordering::Relaxed);
-    }
-
-    /// Interrupts any I/O now and from now on.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) || self.token.as_ref().is_some_and(|t| t.is_cancelled())
-    }
-
-    fn fired(&self) -> bool {
-        self.fired.load(Ordering::Relaxed)
-    }
-
-    fn should_interrupt(&self) -> bool {
-        if self.is_stopped() {
-            return true;
-        }
-        let late =
-            self.epoch.elapsed().as_millis() as u64 > self.deadline_ms.load(Ordering::Relaxed);
-        if late {
-            self.fired.store(true, Ordering::Relaxed);
-        }
-        late
-    }
-}
-
-unsafe extern "C" fn interrupt_cb(opaque: *mut c_void) -> c_int {
-    // SAFETY: `opaque` is the `Watchdog` kept alive by the `FfmpegSource` (or the
-    // opening function) for as long as the format context exists.
-    let dog = unsafe { &*(opaque as *const Watchdog) };
-    dog.should_interrupt() as c_int
 }
 
 /// The demuxer to force for `url`: V4L2 for `/dev/video*` (a device is not probed
@@ -583,139 +512,6 @@ impl FrameSource for FfmpegSource {
     fn frame_interval(&self) -> Duration {
         Duration::from_secs_f64(self.fallback_interval)
     }
-}
-
-/// True for pixel formats whose data lives on a device (frames must be copied to memory).
-fn is_hw_format(fmt: Pixel) -> bool {
-    let raw: ffi::AVPixelFormat = fmt.into();
-    // SAFETY: av_pix_fmt_desc_get accepts any value and returns null for unknown ones.
-    let desc = unsafe { ffi::av_pix_fmt_desc_get(raw) };
-    // AV_PIX_FMT_FLAG_HWACCEL = 1 << 3 (libavutil/pixdesc.h).
-    !desc.is_null() && unsafe { (*desc).flags } & (1 << 3) != 0
-}
-
-/// The hardware decoders `hwaccel = "auto"` tries, in order.
-const AUTO_ORDER: [HwAccel; 3] = [HwAccel::Vaapi, HwAccel::Cuda, HwAccel::V4l2m2m];
-
-fn hw_name(h: HwAccel) -> &'static str {
-    match h {
-        HwAccel::None => "none",
-        HwAccel::Auto => "auto",
-        HwAccel::Vaapi => "vaapi",
-        HwAccel::Cuda => "cuda",
-        HwAccel::V4l2m2m => "v4l2m2m",
-    }
-}
-
-/// Opens a decoder for `parameters`, trying `hwaccel` first. A hardware decoder that
-/// cannot be used is logged with its reason and software decoding is used instead.
-fn open_decoder(
-    camera: &str,
-    parameters: &ff::codec::Parameters,
-    hwaccel: HwAccel,
-) -> Result<(ff::decoder::Video, Option<&'static str>), ff::Error> {
-    let tries: &[HwAccel] = match hwaccel {
-        HwAccel::None => &[],
-        HwAccel::Auto => &AUTO_ORDER,
-        HwAccel::Vaapi => &[HwAccel::Vaapi],
-        HwAccel::Cuda => &[HwAccel::Cuda],
-        HwAccel::V4l2m2m => &[HwAccel::V4l2m2m],
-    };
-    let mut reasons = Vec::new();
-    for &h in tries {
-        match open_hw_decoder(parameters, h) {
-            Ok(d) => {
-                tracing::info!(camera = %camera, hwaccel = hw_name(h), "hardware decoding");
-                return Ok((d, Some(hw_name(h))));
-            }
-            Err(reason) => reasons.push(format!("{}: {reason}", hw_name(h))),
-        }
-    }
-    if !reasons.is_empty() {
-        tracing::warn!(
-            camera = %camera,
-            hwaccel = hw_name(hwaccel),
-            reason = %reasons.join("; "),
-            "hardware decoding unavailable; decoding in software"
-        );
-    }
-    let mut ctx = ff::codec::context::Context::from_parameters(parameters.clone())?;
-    ctx.set_threading(threading_config());
-    Ok((ctx.decoder().video()?, None))
-}
-
-/// Frame threading with one thread per core, as the `ffmpeg` command line decodes.
-fn threading_config() -> ff::codec::threading::Config {
-    ff::codec::threading::Config {
-        kind: ff::codec::threading::Type::Frame,
-        count: 0,
-        ..Default::default()
-    }
-}
-
-fn open_hw_decoder(
-    parameters: &ff::codec::Parameters,
-    h: HwAccel,
-) -> Result<ff::decoder::Video, String> {
-    let codec_id = parameters.id();
-    if h == HwAccel::V4l2m2m {
-        // A separate decoder (`h264_v4l2m2m`, …) talking to a /dev/video* mem2mem device.
-        let base = ff::decoder::find(codec_id)
-            .ok_or_else(|| format!("no decoder for {codec_id:?}"))?
-            .name()
-            .to_string();
-        let name = format!("{base}_v4l2m2m");
-        let codec =
-            ff::decoder::find_by_name(&name).ok_or_else(|| format!("FFmpeg has no {name}"))?;
-        let mut ctx = ff::codec::context::Context::new_with_codec(codec);
-        ctx.set_parameters(parameters.clone())
-            .map_err(|e| e.to_string())?;
-        return ctx
-            .decoder()
-            .open_as(codec)
-            .and_then(|o| o.video())
-            .map_err(|e| format!("{name}: {e}"));
-    }
-    let (kind, label) = match h {
-        HwAccel::Vaapi => (ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_VAAPI, "VAAPI"),
-        HwAccel::Cuda => (ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA, "CUDA"),
-        _ => return Err("not a hardware decoder".into()),
-    };
-    let codec =
-        ff::decoder::find(codec_id).ok_or_else(|| format!("no decoder for {codec_id:?}"))?;
-    // The codec must list a device-context configuration for this device type.
-    let mut supported = false;
-    for i in 0.. {
-        // SAFETY: avcodec_get_hw_config returns null past the last entry.
-        let cfg = unsafe { ffi::avcodec_get_hw_config(codec.as_ptr(), i) };
-        if cfg.is_null() {
-            break;
-        }
-        // AV_CODEC_HW_CONFIG_METHOD_HW_DEVICE_CTX = 0x01 (libavcodec/codec.h).
-        if unsafe { (*cfg).device_type == kind && (*cfg).methods & 0x01 != 0 } {
-            supported = true;
-            break;
-        }
-    }
-    if !supported {
-        return Err(format!("{} cannot decode with {label}", codec.name()));
-    }
-    let mut device: *mut ffi::AVBufferRef = std::ptr::null_mut();
-    // SAFETY: out-pointer to a null buffer ref; default device, no options.
-    let r = unsafe {
-        ffi::av_hwdevice_ctx_create(&mut device, kind, std::ptr::null(), std::ptr::null_mut(), 0)
-    };
-    if r < 0 {
-        return Err(format!("no {label} device: {}", ff::Error::from(r)));
-    }
-    let mut ctx = ff::codec::context::Context::from_parameters(parameters.clone())
-        .map_err(|e| e.to_string())?;
-    // SAFETY: the codec context takes its own reference to the device; ours is released.
-    unsafe {
-        (*ctx.as_mut_ptr()).hw_device_ctx = ffi::av_buffer_ref(device);
-        ffi::av_buffer_unref(&mut device);
-    }
-    ctx.decoder().video().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
