@@ -149,7 +149,11 @@ pub async fn run_with(
     let infer = parts.detector.open()?;
     let labels = infer.labels().to_vec();
     options::check_classes(&config, infer.model_name(), &labels)?;
-    let outbox = Outbox::open_with(&config.outbox.path, options::outbox_limits(&config))?;
+    let outbox = Outbox::open_with(
+        &config.outbox.path,
+        options::outbox_limits(&config),
+        parts.clock.clone(),
+    )?;
     let pending = outbox.depth()?;
     if pending > 0 {
         tracing::info!(
