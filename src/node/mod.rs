@@ -169,7 +169,7 @@ pub async fn run_with(
         .collect();
     let (list_tx, list_rx) = watch::channel(stats.clone());
     let (control_tx, control_rx) = mpsc::channel::<ControlRequest>(8);
-    let mut pub_opts = options::publisher(&config, list_rx)?;
+    let mut pub_opts = options::publisher(&config, list_rx, parts.clock.clone())?;
     pub_opts.control = Some(control_tx);
 
     let service_options = options::service(&config);
