@@ -51,84 +51,9 @@ pub async fn run_publisher(
         was_down: false,
         on_commit,
     };
-    let every = |d: Duration| {
-        let mut t = tokio::time::interval(d);
-        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        t
-    };
-    let mut limits_timer = every(Duration::from_secs(60));
-    let mut status_timer = every(Duration::from_millis(500));
-    let mut stats_timer = every(p.opts.stats_interval.max(Duration::from_secs(1)));
-
-    // Phase 1: take events until the producers are gone. Once shutdown is asked, cameras
-    // still hand over their last events (the ends of open incidents) as they stop.
-    let mut wind_down: Option<tokio::time::Instant> = None;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled(), if wind_down.is_none() => {
-                wind_down = Some(tokio::time::Instant::now() + CAMERA_WIND_DOWN);
-            }
-            _ = tokio::time::sleep_until(wind_down.unwrap_or_else(tokio::time::Instant::now)),
-                if wind_down.is_some() => break,
-            ev = events.recv() => match ev {
-                Some(ev) => p.commit(ev),
-                None => break,
-            },
-            note = notes.recv() => match note {
-                Some(n) => p.on_note(n),
-                None => break,
-            },
-            _ = limits_timer.tick() => p.enforce_limits(),
-            _ = status_timer.tick() => p.status.publish_camera_states(&mut p.out, &p.opts),
-            Some(done) = p.commands.next_done() => p.commands.finished(&p.opts, done),
-            _ = stats_timer.tick() => {
-                let handover = (events.len(), events.max_capacity());
-                p.status.publish_stats(&mut p.out, &p.opts, &p.outbox, handover, &p.report);
-            }
-        }
-        p.publish();
-    }
-    // Whatever the cameras already handed over is committed, never dropped.
-    events.close();
-    while let Ok(ev) = events.try_recv() {
-        p.commit(ev);
-    }
-    p.publish();
-
-    // Phase 2: deliver what is stored (and announce drops), for a bounded time.
-    let deadline = Instant::now() + p.opts.drain_timeout;
-    while p.undelivered() && Instant::now() < deadline {
-        let left = deadline.saturating_duration_since(Instant::now());
-        tokio::select! {
-            note = notes.recv() => match note {
-                Some(n) => p.on_note(n),
-                None => break,
-            },
-            _ = tokio::time::sleep(left) => break,
-        }
-        p.publish();
-    }
-
-    // Phase 3: say goodbye.
-    if p.out.is_up() {
-        p.status.goodbye(&mut p.out, &p.opts);
-        p.out.disconnect();
-        let wait = Instant::now() + GOODBYE_WAIT;
-        while let Ok(Some(note)) =
-            tokio::time::timeout(wait.saturating_duration_since(Instant::now()), notes.recv()).await
-        {
-            if matches!(
-                note,
-                Note::Wire {
-                    wire: Wire::DisconnectSent,
-                    ..
-                }
-            ) {
-                break;
-            }
-            p.on_note(note);
-        }
-    }
+    p.take_events(&mut events, &mut notes, &shutdown).await;
+    p.drain(&mut notes).await;
+    p.goodbye(&mut notes).await;
     poll_stop.cancel();
     let _ = poller.await;
     p.report.left_in_outbox = p.outbox.depth().unwrap_or(0);
@@ -151,6 +76,100 @@ struct Publisher {
 }
 
 impl Publisher {
+    /// Phase 1: takes events until the producers are gone. Once shutdown is asked,
+    /// cameras still hand over their last events (the ends of open incidents) as they
+    /// stop, for at most 5 s.
+    async fn take_events(
+        &mut self,
+        events: &mut mpsc::Receiver<Handover>,
+        notes: &mut mpsc::Receiver<Note>,
+        shutdown: &CancellationToken,
+    ) {
+        let every = |d: Duration| {
+            let mut t = tokio::time::interval(d);
+            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            t
+        };
+        let mut limits_timer = every(Duration::from_secs(60));
+        let mut status_timer = every(Duration::from_millis(500));
+        let mut stats_timer = every(self.opts.stats_interval.max(Duration::from_secs(1)));
+        let mut wind_down: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled(), if wind_down.is_none() => {
+                    wind_down = Some(tokio::time::Instant::now() + CAMERA_WIND_DOWN);
+                }
+                _ = tokio::time::sleep_until(wind_down.unwrap_or_else(tokio::time::Instant::now)),
+                    if wind_down.is_some() => break,
+                ev = events.recv() => match ev {
+                    Some(ev) => self.commit(ev),
+                    None => break,
+                },
+                note = notes.recv() => match note {
+                    Some(n) => self.on_note(n),
+                    None => break,
+                },
+                _ = limits_timer.tick() => self.enforce_limits(),
+                _ = status_timer.tick() => {
+                    self.status.publish_camera_states(&mut self.out, &self.opts);
+                }
+                Some(done) = self.commands.next_done() => self.commands.finished(&self.opts, done),
+                _ = stats_timer.tick() => {
+                    let handover = (events.len(), events.max_capacity());
+                    self.status
+                        .publish_stats(&mut self.out, &self.opts, &self.outbox, handover, &self.report);
+                }
+            }
+            self.publish();
+        }
+        // Whatever the cameras already handed over is committed, never dropped.
+        events.close();
+        while let Ok(ev) = events.try_recv() {
+            self.commit(ev);
+        }
+        self.publish();
+    }
+
+    /// Phase 2: delivers what is stored (and announces drops), for `drain_timeout` at most.
+    async fn drain(&mut self, notes: &mut mpsc::Receiver<Note>) {
+        let deadline = Instant::now() + self.opts.drain_timeout;
+        while self.undelivered() && Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::select! {
+                note = notes.recv() => match note {
+                    Some(n) => self.on_note(n),
+                    None => break,
+                },
+                _ = tokio::time::sleep(left) => break,
+            }
+            self.publish();
+        }
+    }
+
+    /// Phase 3: says `offline` and disconnects, if connected.
+    async fn goodbye(&mut self, notes: &mut mpsc::Receiver<Note>) {
+        if !self.out.is_up() {
+            return;
+        }
+        self.status.goodbye(&mut self.out, &self.opts);
+        self.out.disconnect();
+        let wait = Instant::now() + GOODBYE_WAIT;
+        while let Ok(Some(note)) =
+            tokio::time::timeout(wait.saturating_duration_since(Instant::now()), notes.recv()).await
+        {
+            if matches!(
+                note,
+                Note::Wire {
+                    wire: Wire::DisconnectSent,
+                    ..
+                }
+            ) {
+                return;
+            }
+            self.on_note(note);
+        }
+    }
+
     fn commit(&mut self, ev: Handover) {
         match self.outbox.commit(ev, &self.opts.topic_prefix) {
             Ok(ev) => {
