@@ -30,7 +30,7 @@
 //! | [`event`]     | the event JSON sent to the city brain                                 |
 //! | [`evidence`]  | the JPEG of an incident's first frame, boxes drawn                    |
 //! | [`outbox`]    | the durable SQLite queue and per-node sequence numbers               |
-//! | [`mqtt`]      | the broker connection: publishing from the outbox, acks, status, stats, commands in |
+//! | [`mqtt`]      | the broker connection: the delivery window (packet id → outbox row, pure), publishing from the outbox, acks, status, stats, commands in |
 //! | [`monitor`]   | per-camera counters, camera states, the stats report                  |
 //! | [`geom`]      | boxes in pixels and in fractions of the frame; the detection          |
 //! | [`clock`], [`backoff`], [`thread`] | the one clock, the one retry schedule, panic messages |

@@ -238,7 +238,11 @@ async fn wait_for_signal() {
 
 fn cmd_check(config_path: PathBuf, connect: bool) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
-    let mqtt = options::publisher(&config, tokio::sync::watch::channel(Vec::new()).1)?;
+    let mqtt = options::publisher(
+        &config,
+        tokio::sync::watch::channel(Vec::new()).1,
+        streetwatch::clock::system(),
+    )?;
     let detector = node::open_detector(&config)?;
     if connect {
         runtime()?

@@ -369,7 +369,12 @@ fn a_full_outbox_drops_the_oldest_counts_them_and_says_so() {
         max_age: Duration::from_secs(3600),
         ..Default::default()
     };
-    let outbox = Outbox::open_with(&dir.path().join("o.sqlite"), limits).unwrap();
+    let outbox = Outbox::open_with(
+        &dir.path().join("o.sqlite"),
+        limits,
+        streetwatch::clock::system(),
+    )
+    .unwrap();
     let rt = runtime();
     let (tx, handle) = start_publisher(&rt, broker.port, outbox);
     rt.block_on(async {
@@ -421,7 +426,12 @@ fn evidence_beyond_its_byte_budget_is_dropped_counted_and_announced() {
         ..Default::default()
     };
     let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open_with(&dir.path().join("o.sqlite"), limits).unwrap();
+    let outbox = Outbox::open_with(
+        &dir.path().join("o.sqlite"),
+        limits,
+        streetwatch::clock::system(),
+    )
+    .unwrap();
     let ids: Vec<String> = items.iter().map(|h| h.event.id.clone()).collect();
     let rt = runtime();
     let (tx, handle) = start_publisher(&rt, broker.port, outbox);

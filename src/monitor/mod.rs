@@ -12,6 +12,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::clock::SharedClock;
+
 mod histogram;
 
 pub use histogram::{Histogram, HistogramSnapshot};
@@ -265,6 +267,8 @@ mod tests {
 /// Rates (fps) and percentiles are computed over the window between two
 /// consecutive reports; counters, means and maxima are since the start.
 pub struct StatsReporter {
+    /// Rates and uptime (monotonic reading), the report's `ts` (time of day).
+    clock: SharedClock,
     started: std::time::Instant,
     last: Option<(std::time::Instant, Vec<CameraSnapshot>)>,
     /// Each camera's histograms at the previous report: (inference, capture-to-publish).
@@ -285,16 +289,11 @@ pub struct OutboxFigures {
     pub evidence_dropped_total: u64,
 }
 
-impl Default for StatsReporter {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl StatsReporter {
-    pub fn new() -> Self {
+    pub fn new(clock: SharedClock) -> Self {
         Self {
-            started: std::time::Instant::now(),
+            started: clock.mono(),
+            clock,
             last: None,
             last_histograms: Default::default(),
         }
@@ -305,7 +304,7 @@ impl StatsReporter {
         cameras: &[(String, std::sync::Arc<CameraStats>)],
         outbox: OutboxFigures,
     ) -> serde_json::Value {
-        let now = std::time::Instant::now();
+        let now = self.clock.mono();
         let snaps: Vec<CameraSnapshot> = cameras.iter().map(|(_, s)| s.snapshot()).collect();
         let mut cams = serde_json::Map::new();
         let mut histograms = std::collections::HashMap::new();
@@ -361,8 +360,8 @@ impl StatsReporter {
         self.last_histograms = histograms;
         let (rss, cpu) = process_usage();
         serde_json::json!({
-            "ts": crate::event::rfc3339(std::time::SystemTime::now()),
-            "uptime_s": self.started.elapsed().as_secs(),
+            "ts": crate::event::rfc3339(self.clock.wall()),
+            "uptime_s": now.duration_since(self.started).as_secs(),
             "cameras": cams,
             "outbox": {
                 "depth": outbox.depth,
@@ -396,8 +395,8 @@ pub fn process_usage() -> (Option<u64>, Option<f64>) {
     (rss, cpu)
 }
 
-/// The retained `{prefix}/{node}/cameras/{camera}/status` payload.
-pub fn camera_status_json(state: &CameraState) -> serde_json::Value {
+/// The retained `{prefix}/{node}/cameras/{camera}/status` payload, stamped `ts`.
+pub fn camera_status_json(state: &CameraState, ts: std::time::SystemTime) -> serde_json::Value {
     let reason = match state {
         CameraState::Error(r) => Some(r.as_str()),
         _ => None,
@@ -405,24 +404,28 @@ pub fn camera_status_json(state: &CameraState) -> serde_json::Value {
     serde_json::json!({
         "state": state.name(),
         "reason": reason,
-        "ts": crate::event::rfc3339(std::time::SystemTime::now()),
+        "ts": crate::event::rfc3339(ts),
     })
 }
 
 #[cfg(test)]
 mod report_tests {
     use super::*;
+    use crate::clock::ManualClock;
     use std::sync::Arc;
 
     #[test]
     fn stats_report_has_rates_outbox_and_process() {
         let cam = Arc::new(CameraStats::default());
         let cams = vec![("gate".to_string(), cam.clone())];
-        let mut r = StatsReporter::new();
+        let t0 = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let clock = ManualClock::new(t0);
+        let mut r = StatsReporter::new(clock.shared());
         let first = r.report(&cams, OutboxFigures::default());
         assert_eq!(first["cameras"]["gate"]["fps_in"], 0.0);
+        assert_eq!(first["uptime_s"], 0);
         CameraStats::add(&cam.frames_decoded, 50);
-        std::thread::sleep(Duration::from_millis(100));
+        clock.advance(Duration::from_secs(2));
         let second = r.report(
             &cams,
             OutboxFigures {
@@ -433,8 +436,12 @@ mod report_tests {
                 ..Default::default()
             },
         );
-        let fps = second["cameras"]["gate"]["fps_in"].as_f64().unwrap();
-        assert!(fps > 50.0 && fps <= 500.0, "{fps}");
+        assert_eq!(second["cameras"]["gate"]["fps_in"], 25.0);
+        assert_eq!(second["uptime_s"], 2);
+        assert_eq!(
+            second["ts"],
+            crate::event::rfc3339(t0 + Duration::from_secs(2))
+        );
         assert_eq!(second["outbox"]["depth"], 3);
         assert_eq!(second["outbox"]["evidence_bytes"], 4096);
         assert_eq!(second["cameras"]["gate"]["state"], "connecting");
@@ -445,7 +452,7 @@ mod report_tests {
     fn percentiles_cover_the_window_and_the_maximum_the_whole_run() {
         let cam = Arc::new(CameraStats::default());
         let cams = vec![("gate".to_string(), cam.clone())];
-        let mut r = StatsReporter::new();
+        let mut r = StatsReporter::new(crate::clock::system());
         let empty = r.report(&cams, OutboxFigures::default());
         let gate = &empty["cameras"]["gate"];
         for key in [
@@ -496,9 +503,11 @@ mod report_tests {
 
     #[test]
     fn camera_status_carries_the_error_reason() {
-        let v = camera_status_json(&CameraState::Error("cannot open x".into()));
+        let ts = std::time::UNIX_EPOCH + Duration::from_millis(1_800_000_000_250);
+        let v = camera_status_json(&CameraState::Error("cannot open x".into()), ts);
         assert_eq!(v["state"], "error");
         assert_eq!(v["reason"], "cannot open x");
-        assert!(camera_status_json(&CameraState::Online)["reason"].is_null());
+        assert_eq!(v["ts"], crate::event::rfc3339(ts));
+        assert!(camera_status_json(&CameraState::Online, ts)["reason"].is_null());
     }
 }

@@ -3,10 +3,23 @@
 //! Parsing is strict and total: any payload yields either a [`Command`] or an
 //! error that goes back as a result; nothing is changed by a command that
 //! was not understood.
+//!
+//! Dispatch: a command that parses goes to the node as a [`ControlRequest`];
+//! each waits for its outcome on its own task (at most 30 s), so a slow
+//! `reload` holds up nothing else. Results (and a snapshot's JPEG, published
+//! just before its result) wait here until the link is up, then go out
+//! through the publisher's [`Outlet`] like every other message.
+
+use std::collections::VecDeque;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+
+use super::PublisherOptions;
+use super::link::{Message, Meta, Outlet};
+use super::window::Qos;
 
 /// Largest command payload accepted; larger ones get an error result.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -123,6 +136,130 @@ pub fn result_json(id: Option<&str>, verb: &str, outcome: Result<&Value, &str>) 
     match outcome {
         Ok(result) => serde_json::json!({"id": id, "verb": verb, "ok": true, "result": result}),
         Err(error) => serde_json::json!({"id": id, "verb": verb, "ok": false, "error": error}),
+    }
+}
+
+/// How long the node has to answer a command.
+const ANSWER_WITHIN: Duration = Duration::from_secs(30);
+
+/// Results (and attachments) kept while the link is down, at most; older ones go first.
+const MAX_WAITING: usize = 64;
+
+/// A command's outcome on its way back to the publisher.
+pub(crate) struct Done {
+    id: Option<String>,
+    verb: String,
+    outcome: Result<Reply, String>,
+}
+
+/// Commands on their way to the node, and their results on their way out.
+pub(crate) struct Dispatch {
+    /// Where commands go; `None`: every command is answered with an error.
+    control: Option<mpsc::Sender<ControlRequest>>,
+    /// Outcomes come back here from the tasks that wait for them.
+    done_tx: mpsc::Sender<Done>,
+    done_rx: mpsc::Receiver<Done>,
+    /// Results and attachments not yet handed to the link, oldest first.
+    waiting: VecDeque<Message>,
+}
+
+impl Dispatch {
+    pub fn new(control: Option<mpsc::Sender<ControlRequest>>) -> Self {
+        let (done_tx, done_rx) = mpsc::channel(16);
+        Self {
+            control,
+            done_tx,
+            done_rx,
+            waiting: VecDeque::new(),
+        }
+    }
+
+    /// A message arrived on `topic`: if it is a command, parse it and hand it to the
+    /// node; a refused one is answered at once.
+    pub fn received(&mut self, opts: &PublisherOptions, topic: &str, payload: &[u8]) {
+        let Some(verb) = topic.strip_prefix(&opts.command_prefix()) else {
+            return;
+        };
+        if verb == "result" {
+            return;
+        }
+        let verb = verb.to_string();
+        let (id, command) = match parse(&verb, payload) {
+            Ok(parsed) => parsed,
+            Err(refused) => {
+                tracing::warn!(verb = %verb.chars().take(64).collect::<String>(), error = %refused.error, "command refused");
+                let outcome = Err(refused.error);
+                return self.finished(
+                    opts,
+                    Done {
+                        id: refused.id,
+                        verb,
+                        outcome,
+                    },
+                );
+            }
+        };
+        tracing::info!(verb = command.verb(), id = ?id, "command received");
+        let Some(control) = self.control.clone() else {
+            let outcome = Err("this node takes no commands".into());
+            return self.finished(opts, Done { id, verb, outcome });
+        };
+        let done_tx = self.done_tx.clone();
+        tokio::spawn(async move {
+            let (reply, rx) = oneshot::channel();
+            let outcome = match control.send(ControlRequest { command, reply }).await {
+                Err(_) => Err("the node is shutting down".to_string()),
+                Ok(()) => match tokio::time::timeout(ANSWER_WITHIN, rx).await {
+                    Ok(Ok(outcome)) => outcome,
+                    Ok(Err(_)) => Err("the node is shutting down".to_string()),
+                    Err(_) => Err("no answer within 30 s".to_string()),
+                },
+            };
+            let _ = done_tx.send(Done { id, verb, outcome }).await;
+        });
+    }
+
+    /// The next outcome from the node (never `None`: the dispatch holds a sender).
+    pub async fn next_done(&mut self) -> Option<Done> {
+        self.done_rx.recv().await
+    }
+
+    /// Queues the result of `done` (after its attachment, if any).
+    pub fn finished(&mut self, opts: &PublisherOptions, done: Done) {
+        let Done { id, verb, outcome } = done;
+        let doc = match outcome {
+            Ok(reply) => {
+                if let Some((suffix, bytes)) = reply.attachment {
+                    self.waiting.push_back(Message {
+                        topic: format!("{}/{}/{suffix}", opts.topic_prefix, opts.node),
+                        payload: bytes,
+                        qos: Qos::AtLeastOnce,
+                        retain: true,
+                        meta: Meta::JPEG,
+                    });
+                }
+                result_json(id.as_deref(), &verb, Ok(&reply.result))
+            }
+            Err(e) => result_json(id.as_deref(), &verb, Err(&e)),
+        };
+        let topic = format!("{}result", opts.command_prefix());
+        let payload = serde_json::to_vec(&doc).expect("result encodes");
+        self.waiting.push_back(Message::json(topic, payload, false));
+        while self.waiting.len() > MAX_WAITING {
+            if let Some(m) = self.waiting.pop_front() {
+                tracing::warn!(topic = %m.topic, "broker unreachable too long: command result dropped");
+            }
+        }
+    }
+
+    /// Hands the waiting results to the link, oldest first, while it takes them.
+    pub fn flush(&mut self, out: &mut Outlet) {
+        while let Some(m) = self.waiting.front() {
+            if !out.send(m.clone()) {
+                return;
+            }
+            self.waiting.pop_front();
+        }
     }
 }
 

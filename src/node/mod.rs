@@ -149,7 +149,11 @@ pub async fn run_with(
     let infer = parts.detector.open()?;
     let labels = infer.labels().to_vec();
     options::check_classes(&config, infer.model_name(), &labels)?;
-    let outbox = Outbox::open_with(&config.outbox.path, options::outbox_limits(&config))?;
+    let outbox = Outbox::open_with(
+        &config.outbox.path,
+        options::outbox_limits(&config),
+        parts.clock.clone(),
+    )?;
     let pending = outbox.depth()?;
     if pending > 0 {
         tracing::info!(
@@ -165,7 +169,7 @@ pub async fn run_with(
         .collect();
     let (list_tx, list_rx) = watch::channel(stats.clone());
     let (control_tx, control_rx) = mpsc::channel::<ControlRequest>(8);
-    let mut pub_opts = options::publisher(&config, list_rx)?;
+    let mut pub_opts = options::publisher(&config, list_rx, parts.clock.clone())?;
     pub_opts.control = Some(control_tx);
 
     let service_options = options::service(&config);

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::analytics::RuleEnv;
+use crate::clock::SharedClock;
 use crate::config::{self, CameraConfig, Config, ConfigError};
 use crate::detect::{DetectorOptions, ServiceOptions, manifest};
 use crate::evidence::EvidenceOptions;
@@ -167,7 +168,11 @@ fn read_pem(
 
 /// The broker connection: `[mqtt]`, with the TLS material and the password read
 /// once, at start-up. `cameras` is what the status and stats topics report on.
-pub fn publisher(c: &Config, cameras: CameraList) -> Result<PublisherOptions, ConfigError> {
+pub fn publisher(
+    c: &Config,
+    cameras: CameraList,
+    clock: SharedClock,
+) -> Result<PublisherOptions, ConfigError> {
     let m = &c.mqtt;
     let broker = config::BrokerUrl::parse(&m.url).map_err(|e| c.key_error("mqtt.url", e))?;
     let mut tls = TlsFiles::default();
@@ -222,6 +227,7 @@ pub fn publisher(c: &Config, cameras: CameraList) -> Result<PublisherOptions, Co
         control: None,
         stats_interval: Duration::from_secs_f64(m.stats_interval_s),
         protocol: m.protocol,
+        clock,
     })
 }
 

@@ -13,18 +13,28 @@
 //! stored in the same transaction (table `evidence`, keyed by the event's id)
 //! and acknowledged on its own: it may outlive its event's row.
 //!
-//! Bounded: beyond `max_events`, or older than `max_age`, the oldest
-//! undelivered events are dropped (with their evidence); beyond
+//! Bounded (`limits`): beyond `max_events`, or older than `max_age`, the
+//! oldest undelivered events are dropped (with their evidence); beyond
 //! `max_evidence_bytes` the oldest evidence is dropped (events are kept).
 //! Drops are counted (persistently) and reported to the caller, which
-//! announces them; the consumer also sees the gap in `seq`.
+//! announces them; the consumer also sees the gap in `seq`. The tables and
+//! the upgrade of older outboxes are in `schema`.
+//!
+//! Time comes from the injected clock: each row records the wall-clock time
+//! it was stored at, and its age is measured against the clock's time of day.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::clock::SharedClock;
 use crate::event::Event;
+
+mod limits;
+mod schema;
+
+pub use limits::{Dropped, Limits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -102,51 +112,17 @@ impl Pending {
     }
 }
 
-/// How much the outbox may hold.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_events: u64,
-    pub max_age: std::time::Duration,
-    /// Evidence JPEGs kept at most, in bytes.
-    pub max_evidence_bytes: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_events: 1_000_000,
-            max_age: std::time::Duration::from_secs(30 * 24 * 3600),
-            max_evidence_bytes: 512 << 20,
-        }
-    }
-}
-
-/// Messages dropped by the limits in one enforcement.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Dropped {
-    /// Events dropped.
-    pub count: u64,
-    /// Highest seq of an event dropped.
-    pub last_seq: u64,
-    /// Evidence JPEGs dropped (with their events, or alone for the byte limit).
-    pub evidence: u64,
-    /// Highest seq whose evidence was dropped.
-    pub evidence_last_seq: u64,
-}
-
 pub struct Outbox {
     conn: Connection,
     path: PathBuf,
     limits: Limits,
+    /// When rows are stored, and how old they are.
+    clock: SharedClock,
     /// Rows in the `outbox` table, kept in step with inserts and deletes.
     depth: u64,
     /// Rows in the `evidence` table and the bytes of their JPEGs.
     evidence_depth: u64,
     evidence_bytes: u64,
-}
-
-fn now_ms() -> i64 {
-    to_ms(SystemTime::now())
 }
 
 fn to_ms(t: SystemTime) -> i64 {
@@ -159,102 +135,41 @@ fn from_ms(ms: i64) -> SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)
 }
 
-/// Evidence rows with `seq <= up_to`: (count, bytes, highest seq).
-fn evidence_up_to(tx: &Transaction<'_>, up_to: i64) -> rusqlite::Result<(u64, u64, u64)> {
-    tx.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(length(jpeg)), 0), COALESCE(MAX(seq), 0)
-         FROM evidence WHERE seq <= ?1",
-        params![up_to],
-        |r| {
-            Ok((
-                r.get::<_, i64>(0)? as u64,
-                r.get::<_, i64>(1)? as u64,
-                r.get::<_, i64>(2)? as u64,
-            ))
-        },
-    )
-}
-
 impl Outbox {
+    /// Opens the outbox at `path` with the default limits and the system clock.
     pub fn open(path: &Path) -> Result<Outbox, OutboxError> {
-        Self::open_with(path, Limits::default())
+        Self::open_with(path, Limits::default(), crate::clock::system())
     }
 
-    pub fn open_with(path: &Path, limits: Limits) -> Result<Outbox, OutboxError> {
+    pub fn open_with(
+        path: &Path,
+        limits: Limits,
+        clock: SharedClock,
+    ) -> Result<Outbox, OutboxError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| OutboxError::Folder {
                 path: path.to_owned(),
                 source,
             })?;
         }
-        let err = |source| OutboxError::Sqlite {
+        let (conn, counts) = schema::open(path).map_err(|source| OutboxError::Sqlite {
             path: path.to_owned(),
             source,
-        };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             PRAGMA busy_timeout = 5000;
-             CREATE TABLE IF NOT EXISTS outbox (
-                 seq     INTEGER PRIMARY KEY,
-                 id      TEXT NOT NULL,
-                 topic   TEXT NOT NULL,
-                 payload BLOB NOT NULL,
-                 stored_ms INTEGER NOT NULL,
-                 camera  TEXT,
-                 captured_ms INTEGER
-             );
-             CREATE INDEX IF NOT EXISTS outbox_stored_ms ON outbox (stored_ms);
-             CREATE TABLE IF NOT EXISTS evidence (
-                 id    TEXT PRIMARY KEY,
-                 seq   INTEGER NOT NULL UNIQUE,
-                 topic TEXT NOT NULL,
-                 jpeg  BLOB NOT NULL,
-                 stored_ms INTEGER NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS counters (
-                 name  TEXT PRIMARY KEY,
-                 value INTEGER NOT NULL
-             );
-             INSERT OR IGNORE INTO counters (name, value) VALUES ('seq', 0);
-             INSERT OR IGNORE INTO counters (name, value) VALUES ('dropped', 0);
-             INSERT OR IGNORE INTO counters (name, value) VALUES ('evidence_dropped', 0);",
-        )
-        .map_err(err)?;
-        // Outboxes written before events recorded their camera and capture time.
-        let has_camera: bool = conn
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = 'camera'",
-                [],
-                |r| r.get::<_, i64>(0).map(|n| n > 0),
-            )
-            .map_err(err)?;
-        if !has_camera {
-            conn.execute_batch(
-                "ALTER TABLE outbox ADD COLUMN camera TEXT;
-                 ALTER TABLE outbox ADD COLUMN captured_ms INTEGER;",
-            )
-            .map_err(err)?;
-        }
-        let depth: i64 = conn
-            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
-            .map_err(err)?;
-        let (evidence_depth, evidence_bytes): (i64, i64) = conn
-            .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(length(jpeg)), 0) FROM evidence",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(err)?;
+        })?;
         Ok(Outbox {
             conn,
             path: path.to_owned(),
             limits,
-            depth: depth as u64,
-            evidence_depth: evidence_depth as u64,
-            evidence_bytes: evidence_bytes as u64,
+            clock,
+            depth: counts.depth,
+            evidence_depth: counts.evidence_depth,
+            evidence_bytes: counts.evidence_bytes,
         })
+    }
+
+    /// The time of day, in the milliseconds `stored_ms` holds.
+    fn now_ms(&self) -> i64 {
+        to_ms(self.clock.wall())
     }
 
     fn err(&self, source: rusqlite::Error) -> OutboxError {
@@ -278,13 +193,13 @@ impl Outbox {
             captured_at,
         } = item.into();
         event.evidence = evidence.as_ref().map(|_| event.evidence_suffix());
+        let stored_ms = self.now_ms();
         let path = self.path.clone();
         let err = |source| OutboxError::Sqlite { path, source };
         let tx = match self.conn.transaction() {
             Ok(tx) => tx,
             Err(e) => return Err(err(e)),
         };
-        let stored_ms = now_ms();
         let result = (|| {
             let seq: i64 = tx.query_row(
                 "UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value",
@@ -408,111 +323,13 @@ impl Outbox {
     pub fn evidence_bytes(&self) -> u64 {
         self.evidence_bytes
     }
-
-    /// Whether more is stored than `max_events` or `max_evidence_bytes` allows.
-    pub fn over_capacity(&self) -> bool {
-        self.depth > self.limits.max_events || self.evidence_bytes > self.limits.max_evidence_bytes
-    }
-
-    /// Drops the oldest events beyond `max_events` and those older than `max_age`, with
-    /// their evidence; then the oldest evidence beyond `max_evidence_bytes`.
-    pub fn enforce_limits(&mut self) -> Result<Dropped, OutboxError> {
-        let cutoff = now_ms() - self.limits.max_age.as_millis() as i64;
-        let overflow = self.depth.saturating_sub(self.limits.max_events);
-        let (evidence_bytes, max_evidence_bytes) =
-            (self.evidence_bytes, self.limits.max_evidence_bytes);
-        let tx = self.conn.transaction().map_err(|e| OutboxError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })?;
-        let result = (|| {
-            let mut dropped = Dropped::default();
-            // Rows are in seq order and stored_ms grows with seq, so every rule drops a prefix.
-            let by_age: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM outbox WHERE stored_ms < ?1",
-                params![cutoff],
-                |r| r.get(0),
-            )?;
-            let n = (by_age as u64).max(overflow);
-            let mut evidence_cut: i64 = 0;
-            if n > 0 {
-                let last_seq: i64 = tx.query_row(
-                    "SELECT MAX(seq) FROM (SELECT seq FROM outbox ORDER BY seq LIMIT ?1)",
-                    params![n as i64],
-                    |r| r.get(0),
-                )?;
-                let count = tx.execute("DELETE FROM outbox WHERE seq <= ?1", params![last_seq])?;
-                dropped.count = count as u64;
-                dropped.last_seq = last_seq as u64;
-                evidence_cut = last_seq;
-            }
-            // Evidence outlives its event until acknowledged: the age rule applies to it too.
-            let old: Option<i64> = tx.query_row(
-                "SELECT MAX(seq) FROM evidence WHERE stored_ms < ?1",
-                params![cutoff],
-                |r| r.get(0),
-            )?;
-            evidence_cut = evidence_cut.max(old.unwrap_or(0));
-            let (_, mut freed, _) = evidence_up_to(&tx, evidence_cut)?;
-            if evidence_bytes.saturating_sub(freed) > max_evidence_bytes {
-                let mut stmt = tx.prepare(
-                    "SELECT seq, length(jpeg) FROM evidence WHERE seq > ?1 ORDER BY seq",
-                )?;
-                let mut rows = stmt.query(params![evidence_cut])?;
-                while let Some(row) = rows.next()? {
-                    evidence_cut = row.get(0)?;
-                    freed += row.get::<_, i64>(1)? as u64;
-                    if evidence_bytes.saturating_sub(freed) <= max_evidence_bytes {
-                        break;
-                    }
-                }
-            }
-            let (count, _, last) = evidence_up_to(&tx, evidence_cut)?;
-            if count > 0 {
-                tx.execute(
-                    "DELETE FROM evidence WHERE seq <= ?1",
-                    params![evidence_cut],
-                )?;
-                dropped.evidence = count;
-                dropped.evidence_last_seq = last;
-            }
-            tx.execute(
-                "UPDATE counters SET value = value + ?1 WHERE name = 'dropped'",
-                params![dropped.count as i64],
-            )?;
-            tx.execute(
-                "UPDATE counters SET value = value + ?1 WHERE name = 'evidence_dropped'",
-                params![dropped.evidence as i64],
-            )?;
-            Ok((dropped, freed))
-        })();
-        let done = result.and_then(|d| tx.commit().map(|()| d));
-        let (dropped, freed) = done.map_err(|e| self.err(e))?;
-        self.depth = self.depth.saturating_sub(dropped.count);
-        if dropped.evidence > 0 {
-            self.evidence_depth = self.evidence_depth.saturating_sub(dropped.evidence);
-            self.evidence_bytes = self.evidence_bytes.saturating_sub(freed);
-        }
-        Ok(dropped)
-    }
-
-    /// Events dropped by the limits since the outbox was created.
-    pub fn dropped_total(&self) -> Result<u64, OutboxError> {
-        self.counter("dropped")
-    }
-
-    /// Evidence JPEGs dropped by the limits since the outbox was created.
-    pub fn evidence_dropped_total(&self) -> Result<u64, OutboxError> {
-        self.counter("evidence_dropped")
-    }
-
     /// Age of the oldest undelivered event.
     pub fn oldest_age(&self) -> Result<Option<std::time::Duration>, OutboxError> {
         let oldest: Option<i64> = self
             .conn
             .query_row("SELECT MIN(stored_ms) FROM outbox", [], |r| r.get(0))
             .map_err(|e| self.err(e))?;
-        Ok(oldest.map(|ms| std::time::Duration::from_millis((now_ms() - ms).max(0) as u64)))
+        Ok(oldest.map(|ms| std::time::Duration::from_millis((self.now_ms() - ms).max(0) as u64)))
     }
 
     fn counter(&self, name: &str) -> Result<u64, OutboxError> {
@@ -534,310 +351,4 @@ impl Outbox {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::{Phase, SCHEMA};
-
-    fn event(id: &str) -> Event {
-        Event {
-            schema: SCHEMA.into(),
-            id: id.into(),
-            seq: 0,
-            node: "n".into(),
-            camera: "c".into(),
-            zone: "z".into(),
-            kind: "crowding".into(),
-            phase: Phase::Start,
-            incident: "i".into(),
-            ts: "2026-01-01T00:00:00.000Z".into(),
-            started_at: "2026-01-01T00:00:00.000Z".into(),
-            ended_at: None,
-            stream_time_s: 0.0,
-            objects: vec![],
-            metrics: Default::default(),
-            attributes: Default::default(),
-            evidence: None,
-        }
-    }
-
-    fn after(seq: u64, part: Part) -> Position {
-        Position { seq, part }
-    }
-
-    /// What is waiting, as (seq, part), in publishing order.
-    fn pending_parts(o: &mut Outbox) -> Vec<(u64, Part)> {
-        o.pending_after(Position::default(), 10)
-            .unwrap()
-            .iter()
-            .map(|p| (p.seq, p.part))
-            .collect()
-    }
-
-    fn with_evidence(id: &str, jpeg: &[u8]) -> Handover {
-        Handover {
-            evidence: Some(jpeg.to_vec()),
-            ..event(id).into()
-        }
-    }
-
-    #[test]
-    fn seq_is_contiguous_and_survives_reopen_and_acks() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/outbox.sqlite");
-        {
-            let mut o = Outbox::open(&path).unwrap();
-            assert_eq!(o.commit(event("a"), "sw").unwrap().seq, 1);
-            assert_eq!(o.commit(event("b"), "sw").unwrap().seq, 2);
-            o.ack(1).unwrap();
-            o.ack(2).unwrap();
-            assert_eq!(o.depth().unwrap(), 0);
-        }
-        let mut o = Outbox::open(&path).unwrap();
-        // Empty table, but the counter remembers.
-        assert_eq!(o.commit(event("c"), "sw").unwrap().seq, 3);
-        assert_eq!(o.last_seq().unwrap(), 3);
-    }
-
-    #[test]
-    fn limits_drop_the_oldest_and_count_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("o.sqlite");
-        let limits = Limits {
-            max_events: 3,
-            max_age: std::time::Duration::from_secs(3600),
-            ..Limits::default()
-        };
-        let mut o = Outbox::open_with(&path, limits).unwrap();
-        for i in 0..5 {
-            o.commit(event(&format!("e{i}")), "sw").unwrap();
-        }
-        assert_eq!(o.depth().unwrap(), 5);
-        assert_eq!(
-            o.enforce_limits().unwrap(),
-            Dropped {
-                count: 2,
-                last_seq: 2,
-                ..Dropped::default()
-            }
-        );
-        assert_eq!(o.enforce_limits().unwrap(), Dropped::default());
-        let kept: Vec<u64> = o
-            .pending_after(Position::default(), 10)
-            .unwrap()
-            .iter()
-            .map(|p| p.seq)
-            .collect();
-        assert_eq!(kept, vec![3, 4, 5]);
-        assert_eq!(o.depth().unwrap(), 3);
-        drop(o);
-        // The count survives a restart; depth is recounted.
-        let mut o = Outbox::open_with(
-            &path,
-            Limits {
-                max_events: 10,
-                max_age: std::time::Duration::ZERO,
-                ..Limits::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(o.depth().unwrap(), 3);
-        assert_eq!(o.dropped_total().unwrap(), 2);
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        // max_age 0: everything stored is too old.
-        assert_eq!(
-            o.enforce_limits().unwrap(),
-            Dropped {
-                count: 3,
-                last_seq: 5,
-                ..Dropped::default()
-            }
-        );
-        assert_eq!(o.dropped_total().unwrap(), 5);
-        assert!(o.oldest_age().unwrap().is_none());
-        // seq goes on.
-        assert_eq!(o.commit(event("z"), "sw").unwrap().seq, 6);
-    }
-
-    #[test]
-    fn pending_is_ordered_and_payload_carries_seq() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut o = Outbox::open(&dir.path().join("o.sqlite")).unwrap();
-        for id in ["a", "b", "c"] {
-            o.commit(event(id), "sw").unwrap();
-        }
-        o.ack(2).unwrap();
-        let p = o.pending_after(Position::default(), 10).unwrap();
-        assert_eq!(p.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![1, 3]);
-        assert_eq!(p[0].topic, "sw/n/events/c/crowding");
-        let v: serde_json::Value = serde_json::from_slice(&p[1].payload).unwrap();
-        assert_eq!(v["seq"], 3);
-        assert_eq!(v["id"], "c");
-        assert_eq!(
-            o.pending_after(after(1, Part::Evidence), 10).unwrap().len(),
-            1
-        );
-    }
-
-    #[test]
-    fn evidence_is_stored_with_its_event_and_published_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("o.sqlite");
-        let t0 = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_800_000_000_123);
-        {
-            let mut o = Outbox::open(&path).unwrap();
-            let a = o.commit(event("a"), "sw").unwrap();
-            assert_eq!(a.evidence, None);
-            let b = o
-                .commit(
-                    Handover {
-                        captured_at: Some(t0),
-                        ..with_evidence("b", b"jpeg-b")
-                    },
-                    "sw",
-                )
-                .unwrap();
-            assert_eq!(b.evidence.as_deref(), Some("evidence/b"));
-            o.commit(with_evidence("c", b"jpeg-cc"), "sw").unwrap();
-            assert_eq!((o.depth().unwrap(), o.evidence_depth()), (3, 2));
-            assert_eq!(o.evidence_bytes(), 13);
-
-            let order = |o: &Outbox, from: Position| -> Vec<(u64, Part)> {
-                o.pending_after(from, 10)
-                    .unwrap()
-                    .iter()
-                    .map(|p| (p.seq, p.part))
-                    .collect()
-            };
-            use Part::{Event as E, Evidence as V};
-            assert_eq!(
-                order(&o, Position::default()),
-                vec![(1, E), (2, E), (2, V), (3, E), (3, V)]
-            );
-            assert_eq!(order(&o, after(2, E)), vec![(2, V), (3, E), (3, V)]);
-            assert_eq!(order(&o, after(2, V)), vec![(3, E), (3, V)]);
-
-            let p = o.pending_after(after(1, E), 2).unwrap();
-            let v: serde_json::Value = serde_json::from_slice(&p[0].payload).unwrap();
-            assert_eq!(v["evidence"], "evidence/b");
-            assert_eq!(p[0].camera.as_deref(), Some("c"));
-            assert_eq!(p[0].captured_at, Some(t0));
-            assert_eq!(p[1].topic, "sw/n/evidence/b");
-            assert_eq!(p[1].payload, b"jpeg-b");
-            assert_eq!(p[1].position(), after(2, V));
-
-            // The event acknowledged first: its evidence stays until its own PUBACK.
-            o.ack(2).unwrap();
-            assert_eq!(
-                order(&o, Position::default()),
-                vec![(1, E), (2, V), (3, E), (3, V)]
-            );
-        }
-        // Replayed after a restart.
-        let mut o = Outbox::open(&path).unwrap();
-        assert_eq!((o.depth().unwrap(), o.evidence_depth()), (2, 2));
-        assert_eq!(o.evidence_bytes(), 13);
-        assert!(o.ack_evidence(2).unwrap());
-        assert!(!o.ack_evidence(2).unwrap(), "acknowledged once");
-        assert_eq!((o.evidence_depth(), o.evidence_bytes()), (1, 7));
-        let left = pending_parts(&mut o);
-        assert_eq!(
-            left,
-            vec![(1, Part::Event), (3, Part::Event), (3, Part::Evidence)]
-        );
-    }
-
-    #[test]
-    fn limits_drop_evidence_with_its_event_and_beyond_its_byte_budget() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("o.sqlite");
-        let limits = Limits {
-            max_events: 3,
-            max_age: std::time::Duration::from_secs(3600),
-            max_evidence_bytes: 250,
-        };
-        let mut o = Outbox::open_with(&path, limits).unwrap();
-        for i in 0..5 {
-            o.commit(with_evidence(&format!("e{i}"), &[i as u8; 100]), "sw")
-                .unwrap();
-        }
-        assert!(o.over_capacity());
-        // Events 1 and 2 go with their evidence; 300 bytes left is still over 250: evidence 3 too.
-        assert_eq!(
-            o.enforce_limits().unwrap(),
-            Dropped {
-                count: 2,
-                last_seq: 2,
-                evidence: 3,
-                evidence_last_seq: 3
-            }
-        );
-        assert!(!o.over_capacity());
-        assert_eq!((o.depth().unwrap(), o.evidence_depth()), (3, 2));
-        assert_eq!(o.evidence_bytes(), 200);
-        let kept = pending_parts(&mut o);
-        assert_eq!(
-            kept,
-            vec![
-                (3, Part::Event),
-                (4, Part::Event),
-                (4, Part::Evidence),
-                (5, Part::Event),
-                (5, Part::Evidence)
-            ]
-        );
-        assert_eq!(o.evidence_dropped_total().unwrap(), 3);
-        assert_eq!(o.dropped_total().unwrap(), 2);
-        assert_eq!(o.enforce_limits().unwrap(), Dropped::default());
-
-        // An acknowledged event's evidence still counts, and ages like events.
-        o.ack(4).unwrap();
-        o.ack(5).unwrap();
-        drop(o);
-        let mut o = Outbox::open_with(
-            &path,
-            Limits {
-                max_age: std::time::Duration::ZERO,
-                ..limits
-            },
-        )
-        .unwrap();
-        assert_eq!(o.evidence_bytes(), 200);
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        assert_eq!(
-            o.enforce_limits().unwrap(),
-            Dropped {
-                count: 1,
-                last_seq: 3,
-                evidence: 2,
-                evidence_last_seq: 5
-            }
-        );
-        assert_eq!((o.evidence_depth(), o.evidence_bytes()), (0, 0));
-        assert_eq!(o.evidence_dropped_total().unwrap(), 5);
-    }
-
-    #[test]
-    fn an_outbox_from_before_evidence_is_upgraded_in_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("old.sqlite");
-        {
-            let c = Connection::open(&path).unwrap();
-            c.execute_batch(
-                "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, topic TEXT NOT NULL,
-                                      payload BLOB NOT NULL, stored_ms INTEGER NOT NULL);
-                 CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-                 INSERT INTO counters VALUES ('seq', 7), ('dropped', 1);
-                 INSERT INTO outbox VALUES (7, 'old', 'sw/n/events/c/crowding', x'7b7d', 0);",
-            )
-            .unwrap();
-        }
-        let mut o = Outbox::open(&path).unwrap();
-        let p = o.pending_after(Position::default(), 10).unwrap();
-        assert_eq!((p.len(), p[0].seq, p[0].camera.clone()), (1, 7, None));
-        let e = o.commit(with_evidence("new", b"j"), "sw").unwrap();
-        assert_eq!(e.seq, 8);
-        assert_eq!(o.pending_after(Position::default(), 10).unwrap().len(), 3);
-        assert_eq!(o.dropped_total().unwrap(), 1);
-        assert_eq!(o.evidence_dropped_total().unwrap(), 0);
-    }
-}
+mod tests;

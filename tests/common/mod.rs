@@ -255,6 +255,7 @@ pub fn publisher_options(
         cameras: tokio::sync::watch::channel(Vec::new()).1,
         control: None,
         protocol: Default::default(),
+        clock: streetwatch::clock::system(),
         stats_interval: Duration::from_secs(30),
     }
 }

@@ -1,17 +1,27 @@
-//! One face for MQTT 3.1.1 and MQTT 5: rumqttc has a client per protocol
-//! version; the publisher talks to [`Link`] and hears [`Wire`] events.
+//! The rumqttc side: one face for MQTT 3.1.1 and MQTT 5. rumqttc has a
+//! client per protocol version; the rest of the publisher sees [`Message`]s
+//! going out, [`Wire`] events coming in, and (in [`gate`]) the [`Outlet`]
+//! every publish goes through and the task that polls the event loop.
+//!
+//! The client handle is private to this module and [`gate`]: nothing reaches
+//! rumqttc but through the gate.
 //!
 //! With MQTT 5 every message carries its content type, and messages that
 //! lose their meaning with time (stats) carry a message expiry.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rumqttc::v5;
 
-use super::{Protocol, PublisherOptions, Secret, status_payload};
+use super::window::Qos;
+use super::{Protocol, PublisherOptions, Secret};
+
+mod gate;
+
+pub use gate::{Note, Outlet, start};
 
 /// What is published, for its MQTT 5 properties.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meta {
     pub content_type: &'static str,
     /// Seconds after which the broker may discard it undelivered.
@@ -29,11 +39,34 @@ impl Meta {
     };
 }
 
+/// One publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub qos: Qos,
+    pub retain: bool,
+    pub meta: Meta,
+}
+
+impl Message {
+    /// A JSON document, QoS 1.
+    pub fn json(topic: String, payload: Vec<u8>, retain: bool) -> Self {
+        Self {
+            topic,
+            payload,
+            qos: Qos::AtLeastOnce,
+            retain,
+            meta: Meta::JSON,
+        }
+    }
+}
+
 /// Broker events the publisher cares about, whatever the protocol version.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Wire {
     ConnAck,
-    /// rumqttc wrote a publish with this packet id.
+    /// rumqttc wrote a publish with this packet id (0 for QoS 0).
     Published(u16),
     PubAck(u16),
     Message {
@@ -46,7 +79,7 @@ pub enum Wire {
 
 /// The client handle.
 #[derive(Clone)]
-pub enum Link {
+enum Client {
     V4(rumqttc::AsyncClient),
     V5(v5::AsyncClient),
 }
@@ -57,18 +90,19 @@ pub enum WireLoop {
     V5(Box<v5::EventLoop>),
 }
 
-impl Link {
+impl Client {
     /// Queues a publish; `false` if rumqttc's request queue is full.
-    pub fn try_publish(
-        &self,
-        topic: String,
-        at_least_once: bool,
-        retain: bool,
-        payload: Vec<u8>,
-        meta: Meta,
-    ) -> bool {
+    fn try_publish(&self, msg: Message) -> bool {
+        let Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            meta,
+        } = msg;
+        let at_least_once = qos == Qos::AtLeastOnce;
         match self {
-            Link::V4(c) => {
+            Client::V4(c) => {
                 let qos = if at_least_once {
                     rumqttc::QoS::AtLeastOnce
                 } else {
@@ -76,7 +110,7 @@ impl Link {
                 };
                 c.try_publish(topic, qos, retain, payload).is_ok()
             }
-            Link::V5(c) => {
+            Client::V5(c) => {
                 let qos = if at_least_once {
                     v5::mqttbytes::QoS::AtLeastOnce
                 } else {
@@ -94,56 +128,80 @@ impl Link {
         }
     }
 
-    pub fn try_subscribe(&self, filter: String) -> bool {
+    fn try_subscribe(&self, filter: String) -> bool {
         match self {
-            Link::V4(c) => c.try_subscribe(filter, rumqttc::QoS::AtLeastOnce).is_ok(),
-            Link::V5(c) => c
+            Client::V4(c) => c.try_subscribe(filter, rumqttc::QoS::AtLeastOnce).is_ok(),
+            Client::V5(c) => c
                 .try_subscribe(filter, v5::mqttbytes::QoS::AtLeastOnce)
                 .is_ok(),
         }
     }
 
-    pub fn try_disconnect(&self) -> bool {
+    fn try_disconnect(&self) -> bool {
         match self {
-            Link::V4(c) => c.try_disconnect().is_ok(),
-            Link::V5(c) => c.try_disconnect().is_ok(),
+            Client::V4(c) => c.try_disconnect().is_ok(),
+            Client::V5(c) => c.try_disconnect().is_ok(),
         }
+    }
+}
+
+fn wire_v4(ev: rumqttc::Event) -> Wire {
+    use rumqttc::{Event, Outgoing, Packet};
+    match ev {
+        Event::Incoming(Packet::ConnAck(_)) => Wire::ConnAck,
+        Event::Incoming(Packet::PubAck(a)) => Wire::PubAck(a.pkid),
+        Event::Incoming(Packet::Publish(p)) => Wire::Message {
+            topic: p.topic,
+            payload: p.payload.to_vec(),
+        },
+        Event::Outgoing(Outgoing::Publish(pkid)) => Wire::Published(pkid),
+        Event::Outgoing(Outgoing::Disconnect) => Wire::DisconnectSent,
+        _ => Wire::Other,
+    }
+}
+
+fn wire_v5(ev: v5::Event) -> Wire {
+    use rumqttc::Outgoing;
+    use v5::Event;
+    use v5::mqttbytes::v5::Packet;
+    match ev {
+        Event::Incoming(Packet::ConnAck(_)) => Wire::ConnAck,
+        Event::Incoming(Packet::PubAck(a)) => Wire::PubAck(a.pkid),
+        Event::Incoming(Packet::Publish(p)) => Wire::Message {
+            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+            payload: p.payload.to_vec(),
+        },
+        Event::Outgoing(Outgoing::Publish(pkid)) => Wire::Published(pkid),
+        Event::Outgoing(Outgoing::Disconnect) => Wire::DisconnectSent,
+        _ => Wire::Other,
     }
 }
 
 impl WireLoop {
     /// The next event; an error means the connection is down (poll again to reconnect).
     pub async fn poll(&mut self) -> Result<Wire, String> {
-        use rumqttc::Outgoing;
+        match self {
+            WireLoop::V4(el) => el.poll().await.map(wire_v4).map_err(|e| e.to_string()),
+            WireLoop::V5(el) => el.poll().await.map(wire_v5).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Forgets every request of the connection that ended: the connection itself, what
+    /// was in flight, in the request channel, in `pending` or held on a packet-id
+    /// collision. Returns the events rumqttc had buffered and not reported yet.
+    fn reset(&mut self) -> Vec<Wire> {
         match self {
             WireLoop::V4(el) => {
-                use rumqttc::{Event, Packet};
-                Ok(match el.poll().await.map_err(|e| e.to_string())? {
-                    Event::Incoming(Packet::ConnAck(_)) => Wire::ConnAck,
-                    Event::Incoming(Packet::PubAck(a)) => Wire::PubAck(a.pkid),
-                    Event::Incoming(Packet::Publish(p)) => Wire::Message {
-                        topic: p.topic,
-                        payload: p.payload.to_vec(),
-                    },
-                    Event::Outgoing(Outgoing::Publish(pkid)) => Wire::Published(pkid),
-                    Event::Outgoing(Outgoing::Disconnect) => Wire::DisconnectSent,
-                    _ => Wire::Other,
-                })
+                el.clean();
+                el.pending.clear();
+                el.state.collision = None;
+                el.state.events.drain(..).map(wire_v4).collect()
             }
             WireLoop::V5(el) => {
-                use v5::Event;
-                use v5::mqttbytes::v5::Packet;
-                Ok(match el.poll().await.map_err(|e| e.to_string())? {
-                    Event::Incoming(Packet::ConnAck(_)) => Wire::ConnAck,
-                    Event::Incoming(Packet::PubAck(a)) => Wire::PubAck(a.pkid),
-                    Event::Incoming(Packet::Publish(p)) => Wire::Message {
-                        topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                        payload: p.payload.to_vec(),
-                    },
-                    Event::Outgoing(Outgoing::Publish(pkid)) => Wire::Published(pkid),
-                    Event::Outgoing(Outgoing::Disconnect) => Wire::DisconnectSent,
-                    _ => Wire::Other,
-                })
+                el.clean();
+                el.pending.clear();
+                el.state.collision = None;
+                el.state.events.drain(..).map(wire_v5).collect()
             }
         }
     }
@@ -161,15 +219,15 @@ fn transport(opts: &PublisherOptions) -> Option<rumqttc::Transport> {
 }
 
 /// A client for `opts` with keep-alive, TLS, credentials, a clean session and,
-/// when `started_at` is given, the Last Will (`offline`, retained).
-pub fn connect(
+/// when `will` is given, that payload as the retained Last Will on the status topic.
+fn connect(
     opts: &PublisherOptions,
     client_id: &str,
-    started_at: Option<SystemTime>,
+    will: Option<Vec<u8>>,
     cap: usize,
-) -> (Link, WireLoop) {
+) -> (Client, WireLoop) {
     let (host, port) = (opts.broker.host.as_str(), opts.broker.port);
-    let will = started_at.map(|t| (opts.status_topic(), status_payload("offline", t)));
+    let will = will.map(|payload| (opts.status_topic(), payload));
     match opts.protocol {
         Protocol::V311 => {
             let mut o = rumqttc::MqttOptions::new(client_id, host, port);
@@ -194,7 +252,7 @@ pub fn connect(
                 o.set_credentials(user, password);
             }
             let (c, el) = rumqttc::AsyncClient::new(o, cap);
-            (Link::V4(c), WireLoop::V4(Box::new(el)))
+            (Client::V4(c), WireLoop::V4(Box::new(el)))
         }
         Protocol::V5 => {
             let mut o = v5::MqttOptions::new(client_id, host, port);
@@ -227,9 +285,38 @@ pub fn connect(
                 o.set_credentials(user, password);
             }
             let (c, el) = v5::AsyncClient::new(o, cap);
-            (Link::V5(c), WireLoop::V5(Box::new(el)))
+            (Client::V5(c), WireLoop::V5(Box::new(el)))
         }
     }
+}
+
+/// Connects once and disconnects: checks address, TLS and credentials.
+pub async fn probe_connection(opts: &PublisherOptions, timeout: Duration) -> Result<(), String> {
+    // Its own client id and no Last Will: a running daemon's session and status stay untouched.
+    let (client, mut wire) = connect(opts, &format!("{}-check", opts.client_id), None, 4);
+    let scheme = if opts.broker.tls { "mqtts" } else { "mqtt" };
+    let target = format!("{scheme}://{}:{}", opts.broker.host, opts.broker.port);
+    let attempt = async {
+        loop {
+            match wire.poll().await {
+                Ok(Wire::ConnAck) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("cannot connect to {target}: {e}")),
+            }
+        }
+    };
+    let result = tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "cannot connect to {target}: no answer in {timeout:?}"
+            ))
+        });
+    if result.is_ok() {
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(1), wire.poll()).await;
+    }
+    result
 }
 
 /// Seconds a stats report stays meaningful: two intervals.
