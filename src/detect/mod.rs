@@ -52,7 +52,7 @@ pub const ORT_MIN_MINOR: u32 = ort::MINOR_VERSION;
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
     #[error(
-        "ONNX Runtime library not found at {path} (streetwatch needs ONNX Runtime 1.{ORT_MIN_MINOR}.x, e.g. {ORT_VERSION}; run `make setup`, or set [detector] ort_library or ORT_DYLIB_PATH)"
+        "ONNX Runtime library not found at {path} (streetwatch needs ONNX Runtime 1.{ORT_MIN_MINOR}.x, e.g. {ORT_VERSION}; install the streetwatch package or run `make setup`, or set [detector] ort_library or ORT_DYLIB_PATH)"
     )]
     RuntimeMissing { path: PathBuf },
     #[error(
@@ -62,7 +62,7 @@ pub enum DetectError {
     #[error("cannot load ONNX Runtime library {path}: {message}")]
     RuntimeLoad { path: PathBuf, message: String },
     #[error(
-        "model file {path} not found (run `make setup` for the default model, or set [model] path)"
+        "model file {path} not found (install the streetwatch package or run `make setup` for the default model, or set [model] path or STREETWATCH_MODEL)"
     )]
     ModelMissing { path: PathBuf },
     #[error("model manifest {path}: {message}")]
@@ -75,17 +75,53 @@ pub enum DetectError {
     Image { path: PathBuf, message: String },
 }
 
-/// Resolves which `libonnxruntime.so` to load: config, then `ORT_DYLIB_PATH`, then the cache.
+/// Resolves which `libonnxruntime.so` to load: `[detector] ort_library`, then
+/// `$ORT_DYLIB_PATH`, then the packaged one in [`crate::INSTALL_DIR`], then the cache.
 pub fn runtime_path(configured: Option<&Path>) -> PathBuf {
-    if let Some(p) = configured {
-        return p.to_owned();
+    let file = format!("libonnxruntime.so.{ORT_VERSION}");
+    crate::locate(
+        configured,
+        std::env::var_os("ORT_DYLIB_PATH"),
+        Path::new(crate::INSTALL_DIR).join(&file),
+        crate::cache_dir()
+            .join(format!("onnxruntime-{ORT_VERSION}"))
+            .join(file),
+        Path::exists,
+    )
+}
+
+/// The version string of the ONNX Runtime library at `path` (`"1.31.1"`), as the
+/// library itself reports it.
+pub fn runtime_version(path: &Path) -> Result<String, DetectError> {
+    let load_err = |message: String| DetectError::RuntimeLoad {
+        path: path.to_owned(),
+        message,
+    };
+    if !path.exists() {
+        return Err(DetectError::RuntimeMissing {
+            path: path.to_owned(),
+        });
     }
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
-        return p.into();
+    // SAFETY: ONNX Runtime's initialisers have no preconditions; the library stays
+    // loaded while its version string is copied.
+    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| load_err(e.to_string()))?;
+    // SAFETY: `OrtGetApiBase` has this signature in every ONNX Runtime 1.x.
+    let get_base = unsafe {
+        lib.get::<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase>(b"OrtGetApiBase")
     }
-    crate::cache_dir()
-        .join(format!("onnxruntime-{ORT_VERSION}"))
-        .join(format!("libonnxruntime.so.{ORT_VERSION}"))
+    .map_err(|e| load_err(format!("not an ONNX Runtime library: {e}")))?;
+    // SAFETY: the base is a static table of the library; the string it returns is
+    // static, NUL-terminated and never freed.
+    let version = unsafe {
+        let base = get_base();
+        if base.is_null() {
+            return Err(load_err("OrtGetApiBase returned nothing".into()));
+        }
+        std::ffi::CStr::from_ptr(((*base).GetVersionString)())
+            .to_string_lossy()
+            .into_owned()
+    };
+    Ok(version)
 }
 
 static ENVIRONMENT: OnceLock<(PathBuf, ort::environment::Environment)> = OnceLock::new();
