@@ -1,47 +1,67 @@
 //! The `streetwatch` command line: run the daemon, check a config, try the detector, watch events.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use streetwatch::config::Config;
-use streetwatch::detect::{self, DetectError, Detector, DetectorOptions, RgbView};
-use streetwatch::node::{self, StartError, options};
+use streetwatch::detect::{self, DetectError, Detector, DetectorOptions, RgbView, manifest};
+use streetwatch::mqtt::commands::{Command as NodeCommand, ControlRequest};
+use streetwatch::node::{self, Hooks, StartError, options, systemd};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+
+/// Where an installed box keeps its configuration.
+const DEFAULT_CONFIG: &str = "/etc/streetwatch/streetwatch.toml";
 
 #[derive(Parser)]
 #[command(
     name = "streetwatch",
-    version,
-    about = "Edge daemon for street cameras: video → ONNX detector → zone rules → MQTT events"
+    about = "Edge daemon for street cameras: video → ONNX detector → zone rules → MQTT events",
+    disable_version_flag = true,
+    arg_required_else_help = true
 )]
 struct Cli {
-    /// Log format on stderr.
+    /// Log format on stderr (`json`: every line on stderr is a JSON object).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Print the version and git commit, the ONNX Runtime and FFmpeg (libavcodec)
+    /// versions found, and the default model's sha256.
+    #[arg(short = 'V', long)]
+    version: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
+}
+
+/// The configuration file of `run` and `check-config`.
+#[derive(clap::Args)]
+struct ConfigFile {
+    /// The configuration file.
+    #[arg(long, short, env = "STREETWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon.
     Run {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
     /// Check a configuration (and its model) without starting cameras. Exit code 2 if wrong.
     CheckConfig {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Also connect to the broker once (address, TLS, credentials); exit code 1 if that fails.
         #[arg(long)]
         connect: bool,
@@ -105,12 +125,73 @@ fn init_logs(format: LogFormat) {
     }
 }
 
+/// How the binary's own lines on stderr (summary, fatal error) are written: as
+/// the logs are.
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// Writes one line on stderr: `streetwatch: {text}`, or with `--log-format json` a
+/// JSON object shaped like the log lines, `fields` included.
+fn say(level: &str, text: &str, fields: serde_json::Value) {
+    match FORMAT.get().copied().unwrap_or(LogFormat::Text) {
+        LogFormat::Text => eprintln!("streetwatch: {text}"),
+        LogFormat::Json => {
+            let mut fields = match fields {
+                serde_json::Value::Object(m) => m,
+                _ => serde_json::Map::new(),
+            };
+            fields.insert("message".into(), text.into());
+            let line = serde_json::json!({
+                "timestamp": streetwatch::event::rfc3339(std::time::SystemTime::now()),
+                "level": level,
+                "fields": fields,
+                "target": "streetwatch",
+            });
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// `--log-format json` as given on the command line, before it could be parsed.
+fn json_asked() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--log-format=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--log-format" && w[1] == "json")
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if json_asked() && e.use_stderr() => {
+            let _ = FORMAT.set(LogFormat::Json);
+            let text = e.kind().to_string();
+            say(
+                "ERROR",
+                &format!("error: {text}"),
+                serde_json::json!({"usage": e.to_string().trim()}),
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
+    let _ = FORMAT.set(cli.log_format);
+    if cli.version {
+        print!("{}", version_report());
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = cli.command else {
+        say(
+            "ERROR",
+            "error: a command is needed (see --help)",
+            serde_json::json!({}),
+        );
+        return ExitCode::from(2);
+    };
     init_logs(cli.log_format);
-    let result = match cli.command {
-        Command::Run { config } => cmd_run(config),
-        Command::CheckConfig { config, connect } => cmd_check(config, connect),
+    let result = match command {
+        Command::Run { config } => cmd_run(config.config),
+        Command::CheckConfig { config, connect } => cmd_check(config.config, connect),
         Command::Detect {
             image,
             config,
@@ -134,14 +215,68 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("streetwatch: error: {err:#}");
-            if is_usage_error(&err) {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
+            let code = if is_usage_error(&err) { 2 } else { 1 };
+            say(
+                "ERROR",
+                &format!("error: {err:#}"),
+                serde_json::json!({"exit_code": code}),
+            );
+            ExitCode::from(code)
         }
     }
+}
+
+/// `--version`: what this binary is and what it finds on this box.
+fn version_report() -> String {
+    let mut out = format!(
+        "streetwatch {} (commit {})\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("STREETWATCH_GIT_COMMIT")
+    );
+    let ort = detect::runtime_path(None);
+    match detect::runtime_version(&ort) {
+        Ok(v) => out += &format!("ONNX Runtime {v} ({})\n", ort.display()),
+        Err(e) => out += &format!("ONNX Runtime: {e}\n"),
+    }
+    let avcodec = ffmpeg_next::codec::version();
+    out += &format!(
+        "FFmpeg libavcodec {}.{}.{}\n",
+        avcodec >> 16,
+        (avcodec >> 8) & 0xff,
+        avcodec & 0xff
+    );
+    let model = manifest::default_model_path();
+    let pinned = manifest::default_model_sha256();
+    match sha256_file(&model) {
+        Ok(sum) if sum == pinned => {
+            out += &format!("default model {} sha256 {sum}\n", model.display());
+        }
+        Ok(sum) => {
+            out += &format!(
+                "default model {} sha256 {sum} (differs from the pinned {pinned})\n",
+                model.display()
+            );
+        }
+        Err(e) => {
+            out += &format!(
+                "default model {}: {e} (pinned sha256 {pinned})\n",
+                model.display()
+            );
+        }
+    }
+    out
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Configuration and model problems exit with 2: the box needs fixing, not restarting.
@@ -175,10 +310,17 @@ fn cmd_run(config_path: PathBuf) -> anyhow::Result<()> {
                 tracing::info!("shutting down (a second signal exits at once)");
                 shutdown.cancel();
                 wait_for_signal().await;
-                eprintln!("streetwatch: second signal, exiting now");
+                say(
+                    "ERROR",
+                    "second signal, exiting now",
+                    serde_json::json!({"exit_code": 130}),
+                );
                 std::process::exit(130);
             });
         }
+        let (commands, commands_rx) = mpsc::channel(4);
+        let hangup = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
+        tokio::spawn(reload_on_hangup(hangup, commands));
         let hook = Box::new(|ev: &streetwatch::event::Event| {
             tracing::info!(
                 seq = ev.seq,
@@ -190,22 +332,39 @@ fn cmd_run(config_path: PathBuf) -> anyhow::Result<()> {
                 "event stored"
             );
         });
-        node::run(config, shutdown, hook).await
+        let hooks = Hooks {
+            commands: Some(commands_rx),
+            manager: systemd::Manager::from_env(),
+            ..Hooks::new(shutdown, hook)
+        };
+        anyhow::Ok(node::run(config, hooks).await?)
     })?;
     let t = summary.total();
-    eprintln!(
-        "streetwatch: summary: {} cameras, {} frames decoded, {} analysed ({} dropped, {} decode errors), {} detections, {} events ({} delivered, {} left in outbox), mean inference {:.1} ms, wall {:.1} s",
-        summary.cameras.len(),
-        t.frames_decoded,
-        t.frames_analysed,
-        t.frames_dropped,
-        t.decode_errors,
-        t.detections,
-        t.events,
-        summary.publisher.acked,
-        summary.publisher.left_in_outbox,
-        t.mean_inference_ms(),
-        summary.wall.as_secs_f64()
+    say(
+        "INFO",
+        &format!(
+            "summary: {} cameras, {} frames decoded, {} analysed ({} dropped, {} decode errors), {} detections, {} events ({} delivered, {} left in outbox), mean inference {:.1} ms, wall {:.1} s",
+            summary.cameras.len(),
+            t.frames_decoded,
+            t.frames_analysed,
+            t.frames_dropped,
+            t.decode_errors,
+            t.detections,
+            t.events,
+            summary.publisher.acked,
+            summary.publisher.left_in_outbox,
+            t.mean_inference_ms(),
+            summary.wall.as_secs_f64()
+        ),
+        serde_json::json!({
+            "summary": "node",
+            "cameras": summary.cameras.len(),
+            "totals": t,
+            "delivered": summary.publisher.acked,
+            "left_in_outbox": summary.publisher.left_in_outbox,
+            "mean_inference_ms": t.mean_inference_ms(),
+            "wall_s": summary.wall.as_secs_f64(),
+        }),
     );
     for ((id, s), (_, state)) in summary.cameras.iter().zip(&summary.states) {
         // Latency is measured only where capture time is wall-clock time (live, real-time).
@@ -218,17 +377,50 @@ fn cmd_run(config_path: PathBuf) -> anyhow::Result<()> {
         } else {
             "capture-to-detection latency not measured (file read as fast as analysed)".into()
         };
-        eprintln!(
-            "streetwatch: camera {id}: {state}, {} frames decoded, {} analysed, {} dropped, {} decode errors, {} reconnects, {latency}",
-            s.frames_decoded, s.frames_analysed, s.frames_dropped, s.decode_errors, s.reconnects,
+        say(
+            "INFO",
+            &format!(
+                "camera {id}: {state}, {} frames decoded, {} analysed, {} dropped, {} decode errors, {} reconnects, {latency}",
+                s.frames_decoded,
+                s.frames_analysed,
+                s.frames_dropped,
+                s.decode_errors,
+                s.reconnects,
+            ),
+            serde_json::json!({
+                "summary": "camera",
+                "camera": id,
+                "state": state.to_string(),
+                "counters": s,
+            }),
         );
     }
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }
 
+/// SIGHUP reloads the configuration exactly as the MQTT `reload` command does: the
+/// same command goes to the node, which logs what it started, stopped or restarted.
+async fn reload_on_hangup(mut hangup: Signal, commands: mpsc::Sender<ControlRequest>) {
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        let (reply, answer) = oneshot::channel();
+        let request = ControlRequest {
+            command: NodeCommand::Reload,
+            reply,
+        };
+        if commands.send(request).await.is_err() {
+            break;
+        }
+        match answer.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "reload refused"),
+            Err(_) => break,
+        }
+    }
+}
+
 async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -374,7 +566,11 @@ fn cmd_tail(
                 client.subscribe(&topic, QoS::AtLeastOnce)?;
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
-                eprintln!("streetwatch: listening on {topic}");
+                say(
+                    "INFO",
+                    &format!("listening on {topic}"),
+                    serde_json::json!({}),
+                );
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if json {
@@ -389,7 +585,11 @@ fn cmd_tail(
             }
             Ok(_) => {}
             Err(e) => {
-                eprintln!("streetwatch: broker {url}: {e}; retrying");
+                say(
+                    "WARN",
+                    &format!("broker {url}: {e}; retrying"),
+                    serde_json::json!({}),
+                );
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
