@@ -431,6 +431,7 @@ async fn wait_for_signal() {
 fn cmd_check(config_path: PathBuf, connect: bool) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
     let mqtt = options::publisher(&config, tokio::sync::watch::channel(Vec::new()).1)?;
+    options::check_files(&config)?;
     let detector = node::open_detector(&config)?;
     if connect {
         runtime()?

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod env;
+mod polygon;
 mod rules;
 mod validate;
 mod values;
