@@ -57,6 +57,18 @@ enum Command {
     Run {
         #[command(flatten)]
         config: ConfigFile,
+        /// Touch this file at every check that finds the detector and the publisher
+        /// moving (for `streetwatch health`, e.g. a container's HEALTHCHECK).
+        #[arg(long, env = "STREETWATCH_HEALTH_FILE")]
+        health_file: Option<PathBuf>,
+    },
+    /// Exit 0 if a running daemon's health file shows it moving recently, else 1.
+    Health {
+        #[arg(long, env = "STREETWATCH_HEALTH_FILE")]
+        health_file: PathBuf,
+        /// Seconds since the last check that found every stage moving, at most.
+        #[arg(long, default_value_t = 60.0)]
+        max_age: f64,
     },
     /// Check a configuration (and its model) without starting cameras. Exit code 2 if wrong.
     CheckConfig {
@@ -190,7 +202,14 @@ fn main() -> ExitCode {
     };
     init_logs(cli.log_format);
     let result = match command {
-        Command::Run { config } => cmd_run(config.config),
+        Command::Run {
+            config,
+            health_file,
+        } => cmd_run(config.config, health_file),
+        Command::Health {
+            health_file,
+            max_age,
+        } => cmd_health(health_file, max_age),
         Command::CheckConfig { config, connect } => cmd_check(config.config, connect),
         Command::Detect {
             image,
@@ -298,7 +317,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn cmd_run(config_path: PathBuf) -> anyhow::Result<()> {
+fn cmd_health(file: PathBuf, max_age_s: f64) -> anyhow::Result<()> {
+    let max_age = Duration::try_from_secs_f64(max_age_s)
+        .map_err(|_| anyhow::anyhow!("--max-age {max_age_s}: not a number of seconds"))?;
+    match systemd::health(&file, max_age, std::time::SystemTime::now()) {
+        Ok(line) => {
+            println!("healthy: {line}");
+            Ok(())
+        }
+        Err(why) => {
+            println!("unhealthy: {why}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn cmd_run(config_path: PathBuf, health_file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
     let rt = runtime()?;
     let summary = rt.block_on(async {
@@ -334,7 +368,7 @@ fn cmd_run(config_path: PathBuf) -> anyhow::Result<()> {
         });
         let hooks = Hooks {
             commands: Some(commands_rx),
-            manager: systemd::Manager::from_env(),
+            manager: systemd::Manager::from_env().with_health_file(health_file),
             ..Hooks::new(shutdown, hook)
         };
         anyhow::Ok(node::run(config, hooks).await?)

@@ -8,7 +8,8 @@
 //! detector that runs the real model and, once the file exists, never
 //! returns), or the publisher loop blocks forever inside the commit hook it
 //! calls for every event it stores. The other stage keeps running. The pings
-//! must stop, the log must name the stuck stage, and `STATUS=` must say so.
+//! must stop, the log must name the stuck stage, and `STATUS=` must say so;
+//! the health file (`streetwatch health`, for containers) goes stale with them.
 //!
 //! A custom main (`harness = false`): the child mode is not a test of its own.
 
@@ -76,11 +77,22 @@ fn pings_stop_when_wedged(stage: &str) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = common::write_config(dir.path(), &config(&broker.url(), dir.path()));
     let trigger = dir.path().join("wedge-now");
+    let health_file = dir.path().join("alive");
+    let health = || {
+        Command::new(common::bin())
+            .arg("health")
+            .arg("--health-file")
+            .arg(&health_file)
+            .args(["--max-age", "3"])
+            .output()
+            .unwrap()
+    };
     let notify = common::NotifySocket::bind();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env("STREETWATCH_WEDGE", stage)
         .env("STREETWATCH_WEDGE_CONFIG", &cfg)
         .env("STREETWATCH_WEDGE_TRIGGER", &trigger)
+        .env("STREETWATCH_HEALTH_FILE", &health_file)
         .env("NOTIFY_SOCKET", &notify.path)
         .env("WATCHDOG_USEC", WATCHDOG.as_micros().to_string())
         .env("RUST_LOG", "info")
@@ -104,6 +116,9 @@ fn pings_stop_when_wedged(stage: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    let healthy = health();
+    assert!(healthy.status.success(), "{healthy:?}");
 
     // One stage stops for good.
     std::fs::write(&trigger, stage).unwrap();
@@ -143,6 +158,9 @@ fn pings_stop_when_wedged(stage: &str) {
         .find_map(|(_, m)| m.lines().find(|l| l.starts_with("STATUS=")))
         .unwrap_or_else(|| panic!("no STATUS after the wedge: {notes:?}"));
     assert!(status.ends_with(&format!("stuck: {stage}")), "{status}");
+    let stale = health();
+    assert_eq!(stale.status.code(), Some(1), "{stale:?}");
+    assert!(String::from_utf8_lossy(&stale.stdout).starts_with("unhealthy: "));
 }
 
 /// The child: the node, made of the real parts except the wedge.
@@ -177,7 +195,8 @@ fn child(stage: &str) {
         other => panic!("no stage {other}"),
     }
     let hooks = Hooks {
-        manager: systemd::Manager::from_env(),
+        manager: systemd::Manager::from_env()
+            .with_health_file(std::env::var_os("STREETWATCH_HEALTH_FILE").map(PathBuf::from)),
         ..Hooks::new(tokio_util::sync::CancellationToken::new(), on_commit)
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

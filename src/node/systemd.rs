@@ -18,11 +18,15 @@
 //! every 10 s when systemd asks for no watchdog, to keep `STATUS=` fresh.
 //!
 //! Without `$NOTIFY_SOCKET` (a developer's shell, most tests) nothing is sent.
+//!
+//! Where there is no systemd (a container), the same checks can touch a health
+//! file instead of pinging: its modification time is the last check that found
+//! every stage moving, and `streetwatch health` judges its age ([`health`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +46,8 @@ pub struct Manager {
     watchdog: Option<Duration>,
     /// A failed send was logged already (logged once, not at every ping).
     warned: AtomicBool,
+    /// Touched at every check that finds every stage moving (containers).
+    health_file: Option<PathBuf>,
 }
 
 impl Manager {
@@ -51,7 +57,14 @@ impl Manager {
             listening: std::env::var_os("NOTIFY_SOCKET").is_some_and(|v| !v.is_empty()),
             watchdog: sd_notify::watchdog_enabled().filter(|d| !d.is_zero()),
             warned: AtomicBool::new(false),
+            health_file: None,
         }
+    }
+
+    /// Also touches `file` at every check that finds every stage moving.
+    pub fn with_health_file(mut self, file: Option<PathBuf>) -> Self {
+        self.health_file = file;
+        self
     }
 
     /// No service manager: nothing is ever sent.
@@ -60,6 +73,7 @@ impl Manager {
             listening: false,
             watchdog: None,
             warned: AtomicBool::new(false),
+            health_file: None,
         }
     }
 
@@ -111,12 +125,37 @@ impl Manager {
     }
 
     fn alive(&self, status: &str) {
+        if let Some(file) = &self.health_file
+            && let Err(e) = std::fs::write(file, format!("{status}\n"))
+            && !self.warned.swap(true, Relaxed)
+        {
+            tracing::warn!(file = %file.display(), error = %e, "cannot write the health file");
+        }
         if self.watchdog().is_some() {
             self.send(&[NotifyState::Watchdog, NotifyState::Status(status)]);
         } else {
             self.status(status);
         }
     }
+}
+
+/// Whether the health file says the node was moving at most `max_age` ago;
+/// `Err` says why not.
+pub fn health(file: &Path, max_age: Duration, now: SystemTime) -> Result<String, String> {
+    let modified = std::fs::metadata(file)
+        .and_then(|m| m.modified())
+        .map_err(|e| format!("no health file {}: {e}", file.display()))?;
+    let age = now.duration_since(modified).unwrap_or_default();
+    let status = std::fs::read_to_string(file).unwrap_or_default();
+    let status = status.trim();
+    if age > max_age {
+        return Err(format!(
+            "last check that found every stage moving: {:.0} s ago (more than {:.0} s); {status}",
+            age.as_secs_f64(),
+            max_age.as_secs_f64()
+        ));
+    }
+    Ok(format!("moving {:.0} s ago: {status}", age.as_secs_f64()))
 }
 
 /// Cameras online out of those configured, and events in the outbox.
@@ -254,8 +293,25 @@ mod tests {
             listening: true,
             watchdog: Some(Duration::from_secs(30)),
             warned: AtomicBool::new(false),
+            health_file: None,
         };
         assert_eq!(m.check_every(), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn health_is_the_age_of_the_last_check_that_found_every_stage_moving() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("alive");
+        let max = Duration::from_secs(30);
+        let err = health(&file, max, SystemTime::now()).unwrap_err();
+        assert!(err.contains("no health file"), "{err}");
+        let m = Manager::none().with_health_file(Some(file.clone()));
+        m.alive("1/1 cameras online, 0 events in the outbox");
+        let written = std::fs::metadata(&file).unwrap().modified().unwrap();
+        let ok = health(&file, max, written + Duration::from_secs(29)).unwrap();
+        assert!(ok.contains("1/1 cameras online"), "{ok}");
+        let err = health(&file, max, written + Duration::from_secs(31)).unwrap_err();
+        assert!(err.contains("31 s ago"), "{err}");
     }
 
     #[test]
