@@ -33,8 +33,10 @@
 //! | [`mqtt`]      | the broker connection: publishing from the outbox, acks, status, stats, commands in |
 //! | [`monitor`]   | per-camera counters, camera states, the stats report, the stages' heartbeats |
 //! | [`geom`]      | boxes in pixels and in fractions of the frame; the detection          |
+//! | [`logs`], [`about`] | stderr in text or JSON lines; what `--version` says |
 //! | [`clock`], [`backoff`], [`thread`] | the one clock, the one retry schedule, panic messages |
 
+pub mod about;
 pub mod analytics;
 pub mod backoff;
 pub mod clock;
@@ -43,6 +45,7 @@ pub mod detect;
 pub mod event;
 pub mod evidence;
 pub mod geom;
+pub mod logs;
 pub mod monitor;
 pub mod mqtt;
 pub mod node;

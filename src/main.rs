@@ -1,14 +1,14 @@
 //! The `streetwatch` command line: run the daemon, check a config, try the detector, watch events.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use streetwatch::config::Config;
-use streetwatch::detect::{self, DetectError, Detector, DetectorOptions, RgbView, manifest};
+use streetwatch::detect::{self, DetectError, Detector, DetectorOptions, RgbView};
+use streetwatch::logs::{self, say};
 use streetwatch::mqtt::commands::{Command as NodeCommand, ControlRequest};
 use streetwatch::node::{self, Hooks, StartError, options, systemd};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -124,45 +124,6 @@ enum Command {
     },
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn,rumqttc=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
-/// How the binary's own lines on stderr (summary, fatal error) are written: as
-/// the logs are.
-static FORMAT: OnceLock<LogFormat> = OnceLock::new();
-
-/// Writes one line on stderr: `streetwatch: {text}`, or with `--log-format json` a
-/// JSON object shaped like the log lines, `fields` included.
-fn say(level: &str, text: &str, fields: serde_json::Value) {
-    match FORMAT.get().copied().unwrap_or(LogFormat::Text) {
-        LogFormat::Text => eprintln!("streetwatch: {text}"),
-        LogFormat::Json => {
-            let mut fields = match fields {
-                serde_json::Value::Object(m) => m,
-                _ => serde_json::Map::new(),
-            };
-            fields.insert("message".into(), text.into());
-            let line = serde_json::json!({
-                "timestamp": streetwatch::event::rfc3339(std::time::SystemTime::now()),
-                "level": level,
-                "fields": fields,
-                "target": "streetwatch",
-            });
-            eprintln!("{line}");
-        }
-    }
-}
-
 /// `--log-format json` as given on the command line, before it could be parsed.
 fn json_asked() -> bool {
     let args: Vec<String> = std::env::args().collect();
@@ -176,7 +137,7 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if json_asked() && e.use_stderr() => {
-            let _ = FORMAT.set(LogFormat::Json);
+            logs::set_json(true);
             let text = e.kind().to_string();
             say(
                 "ERROR",
@@ -187,9 +148,9 @@ fn main() -> ExitCode {
         }
         Err(e) => e.exit(),
     };
-    let _ = FORMAT.set(cli.log_format);
+    logs::set_json(cli.log_format == LogFormat::Json);
     if cli.version {
-        print!("{}", version_report());
+        print!("{}", streetwatch::about::report());
         return ExitCode::SUCCESS;
     }
     let Some(command) = cli.command else {
@@ -200,7 +161,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    init_logs(cli.log_format);
+    logs::init();
     let result = match command {
         Command::Run {
             config,
@@ -243,59 +204,6 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
-}
-
-/// `--version`: what this binary is and what it finds on this box.
-fn version_report() -> String {
-    let mut out = format!(
-        "streetwatch {} (commit {})\n",
-        env!("CARGO_PKG_VERSION"),
-        env!("STREETWATCH_GIT_COMMIT")
-    );
-    let ort = detect::runtime_path(None);
-    match detect::runtime_version(&ort) {
-        Ok(v) => out += &format!("ONNX Runtime {v} ({})\n", ort.display()),
-        Err(e) => out += &format!("ONNX Runtime: {e}\n"),
-    }
-    let avcodec = ffmpeg_next::codec::version();
-    out += &format!(
-        "FFmpeg libavcodec {}.{}.{}\n",
-        avcodec >> 16,
-        (avcodec >> 8) & 0xff,
-        avcodec & 0xff
-    );
-    let model = manifest::default_model_path();
-    let pinned = manifest::default_model_sha256();
-    match sha256_file(&model) {
-        Ok(sum) if sum == pinned => {
-            out += &format!("default model {} sha256 {sum}\n", model.display());
-        }
-        Ok(sum) => {
-            out += &format!(
-                "default model {} sha256 {sum} (differs from the pinned {pinned})\n",
-                model.display()
-            );
-        }
-        Err(e) => {
-            out += &format!(
-                "default model {}: {e} (pinned sha256 {pinned})\n",
-                model.display()
-            );
-        }
-    }
-    out
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::Digest;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 /// Configuration and model problems exit with 2: the box needs fixing, not restarting.

@@ -32,6 +32,7 @@
 //! `STOPPING` when the node begins to stop.
 
 pub mod cameras;
+mod hub;
 pub mod options;
 pub mod systemd;
 
@@ -46,11 +47,9 @@ use tracing::Instrument;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError};
-use crate::detect::{
-    DetectError, Detector, DetectorOptions, DetectorService, Infer, ServiceOptions,
-};
+use crate::detect::{DetectError, Detector, DetectorOptions, DetectorService, Infer};
 use crate::event::rfc3339;
-use crate::monitor::heartbeat::{Beat, Beats, Sample};
+use crate::monitor::heartbeat::{Beat, Beats};
 use crate::monitor::{CameraSnapshot, CameraState, CameraStats};
 use crate::mqtt::commands::{Command, ControlRequest, Reply};
 use crate::mqtt::{CommitHook, PublisherReport, run_publisher};
@@ -60,6 +59,7 @@ use crate::pipeline::task::{CameraExit, CameraTask};
 use crate::source::Frame;
 use crate::source::runner::{DefaultOpener, Opener};
 use cameras::{Action, CameraSet};
+use hub::Hub;
 
 /// Problems found before any camera starts. All mean "fix the configuration or the box".
 #[derive(Debug, thiserror::Error)]
@@ -211,7 +211,7 @@ pub async fn run_with(
     let (events_tx, events_rx) = mpsc::channel::<Handover>(1024);
     let mut beats = Beats::default();
     beats.watch("detector", detector_beat.clone());
-    let (on_commit, publisher_probe) = publisher_beat(on_commit, &events_tx);
+    let (on_commit, publisher_probe) = systemd::publisher_beat(on_commit, &events_tx);
     beats.watch_with("publisher", publisher_probe);
     let publisher = tokio::spawn(run_publisher(
         pub_opts,
@@ -278,62 +278,6 @@ pub async fn run_with(
         publisher: report,
         wall: started.elapsed(),
     })
-}
-
-/// The publisher's beat, taken through the commit hook it already calls: one unit
-/// done per event committed; its backlog is what waits in the handover queue.
-fn publisher_beat(
-    mut on_commit: CommitHook,
-    events: &mpsc::Sender<Handover>,
-) -> (CommitHook, crate::monitor::heartbeat::Probe) {
-    let beat = Arc::new(Beat::default());
-    let counted = beat.clone();
-    let hook: CommitHook = Box::new(move |ev| {
-        counted.done(1);
-        on_commit(ev);
-    });
-    let queue = events.downgrade();
-    let probe = Arc::new(move || {
-        let waiting = queue
-            .upgrade()
-            .map_or(0, |q| (q.max_capacity() - q.capacity()) as u64);
-        Sample {
-            done: beat.sample().done,
-            waiting,
-        }
-    });
-    (hook, probe)
-}
-
-/// The detector service, and how to start a new one when its thread died.
-struct Hub {
-    service: DetectorService,
-    /// Inference threads started by this run (the dead ones too), joined at the end.
-    threads: Vec<std::thread::JoinHandle<()>>,
-    open: Arc<dyn OpenDetector>,
-    options: ServiceOptions,
-    /// Kept by every service this hub starts (see [`DetectorService::spawn_beating`]).
-    beat: Arc<Beat>,
-}
-
-impl Hub {
-    /// A live service: the current one, or a new one if its thread died.
-    async fn alive(&mut self) -> Result<DetectorService, String> {
-        let Some(reason) = self.service.died() else {
-            return Ok(self.service.clone());
-        };
-        tracing::warn!(reason = %reason, "starting a new detector: the last one died");
-        let open = self.open.clone();
-        let infer = tokio::task::spawn_blocking(move || open.open())
-            .await
-            .map_err(|e| format!("opening the detector again failed: {e}"))?
-            .map_err(|e| format!("cannot open the detector again: {e}"))?;
-        let (service, thread) =
-            DetectorService::spawn_beating(infer, self.options, self.beat.clone());
-        self.service = service;
-        self.threads.push(thread);
-        Ok(self.service.clone())
-    }
 }
 
 /// A camera run in progress.

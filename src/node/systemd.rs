@@ -31,8 +31,10 @@ use std::time::{Duration, SystemTime};
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 
-use crate::monitor::heartbeat::{Beats, Pulse};
+use crate::monitor::heartbeat::{Beat, Beats, Probe, Pulse, Sample};
 use crate::monitor::{CameraState, CameraStats};
+use crate::mqtt::CommitHook;
+use crate::outbox::Handover;
 
 /// How often `STATUS=` is refreshed when systemd asks for no watchdog pings.
 const STATUS_EVERY: Duration = Duration::from_secs(10);
@@ -137,6 +139,31 @@ impl Manager {
             self.status(status);
         }
     }
+}
+
+/// The publisher's beat, taken through the commit hook it already calls: one unit
+/// done per event committed; its backlog is what waits in the handover queue.
+pub fn publisher_beat(
+    mut on_commit: CommitHook,
+    events: &tokio::sync::mpsc::Sender<Handover>,
+) -> (CommitHook, Probe) {
+    let beat = Arc::new(Beat::default());
+    let counted = beat.clone();
+    let hook: CommitHook = Box::new(move |ev| {
+        counted.done(1);
+        on_commit(ev);
+    });
+    let queue = events.downgrade();
+    let probe = Arc::new(move || {
+        let waiting = queue
+            .upgrade()
+            .map_or(0, |q| (q.max_capacity() - q.capacity()) as u64);
+        Sample {
+            done: beat.sample().done,
+            waiting,
+        }
+    });
+    (hook, probe)
 }
 
 /// Whether the health file says the node was moving at most `max_age` ago;
