@@ -23,8 +23,9 @@
 #          $CACHE/media/scenarios/NAME.{mp4,toml}
 #   check  dev check (not in `all`): adds onnxruntime + pillow to the convert
 #          venv and runs models/reference_check.py on bus.jpg
-#   package-tools  (in test-assets) cargo-deb (pinned, cargo install --locked)
-#          and systemd-analyze / dpkg-shlibdeps (Debian systemd, dpkg-dev)
+#   package-tools  (in test-assets) cargo-deb (pinned, cargo install --locked),
+#          systemd-analyze, dpkg-shlibdeps, adduser, deb-systemd-helper (Debian
+#          systemd, dpkg-dev, adduser, init-system-helpers)
 #   arm64  (not in `all`) what `make deb ARCH=arm64` and deploy/check-arm64.sh
 #          need: multiarch arm64 FFmpeg dev packages, gcc-aarch64-linux-gnu,
 #          qemu-user, the Rust target, and the aarch64 wheel's library:
@@ -183,12 +184,19 @@ step_package_tools() {
         log=$(logfile package-tools)
         run "$log" cargo install --locked --quiet --version "$CARGO_DEB_VERSION" cargo-deb
     fi
-    if ! command -v systemd-analyze >/dev/null 2>&1 || ! command -v dpkg-shlibdeps >/dev/null 2>&1; then
-        say "package-tools: installing systemd (for systemd-analyze; not started) and dpkg-dev"
+    # systemd-analyze (systemd), dpkg-shlibdeps (dpkg-dev), and what the package's
+    # maintainer scripts run when the tests install it (adduser, deb-systemd-helper).
+    local want=(systemd-analyze:systemd dpkg-shlibdeps:dpkg-dev adduser:adduser
+        deb-systemd-helper:init-system-helpers) missing=() w
+    for w in "${want[@]}"; do
+        PATH=$PATH:/usr/sbin:/sbin command -v "${w%%:*}" >/dev/null 2>&1 || missing+=("${w#*:}")
+    done
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        say "package-tools: installing ${missing[*]} (systemd is installed, never started)"
         log=$(logfile package-tools)
         apt_update_once "$log"
         run "$log" as_root env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y -qq --no-install-recommends systemd dpkg-dev
+            apt-get install -y -qq --no-install-recommends "${missing[@]}"
     fi
 }
 
