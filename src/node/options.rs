@@ -153,6 +153,7 @@ pub fn check_files(c: &Config) -> Result<(), ConfigError> {
         let problem = match std::fs::File::open(path) {
             Ok(f) if f.metadata().is_ok_and(|m| m.is_dir()) => "is a folder".to_string(),
             Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "not found".to_string(),
             Err(e) => format!("cannot be read: {e}"),
         };
         Err(c.key_error(key, format!("{what} {} {problem}{hint}", path.display())))
