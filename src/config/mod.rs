@@ -396,7 +396,8 @@ impl Config {
         }
         resolve(&mut self.outbox.path);
         for cam in &mut self.cameras {
-            if !cam.url.contains("://") && Path::new(&cam.url).is_relative() {
+            let blank = cam.url.trim().is_empty();
+            if !blank && !cam.url.contains("://") && Path::new(&cam.url).is_relative() {
                 cam.url = base.join(&cam.url).to_string_lossy().into_owned();
             }
         }

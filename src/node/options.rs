@@ -144,9 +144,9 @@ pub fn check_classes(c: &Config, model: &str, labels: &[String]) -> Result<(), C
 
 /// Files and folders the configuration names that `run` would trip on, checked
 /// without changing anything (for `check-config`): the model, its manifest and
-/// the ONNX Runtime library, set or found by default; the outbox's folder; and
-/// cameras that read a file or folder. TLS material and the password file are
-/// read by [`publisher`].
+/// the ONNX Runtime library, set or found by default, and the outbox's folder.
+/// TLS material and the password file are read by [`publisher`]. Cameras are
+/// not: a camera that cannot be opened never stops the others.
 pub fn check_files(c: &Config) -> Result<(), ConfigError> {
     use std::path::Path;
     let readable = |key: &str, path: &Path, what: &str, hint: &str| {
@@ -191,17 +191,6 @@ pub fn check_files(c: &Config) -> Result<(), ConfigError> {
         && !up.is_dir()
     {
         return Err(c.key_error("outbox.path", format!("{} is not a folder", up.display())));
-    }
-    for cam in &c.cameras {
-        let url = &cam.url;
-        let is_file = !url.contains("://") && !url.starts_with("/dev/");
-        let is_glob = url.contains(['*', '?', '[']);
-        if is_file && !is_glob && !Path::new(url).exists() {
-            return Err(c.key_error(
-                format!("camera[{}].url", cam.id),
-                format!("no file or folder {url}"),
-            ));
-        }
     }
     Ok(())
 }
