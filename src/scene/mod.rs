@@ -38,10 +38,23 @@
 //!    ground's texture (its grey levels correlate with the reference's) where
 //!    an object hides it. Both go into the reference at once. A real group of
 //!    at least `min_area` becomes *held*: its pixels keep their region while
-//!    something passes in front of them and let go only when they match the
-//!    reference again (or something else has lain there for `still_s`).
-//! 6. **Regions** are the groups of held pixels, matched to the previous
-//!    frame's regions by overlap so their ids persist.
+//!    something passes or stops in front of them and let go only when they
+//!    have matched the reference again for `still_s` (or something else has
+//!    lain there that long).
+//! 6. **Regions.** Each held pixel belongs to one region, so ids persist. A
+//!    promoted group joins the region it touches while that region is young
+//!    (reported less than `still_s` ago: an object's parts come to rest one
+//!    after another), or when it is only a few pixels (fewer than the
+//!    smallest region) rejoining it; anything larger is a new region even if
+//!    it touches an old one: a cup put down beside a parked bicycle is not the
+//!    bicycle. A region reports when it *appeared* (the median time its
+//!    pixels came to rest), how much of it is *hidden* (something moving
+//!    covers it) and how much is *cleared* (shows the clean picture again:
+//!    a removal is seen as such the moment it happens). It is let go when it is too small to report, when less than
+//!    half of its largest self is left (the rest matches the clean picture
+//!    again: it was taken away, and what is left starts its still time anew,
+//!    so a removal never looks like something put down), or after `absorb_s`
+//!    (into the reference).
 //!
 //! **Ghosts.** When something that was part of the reference leaves (a car
 //! parked during warm-up drives off), the uncovered ground differs from the
@@ -108,6 +121,16 @@ pub struct StaticRegion {
     pub area: f32,
     /// `pts` of the frame where the region was first reported.
     pub since: Duration,
+    /// When its pixels came to rest (most of them: the median): the moment
+    /// the thing was put down, `still_s` or more before `since`.
+    pub appeared: Duration,
+    /// Share of its pixels that something moving covers in this frame (a
+    /// passer-by in front of it, someone taking it away): kept, not seen.
+    pub hidden: f32,
+    /// Share of its pixels that show the clean picture again: it is being
+    /// taken away (its pixels let go once they have for `still_s`; until
+    /// then it may be someone who looks like the ground standing in front).
+    pub cleared: f32,
 }
 
 /// What the scene model says about one frame.
@@ -134,13 +157,16 @@ const GAIN_BINS: usize = 256;
 const GAIN_LOW: f32 = 0.5;
 const GAIN_SCALE: f32 = 128.0;
 
-/// A reported region as remembered for matching in the next frame.
+/// A region the model keeps.
 #[derive(Debug, Clone)]
 struct Tracked {
     id: u64,
+    /// When it was first reported.
     since: Duration,
-    /// Work-pixel box, inclusive: `x0, y0, x1, y1`.
-    bbox: [usize; 4],
+    /// When its pixels came to rest.
+    appeared: Duration,
+    /// The most held pixels it has had.
+    peak: usize,
 }
 
 /// Per-camera scene model. Feed it every analysed frame with [`SceneModel::update`].
@@ -164,15 +190,18 @@ pub struct SceneModel {
     still_since: Vec<f64>,
     /// Grey level of a held (region) pixel, or -1.
     held: Vec<i16>,
+    /// Id of the region a held pixel belongs to, or 0.
+    owner: Vec<u64>,
     moving: Vec<u8>,
     fg: Vec<u8>,
     cand: Vec<u8>,
     scratch: Vec<u8>,
     scratch2: Vec<u8>,
     scratch3: Vec<u8>,
-    /// Marks of the ghost test's outline band (`== band_gen`: in the band).
-    band: Vec<u32>,
-    band_gen: u32,
+    /// Per-pixel marks of one pass over a component (`== mark`: visited),
+    /// so no pass has to clear them.
+    marks: Vec<u32>,
+    mark: u32,
     stack: Vec<u32>,
     comps: Components,
     tracked: Vec<Tracked>,
@@ -194,14 +223,15 @@ impl SceneModel {
             bg: Vec::new(),
             still_since: Vec::new(),
             held: Vec::new(),
+            owner: Vec::new(),
             moving: Vec::new(),
             fg: Vec::new(),
             cand: Vec::new(),
             scratch: Vec::new(),
             scratch2: Vec::new(),
             scratch3: Vec::new(),
-            band: Vec::new(),
-            band_gen: 0,
+            marks: Vec::new(),
+            mark: 0,
             stack: Vec::new(),
             comps: Components::default(),
             tracked: Vec::new(),
@@ -298,6 +328,8 @@ impl SceneModel {
         self.still_since.resize(n, t);
         self.held.clear();
         self.held.resize(n, -1);
+        self.owner.clear();
+        self.owner.resize(n, 0);
         self.tracked.clear();
         self.learn_from = t;
         self.last_t = Some(t);
@@ -311,6 +343,7 @@ impl SceneModel {
         }
         self.still_since.fill(t);
         self.held.fill(-1);
+        self.owner.fill(0);
         self.tracked.clear();
         self.learn_from = t;
         std::mem::swap(&mut self.prev, &mut self.grey);

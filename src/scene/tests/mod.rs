@@ -2,6 +2,7 @@
 //! with blocks added, removed, moved, and the view's exposure or position changed.
 
 mod kit;
+mod regions;
 
 use super::*;
 use kit::*;
@@ -65,8 +66,15 @@ fn an_added_object_is_reported_after_still_s_with_a_stable_id_and_goes_when_remo
         assert_eq!(u.regions[0].since, r0.since);
         assert!(iou(u.regions[0].bbox, r0.bbox) > 0.9, "frame {n}");
     }
-    // Gone as soon as the ground is seen again (the removal frame moves, the next is clean).
-    for (n, u) in &ups[lift as usize + 1..] {
+    // The removal frame moves; from the next the ground is seen again: the
+    // region is cleared at once, and gone once the ground has been seen for
+    // `still_s`.
+    let clean = lift + at(2.0);
+    for (n, u) in &ups[lift as usize + 1..clean as usize] {
+        assert_eq!(u.regions.len(), 1, "frame {n}: {:?}", u.regions);
+        assert_eq!(u.regions[0].cleared, 1.0, "frame {n}: {:?}", u.regions);
+    }
+    for (n, u) in &ups[clean as usize..] {
         assert!(u.regions.is_empty(), "frame {n}: {:?}", u.regions);
     }
     assert!(ups[lift as usize].1.motion > 0.0);
