@@ -145,6 +145,31 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
     }
 }
 
+/// A `crowding` start of camera `c`, zone `z`, node `n` at 2026-01-01, for tests
+/// of the stages that carry events without reading them.
+#[cfg(test)]
+pub(crate) fn sample(id: &str, incident: &str) -> Event {
+    Event {
+        schema: SCHEMA.into(),
+        id: id.into(),
+        seq: 0,
+        node: "n".into(),
+        camera: "c".into(),
+        zone: "z".into(),
+        kind: "crowding".into(),
+        phase: Phase::Start,
+        incident: incident.into(),
+        ts: "2026-01-01T00:00:00.000Z".into(),
+        started_at: "2026-01-01T00:00:00.000Z".into(),
+        ended_at: None,
+        stream_time_s: 0.0,
+        objects: vec![],
+        metrics: Default::default(),
+        attributes: Default::default(),
+        evidence: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

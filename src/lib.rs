@@ -14,12 +14,13 @@
 //!                                           (owns the outbox)   ◀── PUBACK ──┘
 //!                                               │ commands
 //!                                               ▼
-//!                                             node ─▶ start / stop / reload cameras
+//!                                             node ─▶ start / stop / reload cameras,
+//!                                                     restart dead threads, notify systemd
 //! ```
 //!
 //! | module        | owns                                                                 |
 //! |---------------|----------------------------------------------------------------------|
-//! | [`node`]      | the composition root: reads [`config`], builds and supervises every stage, carries out commands, restarts dead threads |
+//! | [`node`]      | the composition root: reads [`config`], builds and supervises every stage, carries out commands (MQTT and SIGHUP), restarts dead threads, tells systemd it is ready and alive (the watchdog is fed only while the stages' heartbeats move) |
 //! | [`config`]    | the TOML schema, defaults, `${ENV}` expansion, validation (a leaf: imports nothing of the crate) |
 //! | [`source`]    | decoding (FFmpeg, image folders) into RGB frames, analytic-fps sampling, reconnects, the frame slot |
 //! | [`pipeline`]  | one camera's analysis frame by frame, with no I/O, and the async shell that feeds it |

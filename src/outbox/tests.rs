@@ -7,32 +7,13 @@ use rusqlite::Connection;
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::event::{Phase, SCHEMA};
 
 fn clock() -> ManualClock {
     ManualClock::new(std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000))
 }
 
 fn event(id: &str) -> Event {
-    Event {
-        schema: SCHEMA.into(),
-        id: id.into(),
-        seq: 0,
-        node: "n".into(),
-        camera: "c".into(),
-        zone: "z".into(),
-        kind: "crowding".into(),
-        phase: Phase::Start,
-        incident: "i".into(),
-        ts: "2026-01-01T00:00:00.000Z".into(),
-        started_at: "2026-01-01T00:00:00.000Z".into(),
-        ended_at: None,
-        stream_time_s: 0.0,
-        objects: vec![],
-        metrics: Default::default(),
-        attributes: Default::default(),
-        evidence: None,
-    }
+    crate::event::sample(id, "i")
 }
 
 fn after(seq: u64, part: Part) -> Position {
