@@ -5,7 +5,10 @@ SHELL := /bin/bash
 export STREETWATCH_CACHE ?= $(HOME)/.cache/streetwatch
 CARGO ?= cargo
 
-.PHONY: setup build demo test lint bench clean-cache
+# Debian architecture of `make deb`: this machine's, or arm64 (cross-built).
+ARCH ?= $(shell dpkg --print-architecture)
+
+.PHONY: setup build demo test lint bench clean-cache deb check-arm64
 
 ## Install Debian packages, ONNX Runtime, the default model and sample media (idempotent).
 setup:
@@ -24,6 +27,16 @@ test: setup
 	@deploy/setup.sh test-assets
 	@$(CARGO) build --quiet --all-targets
 	@$(CARGO) test --quiet --all-targets
+
+## The Debian package: target/debian/streetwatch_<version>_<arch>.deb (ARCH=arm64 cross-builds).
+deb: setup
+	@deploy/setup.sh package-tools $(if $(filter-out $(shell dpkg --print-architecture),$(ARCH)),$(ARCH))
+	@deploy/deb.sh --arch $(ARCH)
+
+## The arm64 build under qemu-user: detections as on x86, events to a local mosquitto (slow).
+check-arm64: setup
+	@deploy/setup.sh package-tools arm64
+	@deploy/check-arm64.sh
 
 ## Formatting and lints, as the project keeps them.
 lint:

@@ -237,6 +237,9 @@ fn regions() -> Vec<Region> {
         area: (bbox[2] - bbox[0]) * (bbox[3] - bbox[1]) / (1920.0 * 1080.0),
         bbox: PxBox(bbox),
         since: Duration::ZERO,
+        appeared: Duration::ZERO,
+        hidden: 0.0,
+        cleared: 0.0,
     })
     .collect()
 }

@@ -23,6 +23,13 @@
 #          $CACHE/media/scenarios/NAME.{mp4,toml}
 #   check  dev check (not in `all`): adds onnxruntime + pillow to the convert
 #          venv and runs models/reference_check.py on bus.jpg
+#   package-tools  (in test-assets) cargo-deb (pinned, cargo install --locked),
+#          systemd-analyze, dpkg-shlibdeps, adduser, deb-systemd-helper (Debian
+#          systemd, dpkg-dev, adduser, init-system-helpers)
+#   arm64  (not in `all`) what `make deb ARCH=arm64` and deploy/check-arm64.sh
+#          need: multiarch arm64 FFmpeg dev packages, gcc-aarch64-linux-gnu,
+#          qemu-user, the Rust target, and the aarch64 wheel's library:
+#          $CACHE/onnxruntime-<v>-aarch64/libonnxruntime.so.<v>
 #
 # CACHE = ${STREETWATCH_CACHE:-$HOME/.cache/streetwatch}. Nothing is written to
 # the work tree. Pins and sha256 values: deploy/versions.env and
@@ -113,23 +120,31 @@ step_deps() {
 }
 
 # ---------------------------------------------------------------------------
+# ort_vars ARCH DIR: the pins of ARCH's wheel, and where its library goes
 ort_vars() {
-    case $ARCH in
+    local arch=$1
+    case $arch in
         x86_64 | aarch64) ;;
-        *) die "no pinned onnxruntime wheel for $ARCH" ;;
+        *) die "no pinned onnxruntime wheel for $arch" ;;
     esac
     local v
-    v="ORT_PLATFORM_$ARCH"; ORT_PLATFORM=${!v}
-    v="ORT_WHEEL_$ARCH"; ORT_WHEEL=${!v}
-    v="ORT_WHEEL_SHA256_$ARCH"; ORT_WHEEL_SHA256=${!v}
-    v="ORT_LIB_SHA256_$ARCH"; ORT_LIB_SHA256=${!v}
-    ORT_DIR=$CACHE/onnxruntime-$ORT_VERSION
+    v="ORT_PLATFORM_$arch"; ORT_PLATFORM=${!v}
+    v="ORT_WHEEL_$arch"; ORT_WHEEL=${!v}
+    v="ORT_WHEEL_SHA256_$arch"; ORT_WHEEL_SHA256=${!v}
+    v="ORT_LIB_SHA256_$arch"; ORT_LIB_SHA256=${!v}
+    ORT_DIR=$2
     ORT_LIB=$ORT_DIR/libonnxruntime.so.$ORT_VERSION
     ORT_MARKER=$ORT_DIR/.from-wheel
 }
 
 step_ort() {
-    ort_vars
+    fetch_ort "$ARCH" "$CACHE/onnxruntime-$ORT_VERSION"
+}
+
+# fetch_ort ARCH DIR: the library of the pinned onnxruntime wheel for ARCH
+# (x86_64 or aarch64) into DIR, checked against its pins.
+fetch_ort() {
+    ort_vars "$1" "$2"
     if [[ -f $ORT_MARKER && $(<"$ORT_MARKER") == "$ORT_WHEEL $ORT_WHEEL_SHA256" ]] &&
         file_ok "$ORT_LIB" "$ORT_LIB_SHA256"; then
         return 0
@@ -152,9 +167,84 @@ step_ort() {
 
 step_test_assets() {
     test_assets_disk
+    step_package_tools
     test_assets_old_ort
     test_assets_variants
     test_assets_scenarios
+}
+
+# What building and checking the Debian package needs (`make deb` and the
+# package tests): cargo-deb (pinned, built from crates.io) and systemd-analyze
+# (Debian's systemd package: installed, never started).
+step_package_tools() {
+    local have="" log
+    have=$(cargo deb --version 2>/dev/null || true)
+    if [[ $have != *" $CARGO_DEB_VERSION"* ]]; then
+        say "package-tools: installing cargo-deb $CARGO_DEB_VERSION (cargo install --locked)"
+        log=$(logfile package-tools)
+        run "$log" cargo install --locked --quiet --version "$CARGO_DEB_VERSION" cargo-deb
+    fi
+    # systemd-analyze (systemd), dpkg-shlibdeps (dpkg-dev), and what the package's
+    # maintainer scripts run when the tests install it (adduser, deb-systemd-helper).
+    local want=(systemd-analyze:systemd dpkg-shlibdeps:dpkg-dev adduser:adduser
+        deb-systemd-helper:init-system-helpers) missing=() w
+    for w in "${want[@]}"; do
+        PATH=$PATH:/usr/sbin:/sbin command -v "${w%%:*}" >/dev/null 2>&1 || missing+=("${w#*:}")
+    done
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        say "package-tools: installing ${missing[*]} (systemd is installed, never started)"
+        log=$(logfile package-tools)
+        apt_update_once "$log"
+        run "$log" as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+}
+
+# ARM64 cross-builds and their check (`make deb ARCH=arm64`, deploy/check-arm64.sh;
+# not part of `make test`): Debian's cross compiler, the arm64 FFmpeg dev packages
+# through multiarch, the Rust target, qemu-user to run the result, and the
+# aarch64 ONNX Runtime wheel's library ($CACHE/onnxruntime-<v>-aarch64/). apt is
+# asked first what it would do: if installing would remove any package (a
+# native -dev package the normal build needs, say), nothing is installed.
+ARM64_APT_PACKAGES="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user \
+libavcodec-dev:arm64 libavformat-dev:arm64 libavutil-dev:arm64 libswscale-dev:arm64 \
+libavdevice-dev:arm64 libavfilter-dev:arm64 libswresample-dev:arm64"
+step_arm64() {
+    local log missing=() p installed plan
+    log=$(logfile arm64)
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        say "arm64: adding the arm64 architecture to dpkg (multiarch)"
+        run "$log" as_root dpkg --add-architecture arm64
+        apt_updated=0
+    fi
+    # shellcheck disable=SC2086
+    installed=" $({ dpkg-query -W -f='${Package}:${Architecture}=${db:Status-Abbrev}\n' \
+        $ARM64_APT_PACKAGES 2>/dev/null || true; } | sed -n 's/=ii.*$//p' | tr '\n' ' ') "
+    for p in $ARM64_APT_PACKAGES; do
+        if [[ $p == *:* ]]; then
+            [[ $installed == *" $p "* ]] || missing+=("$p")
+        else
+            [[ $installed == *" $p:"* ]] || missing+=("$p")
+        fi
+    done
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        apt_update_once "$log"
+        plan=$(as_root env DEBIAN_FRONTEND=noninteractive apt-get install -s -qq \
+            --no-install-recommends "${missing[@]}" 2>&1) || die "arm64: apt cannot install ${missing[*]}:
+$plan"
+        if grep -q '^Remv ' <<<"$plan"; then
+            die "arm64: installing ${missing[*]} would remove packages; nothing was installed:
+$(grep '^Remv ' <<<"$plan")"
+        fi
+        say "arm64: installing ${missing[*]}"
+        run "$log" as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+    if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+        say "arm64: adding the Rust target aarch64-unknown-linux-gnu"
+        run "$log" rustup target add aarch64-unknown-linux-gnu
+    fi
+    fetch_ort aarch64 "$CACHE/onnxruntime-$ORT_VERSION-aarch64"
 }
 
 # A clean test build (some 25 binaries in target/debug) takes about 2.6 GB;
@@ -457,9 +547,9 @@ main() {
     [[ ${#steps[@]} -eq 0 ]] && steps=(all)
     for s in "${steps[@]}"; do
         case $s in
-            deps | ort | model | media | all | check | test-assets) ;;
+            deps | ort | model | media | all | check | test-assets | package-tools | arm64) ;;
             -h | --help) sed -n '2,/^set -/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"; exit 0 ;;
-            *) die "unknown step '$s' (deps|ort|model|media|all|check|test-assets)" ;;
+            *) die "unknown step '$s' (deps|ort|model|media|all|check|test-assets|package-tools|arm64)" ;;
         esac
     done
     mkdir -p "$CACHE"

@@ -8,40 +8,72 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use streetwatch::config::Config;
 use streetwatch::detect::{self, DetectError, Detector, DetectorOptions, RgbView};
-use streetwatch::node::{self, StartError, options};
+use streetwatch::logs::{self, say};
+use streetwatch::mqtt::commands::{Command as NodeCommand, ControlRequest};
+use streetwatch::node::{self, Hooks, StartError, options, systemd};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+
+/// Where an installed box keeps its configuration.
+const DEFAULT_CONFIG: &str = "/etc/streetwatch/streetwatch.toml";
 
 #[derive(Parser)]
 #[command(
     name = "streetwatch",
-    version,
-    about = "Edge daemon for street cameras: video → ONNX detector → zone rules → MQTT events"
+    about = "Edge daemon for street cameras: video → ONNX detector → zone rules → MQTT events",
+    disable_version_flag = true,
+    arg_required_else_help = true
 )]
 struct Cli {
-    /// Log format on stderr.
+    /// Log format on stderr (`json`: every line on stderr is a JSON object).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Print the version and git commit, the ONNX Runtime and FFmpeg (libavcodec)
+    /// versions found, and the default model's sha256.
+    #[arg(short = 'V', long)]
+    version: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
+}
+
+/// The configuration file of `run` and `check-config`.
+#[derive(clap::Args)]
+struct ConfigFile {
+    /// The configuration file.
+    #[arg(long, short, env = "STREETWATCH_CONFIG", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon.
     Run {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
+        /// Touch this file at every check that finds the detector and the publisher
+        /// moving (for `streetwatch health`, e.g. a container's HEALTHCHECK).
+        #[arg(long, env = "STREETWATCH_HEALTH_FILE")]
+        health_file: Option<PathBuf>,
+    },
+    /// Exit 0 if a running daemon's health file shows it moving recently, else 1.
+    Health {
+        #[arg(long, env = "STREETWATCH_HEALTH_FILE")]
+        health_file: PathBuf,
+        /// Seconds since the last check that found every stage moving, at most.
+        #[arg(long, default_value_t = 60.0)]
+        max_age: f64,
     },
     /// Check a configuration (and its model) without starting cameras. Exit code 2 if wrong.
     CheckConfig {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Also connect to the broker once (address, TLS, credentials); exit code 1 if that fails.
         #[arg(long)]
         connect: bool,
@@ -92,25 +124,54 @@ enum Command {
     },
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn,rumqttc=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+/// `--log-format json` as given on the command line, before it could be parsed.
+fn json_asked() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--log-format=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--log-format" && w[1] == "json")
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logs(cli.log_format);
-    let result = match cli.command {
-        Command::Run { config } => cmd_run(config),
-        Command::CheckConfig { config, connect } => cmd_check(config, connect),
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if json_asked() && e.use_stderr() => {
+            logs::set_json(true);
+            let text = e.kind().to_string();
+            say(
+                "ERROR",
+                &format!("error: {text}"),
+                serde_json::json!({"usage": e.to_string().trim()}),
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
+    logs::set_json(cli.log_format == LogFormat::Json);
+    if cli.version {
+        print!("{}", streetwatch::about::report());
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = cli.command else {
+        say(
+            "ERROR",
+            "error: a command is needed (see --help)",
+            serde_json::json!({}),
+        );
+        return ExitCode::from(2);
+    };
+    logs::init();
+    let result = match command {
+        Command::Run {
+            config,
+            health_file,
+        } => cmd_run(config.config, health_file),
+        Command::Health {
+            health_file,
+            max_age,
+        } => cmd_health(health_file, max_age),
+        Command::CheckConfig { config, connect } => cmd_check(config.config, connect),
         Command::Detect {
             image,
             config,
@@ -134,12 +195,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("streetwatch: error: {err:#}");
-            if is_usage_error(&err) {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
+            let code = if is_usage_error(&err) { 2 } else { 1 };
+            say(
+                "ERROR",
+                &format!("error: {err:#}"),
+                serde_json::json!({"exit_code": code}),
+            );
+            ExitCode::from(code)
         }
     }
 }
@@ -166,7 +228,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn cmd_run(config_path: PathBuf) -> anyhow::Result<()> {
+fn cmd_health(file: PathBuf, max_age_s: f64) -> anyhow::Result<()> {
+    let max_age = Duration::try_from_secs_f64(max_age_s)
+        .map_err(|_| anyhow::anyhow!("--max-age {max_age_s}: not a number of seconds"))?;
+    match systemd::health(&file, max_age, std::time::SystemTime::now()) {
+        Ok(line) => {
+            println!("healthy: {line}");
+            Ok(())
+        }
+        Err(why) => {
+            println!("unhealthy: {why}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn cmd_run(config_path: PathBuf, health_file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
     let rt = runtime()?;
     let summary = rt.block_on(async {
@@ -178,10 +255,17 @@ fn cmd_run(config_path: PathBuf) -> anyhow::Result<()> {
                 tracing::info!("shutting down (a second signal exits at once)");
                 shutdown.cancel();
                 wait_for_signal().await;
-                eprintln!("streetwatch: second signal, exiting now");
+                say(
+                    "ERROR",
+                    "second signal, exiting now",
+                    serde_json::json!({"exit_code": 130}),
+                );
                 std::process::exit(130);
             });
         }
+        let (commands, commands_rx) = mpsc::channel(4);
+        let hangup = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
+        tokio::spawn(reload_on_hangup(hangup, commands));
         let hook = Box::new(|ev: &streetwatch::event::Event| {
             tracing::info!(
                 seq = ev.seq,
@@ -193,22 +277,39 @@ fn cmd_run(config_path: PathBuf) -> anyhow::Result<()> {
                 "event stored"
             );
         });
-        node::run(config, shutdown, hook).await
+        let hooks = Hooks {
+            commands: Some(commands_rx),
+            manager: systemd::Manager::from_env().with_health_file(health_file),
+            ..Hooks::new(shutdown, hook)
+        };
+        anyhow::Ok(node::run(config, hooks).await?)
     })?;
     let t = summary.total();
-    eprintln!(
-        "streetwatch: summary: {} cameras, {} frames decoded, {} analysed ({} dropped, {} decode errors), {} detections, {} events ({} delivered, {} left in outbox), mean inference {:.1} ms, wall {:.1} s",
-        summary.cameras.len(),
-        t.frames_decoded,
-        t.frames_analysed,
-        t.frames_dropped,
-        t.decode_errors,
-        t.detections,
-        t.events,
-        summary.publisher.acked,
-        summary.publisher.left_in_outbox,
-        t.mean_inference_ms(),
-        summary.wall.as_secs_f64()
+    say(
+        "INFO",
+        &format!(
+            "summary: {} cameras, {} frames decoded, {} analysed ({} dropped, {} decode errors), {} detections, {} events ({} delivered, {} left in outbox), mean inference {:.1} ms, wall {:.1} s",
+            summary.cameras.len(),
+            t.frames_decoded,
+            t.frames_analysed,
+            t.frames_dropped,
+            t.decode_errors,
+            t.detections,
+            t.events,
+            summary.publisher.acked,
+            summary.publisher.left_in_outbox,
+            t.mean_inference_ms(),
+            summary.wall.as_secs_f64()
+        ),
+        serde_json::json!({
+            "summary": "node",
+            "cameras": summary.cameras.len(),
+            "totals": t,
+            "delivered": summary.publisher.acked,
+            "left_in_outbox": summary.publisher.left_in_outbox,
+            "mean_inference_ms": t.mean_inference_ms(),
+            "wall_s": summary.wall.as_secs_f64(),
+        }),
     );
     for ((id, s), (_, state)) in summary.cameras.iter().zip(&summary.states) {
         // Latency is measured only where capture time is wall-clock time (live, real-time).
@@ -221,17 +322,50 @@ fn cmd_run(config_path: PathBuf) -> anyhow::Result<()> {
         } else {
             "capture-to-detection latency not measured (file read as fast as analysed)".into()
         };
-        eprintln!(
-            "streetwatch: camera {id}: {state}, {} frames decoded, {} analysed, {} dropped, {} decode errors, {} reconnects, {latency}",
-            s.frames_decoded, s.frames_analysed, s.frames_dropped, s.decode_errors, s.reconnects,
+        say(
+            "INFO",
+            &format!(
+                "camera {id}: {state}, {} frames decoded, {} analysed, {} dropped, {} decode errors, {} reconnects, {latency}",
+                s.frames_decoded,
+                s.frames_analysed,
+                s.frames_dropped,
+                s.decode_errors,
+                s.reconnects,
+            ),
+            serde_json::json!({
+                "summary": "camera",
+                "camera": id,
+                "state": state.to_string(),
+                "counters": s,
+            }),
         );
     }
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }
 
+/// SIGHUP reloads the configuration exactly as the MQTT `reload` command does: the
+/// same command goes to the node, which logs what it started, stopped or restarted.
+async fn reload_on_hangup(mut hangup: Signal, commands: mpsc::Sender<ControlRequest>) {
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        let (reply, answer) = oneshot::channel();
+        let request = ControlRequest {
+            command: NodeCommand::Reload,
+            reply,
+        };
+        if commands.send(request).await.is_err() {
+            break;
+        }
+        match answer.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "reload refused"),
+            Err(_) => break,
+        }
+    }
+}
+
 async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -246,6 +380,7 @@ fn cmd_check(config_path: PathBuf, connect: bool) -> anyhow::Result<()> {
         tokio::sync::watch::channel(Vec::new()).1,
         streetwatch::clock::system(),
     )?;
+    options::check_files(&config)?;
     let detector = node::open_detector(&config)?;
     if connect {
         runtime()?
@@ -381,7 +516,11 @@ fn cmd_tail(
                 client.subscribe(&topic, QoS::AtLeastOnce)?;
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
-                eprintln!("streetwatch: listening on {topic}");
+                say(
+                    "INFO",
+                    &format!("listening on {topic}"),
+                    serde_json::json!({}),
+                );
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if json {
@@ -396,7 +535,11 @@ fn cmd_tail(
             }
             Ok(_) => {}
             Err(e) => {
-                eprintln!("streetwatch: broker {url}: {e}; retrying");
+                say(
+                    "WARN",
+                    &format!("broker {url}: {e}; retrying"),
+                    serde_json::json!({}),
+                );
                 std::thread::sleep(Duration::from_secs(1));
             }
         }

@@ -109,9 +109,18 @@ fn an_object_pasted_on_a_real_street_is_found_and_its_removal_seen() {
     let gone = (lift as usize..end as usize)
         .find(|&n| ups[n].regions.is_empty())
         .expect("the region goes away");
+    // The clean street is seen at once (the region is not seen any more) and
+    // the region goes once it has been seen for `still_s`.
+    for (n, u) in ups.iter().enumerate().take(gone).skip(lift as usize + 1) {
+        assert!(
+            u.regions.iter().all(|r| r.cleared >= 0.9),
+            "frame {n}: the street is clean, yet {:?}",
+            u.regions
+        );
+    }
     let after = pts(gone as u64) - pts(lift);
     assert!(
-        after <= Duration::from_secs(1),
+        after.as_secs_f64() <= still_s + 1.0,
         "gone {after:?} after removal"
     );
     for (n, u) in ups.iter().enumerate().skip(gone) {
@@ -179,7 +188,9 @@ fn people_walking_in_real_video_are_motion_not_static_regions() {
             .filter(|d| det.label(d.class_id) == "person")
             .map(|d| d.bbox)
             .collect();
-        for r in u.regions {
+        // A region that shows the clean picture again (someone who stood
+        // there walked on) is kept for `still_s` but not seen: not counted.
+        for r in u.regions.into_iter().filter(|r| r.hidden + r.cleared < 0.5) {
             let person = people.iter().any(|p| covered(r.bbox, *p) >= 0.5);
             eprintln!(
                 "{:.1} s: region {} {:?} area {:.4} person: {person}",
@@ -211,10 +222,11 @@ fn people_walking_in_real_video_are_motion_not_static_regions() {
     // seconds (a static region once still for `still_s`, by design: the rules drop
     // regions under a tracked person), a fluttering tape and, at the very end, a
     // car's tailgate opening (real, still changes). Measured with FFmpeg 5.1:
-    // 57 region-frames of 395 (6 ids), largest area 0.0015, 45 of them on a
-    // person the model finds (the others: a person the model misses behind a
-    // sign post, the tape, the tailgate). The bounds leave room for another
-    // decoder's rounding, not for walkers turning into regions.
+    // 39 region-frames in view of 395 (6 ids), 33 of them on a person the
+    // model finds (the others: a person the model misses behind a sign post,
+    // the tape, the tailgate); a region whose person walked on is kept, not
+    // seen, for `still_s` more. The bounds leave room for another decoder's
+    // rounding, not for walkers turning into regions.
     let frames_with_regions: std::collections::BTreeSet<u64> = seen
         .iter()
         .map(|s| (s.0 * FPS as f64).round() as u64)

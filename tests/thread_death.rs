@@ -165,8 +165,12 @@ fn run_node(
             detector,
             clock: streetwatch::clock::system(),
         };
-        rt.block_on(node::run_with(config, parts, stop, Box::new(|_| {})))
-            .expect("the node starts")
+        rt.block_on(node::run_with(
+            config,
+            parts,
+            node::Hooks::new(stop, Box::new(|_| {})),
+        ))
+        .expect("the node starts")
     })
 }
 

@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 use super::lifecycle::{Lifecycle, Step, Timing};
+use super::regions::Owned;
 use super::spots::Persistence;
-use super::{ClassSet, Ctx, Rule, RuleEnv, RuleEvent, metrics};
+use super::{ClassSet, Ctx, Rule, RuleEvent, metrics};
 use crate::config::{DwellConfig, TimeWindow};
 use crate::event::Phase;
 
@@ -23,11 +24,12 @@ pub struct Dwell {
     min_people: usize,
     min_objects: usize,
     hours: Vec<TimeWindow>,
-    env: RuleEnv,
     life: Lifecycle,
     people_places: Persistence,
     object_places: Persistence,
     reported: (usize, usize),
+    /// Still regions that are tracked objects (someone standing), not goods.
+    owned: Owned,
 }
 
 impl Dwell {
@@ -35,7 +37,6 @@ impl Dwell {
         kind: &'static str,
         c: &DwellConfig,
         labels: &[String],
-        env: RuleEnv,
         hours: Vec<TimeWindow>,
     ) -> Self {
         let grace = Duration::from_secs_f64(c.clear_s.max(2.0));
@@ -55,7 +56,6 @@ impl Dwell {
             min_people: c.min_people as usize,
             min_objects: c.min_objects as usize,
             hours,
-            env,
             life: Lifecycle::new(Timing::secs(
                 0.0,
                 c.clear_s,
@@ -65,6 +65,7 @@ impl Dwell {
             people_places: Persistence::new(grace, 1.0),
             object_places: Persistence::new(grace, 0.5),
             reported: (0, 0),
+            owned: Owned::default(),
         }
     }
 }
@@ -104,16 +105,17 @@ impl Rule for Dwell {
         }
         if self.static_change {
             for r in ctx.obs.regions {
-                if !ctx.holds(&r.bbox) || ctx.covered_by_track(&r.bbox, &ClassSet::default()) {
+                if self.owned.check(ctx, r, &ClassSet::default()) || !ctx.holds(&r.bbox) {
                     continue;
                 }
-                let stayed = pts.saturating_sub(r.since.saturating_sub(self.env.still));
+                let stayed = pts.saturating_sub(r.appeared);
                 if stayed >= self.min_dwell {
                     longest = longest.max(stayed);
                     things += 1;
                     objects.push(ctx.object(None, 1.0, &r.bbox, None));
                 }
             }
+            self.owned.sweep(ctx.obs.regions);
         }
         self.people_places.sweep(pts);
         self.object_places.sweep(pts);
@@ -157,6 +159,7 @@ impl Rule for Dwell {
         self.people_places.clear();
         self.object_places.clear();
         self.reported = (0, 0);
+        self.owned.clear();
     }
 
     fn hours(&self) -> &[TimeWindow] {

@@ -4,19 +4,30 @@
 //! track (`cause = thrown`). The incident ends (`resolved`) once the spot has
 //! been clean for `clear_s`. Items are kept by place, so flickering
 //! detections and id switches never make a second incident.
+//!
+//! A still region is an item unless it is a tracked object itself (it came to
+//! rest with the object: a parked bicycle, a person standing, see
+//! [`super::regions`]); one that came to rest beside a parked bicycle or car is
+//! an item. Its dwell counts from when it came to rest. A region something
+//! moving hides keeps its item, but never makes a new one, and an incident
+//! starts only on a frame where its item is in view: taking an item away
+//! ends an incident, never starts one.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use super::lifecycle::{NEVER, Step, Timing};
+use super::regions::Owned;
 use super::spots::{Spot, Spots};
 use super::{ClassSet, Ctx, Rule, RuleEnv, RuleEvent, attributes, metrics};
 use crate::config::LitterConfig;
 use crate::event::Phase;
 use crate::geom::PxBox;
 
-/// How far back person positions are kept, to find who was next to a new item.
-const LOOKBACK: Duration = Duration::from_secs(6);
+/// How far back person positions are kept to find who was next to a new item,
+/// beyond the scene model's `still_s` (a region is reported that long after it
+/// came to rest, later if someone lingers beside it).
+const LINGER: Duration = Duration::from_secs(8);
 
 pub struct Litter {
     classes: ClassSet,
@@ -25,8 +36,11 @@ pub struct Litter {
     min_area: f32,
     max_area: f32,
     distance: f32,
-    env: RuleEnv,
+    /// How long person positions are kept.
+    lookback: Duration,
     spots: Spots<Item>,
+    /// Still regions that are tracked objects (a parked bicycle), not items.
+    owned: Owned,
     /// Recent frames: (pts, thrower-class tracks).
     history: VecDeque<(Duration, Vec<Seen>)>,
 }
@@ -56,6 +70,8 @@ struct Candidate {
     area: f32,
     /// When the item appeared.
     since: Duration,
+    /// In view (a still region can be hidden behind someone).
+    in_view: bool,
 }
 
 impl Litter {
@@ -67,14 +83,15 @@ impl Litter {
             min_area: c.min_area,
             max_area: c.max_area,
             distance: c.thrower_distance,
-            env,
+            lookback: env.still + LINGER,
+            owned: Owned::default(),
             // No updates: an item lies there until it is gone.
             spots: Spots::new(Timing::secs(c.dwell_s, c.clear_s, NEVER, c.cooldown_s)),
             history: VecDeque::new(),
         }
     }
 
-    fn candidates(&self, ctx: &Ctx<'_>) -> Vec<Candidate> {
+    fn candidates(&mut self, ctx: &Ctx<'_>) -> Vec<Candidate> {
         let obs = ctx.obs;
         let frame = obs.width.max(1) as f32 * obs.height.max(1) as f32;
         let mut out: Vec<Candidate> = obs
@@ -87,22 +104,31 @@ impl Litter {
                 score: d.score,
                 area: d.bbox.area() / frame,
                 since: obs.pts,
+                in_view: true,
             })
             .collect();
         if self.static_change {
-            out.extend(
-                obs.regions
-                    .iter()
-                    .filter(|r| r.area >= self.min_area && r.area <= self.max_area)
-                    .filter(|r| ctx.holds(&r.bbox) && !ctx.covered_by_track(&r.bbox, &self.classes))
-                    .map(|r| Candidate {
-                        bbox: r.bbox,
-                        class: None,
-                        score: 1.0,
-                        area: r.area,
-                        since: r.since.saturating_sub(self.env.still),
-                    }),
-            );
+            for r in obs.regions {
+                // Every region is judged, fitting or not: a region known to be
+                // an object stays one while the detector misses the object.
+                if self.owned.check(ctx, r, &self.classes)
+                    || r.area < self.min_area
+                    || r.area > self.max_area
+                    || !ctx.holds(&r.bbox)
+                    || r.is_cleared()
+                {
+                    continue;
+                }
+                out.push(Candidate {
+                    bbox: r.bbox,
+                    class: None,
+                    score: 1.0,
+                    area: r.area,
+                    since: r.appeared,
+                    in_view: !r.is_hidden(),
+                });
+            }
+            self.owned.sweep(obs.regions);
         }
         out
     }
@@ -127,7 +153,7 @@ impl Litter {
         while self
             .history
             .front()
-            .is_some_and(|(t, _)| pts.saturating_sub(*t) > LOOKBACK || *t > pts)
+            .is_some_and(|(t, _)| pts.saturating_sub(*t) > self.lookback || *t > pts)
         {
             self.history.pop_front();
         }
@@ -164,7 +190,9 @@ fn start_event(ctx: &Ctx<'_>, spot: &Spot<Item>, distance: f32) -> RuleEvent {
             now.is_none_or(|t| t.bbox.distance_to(c) / t.height() > 2.0 * distance.max(0.25));
         if away {
             cause = "thrown";
-            let mut o = match now {
+            // Where they are now if they are in view, else where they were
+            // seen beside the item (not where a lost track is guessed to be).
+            let mut o = match now.filter(|t| t.visible) {
                 Some(t) => ctx.track_object(t),
                 None => ctx.object(Some(then.class_id), then.score, &then.bbox, Some(then.id)),
             };
@@ -196,6 +224,11 @@ impl Rule for Litter {
         let pts = ctx.obs.pts;
         self.remember_people(ctx);
         for c in self.candidates(ctx) {
+            if !c.in_view {
+                // Behind someone: it keeps its spot, it never makes one.
+                self.spots.hidden(&c.bbox, pts);
+                continue;
+            }
             if let Some(s) = self.spots.sighted(&c.bbox, pts, c.since) {
                 // A detection names the item better than a still region does.
                 if c.class.is_some() || s.item.class.is_none() {
@@ -239,6 +272,7 @@ impl Rule for Litter {
             out.push(ev);
         });
         self.history.clear();
+        self.owned.clear();
     }
 }
 
@@ -380,5 +414,128 @@ cooldown_s = 10
             f
         });
         assert!(evs.is_empty(), "{evs:?}");
+    }
+
+    const BIKE_AT: [f32; 4] = [300.0, 680.0, 420.0, 800.0];
+
+    /// A bicycle parked at 0 s: its track, and its own still region (came to
+    /// rest at 0 s, reported from 2 s).
+    fn parked_bicycle(i: usize) -> Frame {
+        let mut f = Frame::default();
+        // Someone in front of it from 14 s to 17 s: the tracker loses it, then
+        // finds it again under a new id.
+        if !(14.0..17.0).contains(&t(i)) {
+            let id = if t(i) < 14.0 { 1 } else { 2 };
+            f.objects.push(Obj::track(id, BICYCLE, BIKE_AT));
+        }
+        if t(i) >= 2.0 {
+            f.regions.push((1, [305.0, 690.0, 415.0, 795.0], 0.008));
+        }
+        f
+    }
+
+    #[test]
+    fn a_cup_put_down_beside_a_parked_bicycle_is_litter_and_the_bicycle_is_not() {
+        let mut sim = Sim::with_still(ZONE, FPS, 2.0);
+        let evs = sim.run_frames(150, |i| {
+            let mut f = parked_bicycle(i);
+            // Put down between its wheels at 10 s, reported from 12 s.
+            if t(i) >= 12.0 {
+                f.regions.push((2, [350.0, 770.0, 372.0, 795.0], 0.0006));
+            }
+            // Put down at 16 s, just before the tracker finds the bicycle again:
+            // it came to rest with the new track, but spans a corner of its box.
+            if t(i) >= 18.0 {
+                f.regions.push((3, [385.0, 775.0, 405.0, 798.0], 0.0005));
+            }
+            f
+        });
+        assert_eq!(phases(&evs), vec!["start", "start"], "{evs:?}");
+        let (t1, first) = &evs[0];
+        assert!((15.0..=15.4).contains(t1), "start at {t1}");
+        assert_eq!(first.objects[0].bbox.0, [0.35, 0.77, 0.372, 0.795]);
+        assert_eq!(first.metrics["dwell_s"], 5.0);
+        let (t2, second) = &evs[1];
+        assert!((21.0..=21.4).contains(t2), "start at {t2}");
+        assert_eq!(second.objects[0].bbox.0, [0.385, 0.775, 0.405, 0.798]);
+    }
+
+    #[test]
+    fn taking_an_item_away_ends_its_incident_and_never_starts_one() {
+        let mut sim = Sim::with_still(ZONE, FPS, 2.0);
+        let b = [700.0, 780.0, 730.0, 810.0];
+        let evs = sim.run_frames(250, |i| {
+            let mut f = Frame::default();
+            // A: put down at 0 s, reported from 2 s; someone takes it at 4.8 s
+            // (hidden by their hand), from 5.2 s its place shows the clean
+            // picture, at 7.2 s the region lets go. Its 5 s were up at 5 s.
+            if (2.0..7.2).contains(&t(i)) {
+                f.regions.push((1, CUP_AT, 0.0009));
+            }
+            if (4.8..5.2).contains(&t(i)) {
+                f.hidden.push(1);
+            }
+            if (5.2..7.2).contains(&t(i)) {
+                f.cleared.push(1);
+            }
+            // B: put down at 20 s, behind passers-by from 28 s to 34 s (longer
+            // than grace and clear_s together), taken away at 40 s.
+            if (22.0..40.0).contains(&t(i)) {
+                f.regions.push((2, b, 0.0009));
+            }
+            if (28.0..34.0).contains(&t(i)) {
+                f.hidden.push(2);
+            }
+            // C: someone who stood still walks off: their region is only ever
+            // seen hidden, then cleared.
+            if (45.0..48.0).contains(&t(i)) {
+                f.regions.push((3, [100.0, 700.0, 140.0, 800.0], 0.004));
+                if t(i) < 46.0 {
+                    f.hidden.push(3);
+                } else {
+                    f.cleared.push(3);
+                }
+            }
+            f
+        });
+        assert_eq!(phases(&evs), vec!["start", "end"], "{evs:?}");
+        let (ts, start) = &evs[0];
+        assert!((25.0..=25.4).contains(ts), "start at {ts}");
+        assert_eq!(start.objects[0].bbox.0, [0.7, 0.78, 0.73, 0.81]);
+        // Last seen at 39.8, gone after the 1 s grace, clean for 3 s.
+        let (te, _) = &evs[1];
+        assert!((43.6..=44.2).contains(te), "end at {te}");
+    }
+
+    #[test]
+    fn a_thrower_out_of_sight_is_shown_where_they_were_beside_the_item() {
+        let mut sim = Sim::with_still(ZONE, FPS, 2.0);
+        // Person 7 walks past the item's spot at about 1 s; from 2 s the tracker
+        // has lost them and only guesses where they went.
+        let evs = sim.run_frames(50, |i| {
+            let x = 400.0 + 100.0 * t(i) as f32;
+            let mut p = Obj::track(7, PERSON, [x, 600.0, x + 60.0, 800.0]);
+            p.visible = t(i) < 2.0;
+            let mut f = Frame::objects(vec![p]);
+            if t(i) >= 3.0 {
+                f.regions.push((1, CUP_AT, 0.0009));
+            }
+            f
+        });
+        assert_eq!(phases(&evs), vec!["start"]);
+        let e = &evs[0].1;
+        assert_eq!(e.attributes["cause"], "thrown");
+        let thrower = e
+            .objects
+            .iter()
+            .find(|o| o.role.as_deref() == Some("thrower"))
+            .expect("a thrower");
+        assert_eq!(thrower.track_id, Some(7));
+        let [x0, _, x1, _] = thrower.bbox.0;
+        assert!(
+            x0 <= 0.515 && x1 >= 0.5,
+            "beside the item: {:?}",
+            thrower.bbox
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod litter;
 pub mod parking;
 pub mod piles;
+pub mod regions;
 pub mod spots;
 pub mod zone;
 
@@ -60,6 +61,26 @@ pub struct Region {
     pub area: f32,
     /// When it was first reported (it had been still for the scene model's `still_s` by then).
     pub since: Duration,
+    /// When it came to rest: the moment the thing was put down.
+    pub appeared: Duration,
+    /// Share of it that something moving covers in this frame.
+    pub hidden: f32,
+    /// Share of it that shows the clean picture again in this frame.
+    pub cleared: f32,
+}
+
+impl Region {
+    /// Most of it shows the clean picture again: it is being taken away. No
+    /// sighting at all, so a removal only ever ends an incident.
+    pub fn is_cleared(&self) -> bool {
+        self.cleared >= 0.5
+    }
+
+    /// Most of it is not seen, mostly behind something moving (a passer-by):
+    /// it is still there as far as anyone can tell.
+    pub fn is_hidden(&self) -> bool {
+        !self.is_cleared() && self.hidden + self.cleared >= 0.5
+    }
 }
 
 /// What the rules see of one analysed frame.
@@ -165,13 +186,13 @@ impl Ctx<'_> {
         })
     }
 
-    /// Whether `bbox` is mostly covered by a confirmed track of a class not in `except`
-    /// (a still region that is a person standing or a parked car, not a new thing).
-    pub fn covered_by_track(&self, bbox: &PxBox, except: &ClassSet) -> bool {
+    /// The confirmed track of a class not in `except` that still region `r` is
+    /// part of (see [`regions::part_of`]): a person standing, a parked car.
+    pub fn owner_of(&self, r: &Region, except: &ClassSet) -> Option<&TrackedObject> {
         self.obs
             .tracks
             .iter()
-            .any(|t| !except.contains(t.class_id) && bbox.covered_by(&t.bbox) >= 0.5)
+            .find(|t| !except.contains(t.class_id) && regions::part_of(r, t, self.obs.regions))
     }
 
     pub fn holds(&self, bbox: &PxBox) -> bool {
@@ -255,8 +276,8 @@ pub struct CameraRules {
 /// What every rule of a camera needs to know besides its own config.
 #[derive(Debug, Clone, Copy)]
 pub struct RuleEnv {
-    /// How long the scene model waits before it reports a still change: the change
-    /// appeared this much before the region's `since`.
+    /// How long the scene model waits before it reports a still change: a
+    /// region is reported at least this long after it came to rest.
     pub still: Duration,
 }
 
@@ -375,7 +396,6 @@ fn build_rules(z: &ZoneConfig, labels: &[String], env: RuleEnv) -> Vec<Box<dyn R
             "street_vending",
             c,
             labels,
-            env,
             windows(&c.hours),
         )));
     }
@@ -384,12 +404,11 @@ fn build_rules(z: &ZoneConfig, labels: &[String], env: RuleEnv) -> Vec<Box<dyn R
             "outside_business",
             c,
             labels,
-            env,
             windows(&c.hours),
         )));
     }
     if let Some(c) = &z.piled_materials {
-        rules.push(Box::new(piles::Piles::new(c, labels, env)));
+        rules.push(Box::new(piles::Piles::new(c, labels)));
     }
     rules
 }
@@ -409,8 +428,10 @@ pub fn time_zone(name: Option<&str>) -> jiff::tz::TimeZone {
 pub(crate) mod testkit;
 
 /// The same life, run through every rule: a short gap (hysteresis) does not
-/// end an incident, a re-appearance during the cooldown opens none, and the
-/// zone's schedule closes and blocks them.
+/// end an incident, a re-appearance during the cooldown opens none, a
+/// condition that goes away just as it would have held long enough opens
+/// none (a removal never starts an incident), and the zone's schedule closes
+/// and blocks them.
 #[cfg(test)]
 mod every_rule {
     use super::testkit::*;
@@ -524,6 +545,17 @@ mod every_rule {
                 "{name}: {got:?}"
             );
             assert!(evs.iter().all(|(_, e)| e.kind == name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_condition_gone_when_it_would_have_held_long_enough_starts_nothing() {
+        for (name, rule, frame) in rules() {
+            let mut sim = Sim::new(&zone(&rule, ""), 1.0);
+            // On at 0 and 1; the 2 s would be up at 2, when it is gone (the
+            // item taken away, the crowd left): no incident then, or after.
+            let evs = sim.run_frames(20, |i| frame(i < 2));
+            assert!(evs.is_empty(), "{name}: {evs:?}");
         }
     }
 

@@ -1,25 +1,29 @@
 //! `piled_materials`: a large new still region (sand, bricks, rubbish bags —
 //! whatever the model has no class for) that stays for `min_duration_s`.
 //! Kept by place like litter; ends once the place has been clear for `clear_s`.
+//! A region that is a tracked object (a parked car, see [`super::regions`]) is
+//! no pile; one hidden behind someone keeps its pile but never makes one.
 
 use super::lifecycle::{NEVER, Step, Timing};
+use super::regions::Owned;
 use super::spots::Spots;
-use super::{ClassSet, Ctx, Rule, RuleEnv, RuleEvent, attributes, metrics};
+use super::{ClassSet, Ctx, Rule, RuleEvent, attributes, metrics};
 use crate::config::PilesConfig;
 use crate::event::Phase;
 
 pub struct Piles {
     min_area: f32,
-    env: RuleEnv,
     /// Each pile's area (fraction of the frame).
     spots: Spots<f32>,
+    /// Still regions that are tracked objects.
+    owned: Owned,
 }
 
 impl Piles {
-    pub fn new(c: &PilesConfig, _labels: &[String], env: RuleEnv) -> Self {
+    pub fn new(c: &PilesConfig, _labels: &[String]) -> Self {
         Self {
             min_area: c.min_area,
-            env,
+            owned: Owned::default(),
             spots: Spots::new(Timing::secs(
                 c.min_duration_s,
                 c.clear_s,
@@ -35,11 +39,18 @@ impl Rule for Piles {
         let pts = ctx.obs.pts;
         let none = ClassSet::default();
         for r in ctx.obs.regions {
-            if r.area < self.min_area || !ctx.holds(&r.bbox) || ctx.covered_by_track(&r.bbox, &none)
+            if self.owned.check(ctx, r, &none)
+                || r.area < self.min_area
+                || !ctx.holds(&r.bbox)
+                || r.is_cleared()
             {
                 continue;
             }
-            let since = r.since.saturating_sub(self.env.still);
+            if r.is_hidden() {
+                self.spots.hidden(&r.bbox, pts);
+                continue;
+            }
+            let since = r.appeared;
             match self.spots.sighted(&r.bbox, pts, since) {
                 Some(p) => {
                     p.bbox = r.bbox;
@@ -71,6 +82,7 @@ impl Rule for Piles {
                 }
                 Step::Update | Step::None => {}
             });
+        self.owned.sweep(ctx.obs.regions);
     }
 
     fn close(&mut self, ctx: &Ctx<'_>, reason: &str, out: &mut Vec<RuleEvent>) {
@@ -80,6 +92,7 @@ impl Rule for Piles {
                 .extend(attributes([("source", "static_change")]));
             out.push(ev);
         });
+        self.owned.clear();
     }
 }
 

@@ -15,7 +15,9 @@ pub fn same_place(a: &PxBox, b: &PxBox) -> bool {
 
 /// Things that lie still (litter, piles), each with its own incident, kept by
 /// place. Sightings up to `GRACE` apart keep a spot present: detections flicker
-/// and still regions are re-numbered.
+/// and still regions are re-numbered. A place hidden behind something moving
+/// keeps its spot too, but an incident only starts on a frame where its thing
+/// is in view: never on the frame it is taken away, nor during the grace after.
 pub struct Spots<T> {
     timing: Timing,
     list: Vec<Spot<T>>,
@@ -25,7 +27,10 @@ pub struct Spot<T> {
     pub bbox: PxBox,
     /// Since when the thing has lain there.
     pub first_seen: Duration,
+    /// The last frame it was seen or its place was hidden.
     pub last_seen: Duration,
+    /// The last frame it was in view.
+    pub last_in_view: Duration,
     pub life: Lifecycle,
     /// What the rule keeps about the thing.
     pub item: T,
@@ -51,8 +56,21 @@ impl<T> Spots<T> {
     ) -> Option<&mut Spot<T>> {
         let s = self.list.iter_mut().find(|s| same_place(&s.bbox, bbox))?;
         s.last_seen = pts;
+        s.last_in_view = pts;
         s.first_seen = s.first_seen.min(since);
         Some(s)
+    }
+
+    /// Something moving hides the place of `bbox`: a spot there is kept as if
+    /// seen, but not in view. Whether there is one.
+    pub fn hidden(&mut self, bbox: &PxBox, pts: Duration) -> bool {
+        match self.list.iter_mut().find(|s| same_place(&s.bbox, bbox)) {
+            Some(s) => {
+                s.last_seen = pts;
+                true
+            }
+            None => false,
+        }
     }
 
     /// A new spot, seen at `pts`, lying there since `since`.
@@ -61,6 +79,7 @@ impl<T> Spots<T> {
             bbox,
             first_seen: since,
             last_seen: pts,
+            last_in_view: pts,
             life: Lifecycle::new(self.timing),
             item,
         });
@@ -71,7 +90,13 @@ impl<T> Spots<T> {
     pub fn step(&mut self, pts: Duration, at: SystemTime, mut on: impl FnMut(&Spot<T>, Step)) {
         self.list.retain_mut(|s| {
             let seen = pts.saturating_sub(s.last_seen) <= Self::GRACE;
-            let step = s.life.step(pts, at, seen, false, Some(s.first_seen));
+            // Open: kept while seen or hidden; not yet: starts only in view.
+            let holds = if s.life.active().is_some() {
+                seen
+            } else {
+                s.last_in_view == pts
+            };
+            let step = s.life.step(pts, at, holds, false, Some(s.first_seen));
             if matches!(step, Step::Start | Step::End(_)) {
                 on(s, step);
             }
@@ -214,6 +239,33 @@ mod tests {
         // from 11, clear for 2 s ⇒ ends at 13.
         assert_eq!(log, vec![(3, 0, true), (13, 0, false)]);
         assert!(spots.list.is_empty(), "a gone, quiet spot is forgotten");
+    }
+
+    #[test]
+    fn a_hidden_place_keeps_its_spot_and_an_incident_starts_only_in_view() {
+        use crate::analytics::lifecycle::{NEVER, Timing};
+        let s = Duration::from_secs;
+        let at = SystemTime::UNIX_EPOCH;
+        let mut spots = Spots::new(Timing::secs(3.0, 2.0, NEVER, 0.0));
+        let mut log = Vec::new();
+        let b = PxBox([100.0, 100.0, 120.0, 120.0]);
+        for t in 0..20u64 {
+            // In view at 0, 1 and 6; hidden 2–5 (its 3 s are up at 3, out of
+            // view) and 7–11; gone from 12.
+            if matches!(t, 0 | 1 | 6) && spots.sighted(&b, s(t), s(0)).is_none() {
+                spots.add(b, s(t), s(0), ());
+            }
+            if matches!(t, 2..=5 | 7..=11) {
+                assert!(spots.hidden(&b, s(t)));
+            }
+            spots.step(s(t), at, |_, step| {
+                log.push((t, matches!(step, Step::Start)))
+            });
+        }
+        // Starts when next in view; kept while hidden; last kept at 11,
+        // missing past the grace from 13, clear for 2 s ⇒ ends at 15.
+        assert_eq!(log, vec![(6, true), (15, false)]);
+        assert!(!spots.hidden(&b, s(20)), "forgotten");
     }
 
     #[test]

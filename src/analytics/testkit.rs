@@ -59,8 +59,13 @@ impl Obj {
 pub struct Frame {
     pub objects: Vec<Obj>,
     pub detections: Vec<Detection>,
-    /// `(id, bbox, area)`; `since` is when the region was first in a frame of this run.
+    /// `(id, bbox, area)`; `since` is when the region was first in a frame of
+    /// this run, and it came to rest `still_s` before that.
     pub regions: Vec<(u64, [f32; 4], f32)>,
+    /// Ids of the regions something moving hides in this frame.
+    pub hidden: Vec<u64>,
+    /// Ids of the regions that show the clean picture again (being taken away).
+    pub cleared: Vec<u64>,
 }
 
 impl Frame {
@@ -82,6 +87,7 @@ pub struct Sim {
     /// Per track id: stream time since which it has been still.
     first_seen: std::collections::HashMap<u64, Duration>,
     regions_since: std::collections::HashMap<u64, Duration>,
+    still: Duration,
 }
 
 impl Sim {
@@ -104,6 +110,7 @@ impl Sim {
             offset: Duration::from_secs(1000),
             first_seen: Default::default(),
             regions_since: Default::default(),
+            still: env.still,
         }
     }
 
@@ -144,11 +151,17 @@ impl Sim {
             let regions: Vec<Region> = f
                 .regions
                 .iter()
-                .map(|&(id, bbox, area)| Region {
-                    id,
-                    bbox: PxBox(bbox),
-                    area,
-                    since: *self.regions_since.entry(id).or_insert(pts),
+                .map(|&(id, bbox, area)| {
+                    let since = *self.regions_since.entry(id).or_insert(pts);
+                    Region {
+                        id,
+                        bbox: PxBox(bbox),
+                        area,
+                        since,
+                        appeared: since.saturating_sub(self.still),
+                        hidden: if f.hidden.contains(&id) { 1.0 } else { 0.0 },
+                        cleared: if f.cleared.contains(&id) { 1.0 } else { 0.0 },
+                    }
                 })
                 .collect();
             let obs = Observation {

@@ -393,6 +393,7 @@ impl ZoneConfig {
                 ),
             ));
         }
+        super::polygon::check(&self.polygon).map_err(|m| ("polygon".to_string(), m))?;
         if self.inertia > 1000 {
             return err("inertia", "must be at most 1000 frames");
         }

@@ -440,9 +440,27 @@ fn parse_python_names(text: &str) -> Option<Vec<String>> {
     Some(map.into_values().collect())
 }
 
-/// The default model's path: `<cache>/models/nanodet-m-416.onnx`.
+/// The default model's path when `[model] path` is not set: `$STREETWATCH_MODEL`,
+/// else the packaged `/usr/lib/streetwatch/models/nanodet-m-416.onnx` if it is
+/// there, else `<cache>/models/nanodet-m-416.onnx`.
 pub fn default_model_path() -> PathBuf {
-    crate::cache_dir().join("models").join(DEFAULT_MODEL_FILE)
+    crate::locate(
+        None,
+        std::env::var_os("STREETWATCH_MODEL"),
+        Path::new(crate::INSTALL_DIR)
+            .join("models")
+            .join(DEFAULT_MODEL_FILE),
+        crate::cache_dir().join("models").join(DEFAULT_MODEL_FILE),
+        Path::exists,
+    )
+}
+
+/// The sha256 the default model is pinned to (`models/nanodet-m-416.sha256`).
+pub fn default_model_sha256() -> &'static str {
+    include_str!("../../models/nanodet-m-416.sha256")
+        .lines()
+        .find_map(|l| l.strip_suffix(DEFAULT_MODEL_FILE))
+        .map_or("", str::trim)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! | [`decode`] | every supported output layout → candidates in input pixels |
 //! | [`postprocess`] | class-aware NMS, mapping back to source pixels |
 //! | [`providers`] | execution providers, tried in the configured order |
+//! | [`runtime`] | which ONNX Runtime library, its version, loading it once |
 //! | [`probe`] | the `probe-model` report |
 //! | [`service`] | the detector thread shared by every camera: queues, fairness, batching |
 
@@ -24,10 +25,10 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod probe;
 pub mod providers;
+pub mod runtime;
 pub mod service;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ort::session::Session;
@@ -42,6 +43,7 @@ use manifest::Layout;
 use preprocess::Preprocessor;
 pub use providers::Provider;
 use providers::ProviderExt;
+pub use runtime::{load_runtime, runtime_path, runtime_version};
 pub use service::{DetectorService, Infer, ServiceCounts, ServiceError, ServiceOptions};
 
 /// The ONNX Runtime version this build is made for.
@@ -52,7 +54,7 @@ pub const ORT_MIN_MINOR: u32 = ort::MINOR_VERSION;
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
     #[error(
-        "ONNX Runtime library not found at {path} (streetwatch needs ONNX Runtime 1.{ORT_MIN_MINOR}.x, e.g. {ORT_VERSION}; run `make setup`, or set [detector] ort_library or ORT_DYLIB_PATH)"
+        "ONNX Runtime library not found at {path} (streetwatch needs ONNX Runtime 1.{ORT_MIN_MINOR}.x, e.g. {ORT_VERSION}; install the streetwatch package or run `make setup`, or set [detector] ort_library or ORT_DYLIB_PATH)"
     )]
     RuntimeMissing { path: PathBuf },
     #[error(
@@ -62,7 +64,7 @@ pub enum DetectError {
     #[error("cannot load ONNX Runtime library {path}: {message}")]
     RuntimeLoad { path: PathBuf, message: String },
     #[error(
-        "model file {path} not found (run `make setup` for the default model, or set [model] path)"
+        "model file {path} not found (install the streetwatch package or run `make setup` for the default model, or set [model] path or STREETWATCH_MODEL)"
     )]
     ModelMissing { path: PathBuf },
     #[error("model manifest {path}: {message}")]
@@ -73,59 +75,6 @@ pub enum DetectError {
     Inference(String),
     #[error("cannot read image {path}: {message}")]
     Image { path: PathBuf, message: String },
-}
-
-/// Resolves which `libonnxruntime.so` to load: config, then `ORT_DYLIB_PATH`, then the cache.
-pub fn runtime_path(configured: Option<&Path>) -> PathBuf {
-    if let Some(p) = configured {
-        return p.to_owned();
-    }
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
-        return p.into();
-    }
-    crate::cache_dir()
-        .join(format!("onnxruntime-{ORT_VERSION}"))
-        .join(format!("libonnxruntime.so.{ORT_VERSION}"))
-}
-
-static ENVIRONMENT: OnceLock<(PathBuf, ort::environment::Environment)> = OnceLock::new();
-
-/// Loads ONNX Runtime from `path` once per process and checks its version.
-pub fn load_runtime(path: &Path) -> Result<&'static ort::environment::Environment, DetectError> {
-    if let Some((loaded, env)) = ENVIRONMENT.get() {
-        if loaded != path {
-            tracing::warn!(
-                loaded = %loaded.display(),
-                requested = %path.display(),
-                "ONNX Runtime is already loaded; using the loaded library"
-            );
-        }
-        return Ok(env);
-    }
-    if !path.exists() {
-        return Err(DetectError::RuntimeMissing {
-            path: path.to_owned(),
-        });
-    }
-    let builder = ort::init_from(path).map_err(|e| match e {
-        ort::LoadDynamicError::BadVersion { version_str, .. } => DetectError::RuntimeVersion {
-            path: path.to_owned(),
-            found: version_str,
-        },
-        other => DetectError::RuntimeLoad {
-            path: path.to_owned(),
-            message: other.to_string(),
-        },
-    })?;
-    let env = builder
-        .with_name("streetwatch")
-        .build()
-        .map_err(|e| DetectError::RuntimeLoad {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-    let (_, env) = ENVIRONMENT.get_or_init(|| (path.to_owned(), env));
-    Ok(env)
 }
 
 /// How to open a detector.

@@ -7,6 +7,9 @@
 //! Durations whose spread matters (inference time, capture-to-publish
 //! latency) also go into a fixed-bucket [`Histogram`], from which the stats
 //! report takes percentiles over each report's window.
+//!
+//! [`heartbeat`]: the beats the detector and the publisher keep, from which
+//! the watchdog tells a busy stage from a wedged one.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -14,6 +17,7 @@ use std::time::Duration;
 
 use crate::clock::SharedClock;
 
+pub mod heartbeat;
 mod histogram;
 
 pub use histogram::{Histogram, HistogramSnapshot};

@@ -23,10 +23,18 @@
 //! for a bounded time and says `offline`.
 //!
 //! What the node is made of comes in as [`Parts`]: the real sources and the
-//! real model, or stand-ins that tests use to make threads die.
+//! real model, or stand-ins that tests use to make threads die or wedge. What
+//! the process around it hands in comes as [`Hooks`]: the shutdown signal,
+//! the commit hook, commands of the box itself (SIGHUP: `reload`, carried out
+//! exactly as the MQTT command) and the service manager, which hears `READY`
+//! once the cameras are started, a watchdog ping at its pace as long as the
+//! detector service and the publisher are making progress ([`systemd`]), and
+//! `STOPPING` when the node begins to stop.
 
 pub mod cameras;
+mod hub;
 pub mod options;
+pub mod systemd;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,10 +47,9 @@ use tracing::Instrument;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError};
-use crate::detect::{
-    DetectError, Detector, DetectorOptions, DetectorService, Infer, ServiceOptions,
-};
+use crate::detect::{DetectError, Detector, DetectorOptions, DetectorService, Infer};
 use crate::event::rfc3339;
+use crate::monitor::heartbeat::{Beat, Beats};
 use crate::monitor::{CameraSnapshot, CameraState, CameraStats};
 use crate::mqtt::commands::{Command, ControlRequest, Reply};
 use crate::mqtt::{CommitHook, PublisherReport, run_publisher};
@@ -52,6 +59,7 @@ use crate::pipeline::task::{CameraExit, CameraTask};
 use crate::source::Frame;
 use crate::source::runner::{DefaultOpener, Opener};
 use cameras::{Action, CameraSet};
+use hub::Hub;
 
 /// Problems found before any camera starts. All mean "fix the configuration or the box".
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +128,31 @@ impl Parts {
     }
 }
 
+/// What the process around a node hands it, besides the configuration and the parts.
+pub struct Hooks {
+    /// Fires once to stop the node.
+    pub shutdown: CancellationToken,
+    /// Called with every event once it is committed to the outbox.
+    pub on_commit: CommitHook,
+    /// Commands of the box itself (SIGHUP: reload), carried out like MQTT commands.
+    pub commands: Option<mpsc::Receiver<ControlRequest>>,
+    /// Told when the node is ready, how it is, that it is alive, and that it stops.
+    pub manager: systemd::Manager,
+}
+
+impl Hooks {
+    /// Stops on `shutdown`, tells every commit to `on_commit`; no local commands, no
+    /// service manager.
+    pub fn new(shutdown: CancellationToken, on_commit: CommitHook) -> Self {
+        Self {
+            shutdown,
+            on_commit,
+            commands: None,
+            manager: systemd::Manager::none(),
+        }
+    }
+}
+
 /// Opens the configured detector and checks every class a rule names exists in the model.
 pub fn open_detector(config: &Config) -> Result<Detector, StartError> {
     let detector = Detector::open(&options::detector(config))?;
@@ -128,23 +161,25 @@ pub fn open_detector(config: &Config) -> Result<Detector, StartError> {
     Ok(detector)
 }
 
-/// Runs the node until every camera ends or `shutdown` fires.
-pub async fn run(
-    config: Config,
-    shutdown: CancellationToken,
-    on_commit: CommitHook,
-) -> Result<RunSummary, StartError> {
+/// Runs the node until every camera ends or `hooks.shutdown` fires.
+pub async fn run(config: Config, hooks: Hooks) -> Result<RunSummary, StartError> {
     let parts = Parts::real(&config);
-    run_with(config, parts, shutdown, on_commit).await
+    run_with(config, parts, hooks).await
 }
 
 /// [`run`], made of `parts`.
 pub async fn run_with(
     config: Config,
     parts: Parts,
-    shutdown: CancellationToken,
-    on_commit: CommitHook,
+    hooks: Hooks,
 ) -> Result<RunSummary, StartError> {
+    let Hooks {
+        shutdown,
+        on_commit,
+        commands,
+        manager,
+    } = hooks;
+    let manager = Arc::new(manager);
     let started = Instant::now();
     let infer = parts.detector.open()?;
     let labels = infer.labels().to_vec();
@@ -172,9 +207,16 @@ pub async fn run_with(
     let mut pub_opts = options::publisher(&config, list_rx, parts.clock.clone())?;
     pub_opts.control = Some(control_tx);
 
+    let mut status = systemd::Status::new(list_tx.subscribe(), &config.outbox.path);
     let service_options = options::service(&config);
-    let (service, detector_thread) = DetectorService::spawn_with(infer, service_options);
+    let detector_beat = Arc::new(Beat::default());
+    let (service, detector_thread) =
+        DetectorService::spawn_beating(infer, service_options, detector_beat.clone());
     let (events_tx, events_rx) = mpsc::channel::<Handover>(1024);
+    let mut beats = Beats::default();
+    beats.watch("detector", detector_beat.clone());
+    let (on_commit, publisher_probe) = systemd::publisher_beat(on_commit, &events_tx);
+    beats.watch_with("publisher", publisher_probe);
     let publisher = tokio::spawn(run_publisher(
         pub_opts,
         outbox,
@@ -195,16 +237,27 @@ pub async fn run_with(
             threads: vec![detector_thread],
             open: parts.detector.clone(),
             options: service_options,
+            beat: detector_beat,
         },
         events: events_tx,
         shutdown: shutdown.clone(),
         list_tx,
         parts,
+        manager: manager.clone(),
+        watching: CancellationToken::new(),
     };
     let start = node.set.start_configured(Instant::now());
     node.apply(start).await;
     node.publish_list();
-    node.supervise(control_rx).await;
+    manager.ready(&status.line());
+    let watcher = tokio::spawn(systemd::watch(
+        manager,
+        beats,
+        status,
+        node.watching.clone(),
+    ));
+    node.supervise(control_rx, commands).await;
+    let _ = watcher.await;
 
     let stats = std::mem::take(&mut node.stats);
     let threads = std::mem::take(&mut node.detector.threads);
@@ -231,34 +284,6 @@ pub async fn run_with(
     })
 }
 
-/// The detector service, and how to start a new one when its thread died.
-struct Hub {
-    service: DetectorService,
-    /// Inference threads started by this run (the dead ones too), joined at the end.
-    threads: Vec<std::thread::JoinHandle<()>>,
-    open: Arc<dyn OpenDetector>,
-    options: ServiceOptions,
-}
-
-impl Hub {
-    /// A live service: the current one, or a new one if its thread died.
-    async fn alive(&mut self) -> Result<DetectorService, String> {
-        let Some(reason) = self.service.died() else {
-            return Ok(self.service.clone());
-        };
-        tracing::warn!(reason = %reason, "starting a new detector: the last one died");
-        let open = self.open.clone();
-        let infer = tokio::task::spawn_blocking(move || open.open())
-            .await
-            .map_err(|e| format!("opening the detector again failed: {e}"))?
-            .map_err(|e| format!("cannot open the detector again: {e}"))?;
-        let (service, thread) = DetectorService::spawn_with(infer, self.options);
-        self.service = service;
-        self.threads.push(thread);
-        Ok(self.service.clone())
-    }
-}
-
 /// A camera run in progress.
 struct Live {
     token: CancellationToken,
@@ -282,6 +307,10 @@ struct Node {
     /// What the publisher reports on (status and stats topics).
     list_tx: watch::Sender<Vec<(String, Arc<CameraStats>)>>,
     parts: Parts,
+    /// The service manager: told about reloads and the stop.
+    manager: Arc<systemd::Manager>,
+    /// Cancelled when the node begins to stop: the watchdog checks end.
+    watching: CancellationToken,
 }
 
 impl Node {
@@ -417,7 +446,12 @@ impl Node {
     }
 
     /// Runs until every camera has ended (and none is disabled or due to restart) or shutdown.
-    async fn supervise(&mut self, mut control: mpsc::Receiver<ControlRequest>) {
+    /// Commands come from the publisher (MQTT) and from the box itself (`local`).
+    async fn supervise(
+        &mut self,
+        mut control: mpsc::Receiver<ControlRequest>,
+        mut local: Option<mpsc::Receiver<ControlRequest>>,
+    ) {
         loop {
             if !self.set.active() {
                 break;
@@ -430,12 +464,18 @@ impl Node {
                     let outcome = self.execute(req.command).await;
                     let _ = req.reply.send(outcome);
                 }
+                Some(req) = recv(&mut local) => {
+                    let outcome = self.execute(req.command).await;
+                    let _ = req.reply.send(outcome);
+                }
                 _ = sleep_until(restart), if restart.is_some() => {
                     let due = self.set.due(Instant::now());
                     self.apply(due).await;
                 }
             }
         }
+        self.manager.stopping();
+        self.watching.cancel();
         control.close();
         for live in self.live.values() {
             live.token.cancel();
@@ -469,15 +509,23 @@ impl Node {
             }
             Command::Snapshot { camera } => self.snapshot(camera).await,
             Command::Reload => {
-                let path = self.set.config().source_path.clone();
-                let new = Config::load(&path).map_err(|e| format!("{e}; nothing was changed"))?;
-                let (actions, report) = self.set.reload(new, &self.labels, Instant::now())?;
-                self.apply(actions).await;
-                self.publish_list();
-                tracing::info!(started = ?report.started, stopped = ?report.stopped, restarted = ?report.restarted, "configuration reloaded");
-                Ok(reply(serde_json::to_value(report).expect("report encodes")))
+                self.manager.reloading();
+                let outcome = self.reload().await;
+                self.manager.reloaded();
+                outcome.map(reply)
             }
         }
+    }
+
+    /// Reads the configuration file again and starts, stops or restarts what changed.
+    async fn reload(&mut self) -> Result<serde_json::Value, String> {
+        let path = self.set.config().source_path.clone();
+        let new = Config::load(&path).map_err(|e| format!("{e}; nothing was changed"))?;
+        let (actions, report) = self.set.reload(new, &self.labels, Instant::now())?;
+        self.apply(actions).await;
+        self.publish_list();
+        tracing::info!(started = ?report.started, stopped = ?report.stopped, restarted = ?report.restarted, "configuration reloaded");
+        Ok(serde_json::to_value(report).expect("report encodes"))
     }
 
     async fn snapshot(&mut self, camera: String) -> Result<Reply, String> {
@@ -509,6 +557,14 @@ impl Node {
             }),
             attachment: Some((suffix, jpeg)),
         })
+    }
+}
+
+/// The next command on `commands`; never, when there are none.
+async fn recv(commands: &mut Option<mpsc::Receiver<ControlRequest>>) -> Option<ControlRequest> {
+    match commands {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

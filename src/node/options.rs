@@ -143,6 +143,59 @@ pub fn check_classes(c: &Config, model: &str, labels: &[String]) -> Result<(), C
     Ok(())
 }
 
+/// Files and folders the configuration names that `run` would trip on, checked
+/// without changing anything (for `check-config`): the model, its manifest and
+/// the ONNX Runtime library, set or found by default, and the outbox's folder.
+/// TLS material and the password file are read by [`publisher`]. Cameras are
+/// not: a camera that cannot be opened never stops the others.
+pub fn check_files(c: &Config) -> Result<(), ConfigError> {
+    use std::path::Path;
+    let readable = |key: &str, path: &Path, what: &str, hint: &str| {
+        let problem = match std::fs::File::open(path) {
+            Ok(f) if f.metadata().is_ok_and(|m| m.is_dir()) => "is a folder".to_string(),
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "not found".to_string(),
+            Err(e) => format!("cannot be read: {e}"),
+        };
+        Err(c.key_error(key, format!("{what} {} {problem}{hint}", path.display())))
+    };
+    let found = " (install the streetwatch package or run `make setup`, or set this key)";
+    match &c.model.path {
+        Some(p) => readable("model.path", p, "model file", "")?,
+        None => readable(
+            "model.path",
+            &manifest::default_model_path(),
+            "not set, and the default model",
+            found,
+        )?,
+    }
+    if let Some(p) = &c.model.manifest {
+        readable("model.manifest", p, "manifest", "")?;
+    }
+    match &c.detector.ort_library {
+        Some(p) => readable("detector.ort_library", p, "library", "")?,
+        None => readable(
+            "detector.ort_library",
+            &crate::detect::runtime_path(None),
+            "not set, and ONNX Runtime",
+            found,
+        )?,
+    }
+    let outbox = &c.outbox.path;
+    if outbox.is_dir() {
+        return Err(c.key_error(
+            "outbox.path",
+            format!("{} is a folder; name the SQLite file", outbox.display()),
+        ));
+    }
+    if let Some(up) = outbox.ancestors().skip(1).find(|a| a.exists())
+        && !up.is_dir()
+    {
+        return Err(c.key_error("outbox.path", format!("{} is not a folder", up.display())));
+    }
+    Ok(())
+}
+
 /// The system's CA bundle (Debian's `ca-certificates`).
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 

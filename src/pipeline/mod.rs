@@ -325,6 +325,9 @@ impl From<StaticRegion> for Region {
             bbox: r.bbox,
             area: r.area,
             since: r.since,
+            appeared: r.appeared,
+            hidden: r.hidden,
+            cleared: r.cleared,
         }
     }
 }

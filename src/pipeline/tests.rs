@@ -81,7 +81,16 @@ impl Rig {
     /// One still frame; `found`: what the detector finds if it is asked.
     /// Returns whether the detector was asked, and the events.
     fn step(&mut self, found: &[Detection]) -> (bool, Vec<Outgoing>) {
-        let frame = self.frame(|_| {});
+        self.step_painted(|_| {}, found)
+    }
+
+    /// Like [`Rig::step`], the frame painted by `paint`.
+    fn step_painted(
+        &mut self,
+        paint: impl Fn(&mut [u8]),
+        found: &[Detection],
+    ) -> (bool, Vec<Outgoing>) {
+        let frame = self.frame(paint);
         self.clock.advance(Duration::from_millis(1000 / FPS));
         match self.pipeline.frame(&frame) {
             Step::Done(out) => (false, out),
@@ -101,6 +110,16 @@ fn person_at(x: f32) -> Detection {
         class_id: PERSON,
         score: 0.9,
         bbox: PxBox([x, 100.0, x + 30.0, 180.0]),
+    }
+}
+
+/// Paints the pixels of `[x0, y0, x1, y1]` one grey level.
+fn fill(d: &mut [u8], [x0, y0, x1, y1]: [u32; 4], level: u8) {
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let p = ((y * W + x) * 3) as usize;
+            d[p..p + 3].fill(level);
+        }
     }
 }
 
@@ -265,4 +284,58 @@ fn event_ids_are_time_ordered_uuids_from_the_clock() {
     let (secs, _) = id.get_timestamp().unwrap().to_unix();
     assert!((1_800_000_000..1_800_000_010).contains(&secs), "{secs}");
     assert_eq!((start.schema.as_str(), start.seq), (SCHEMA, 0));
+}
+
+#[test]
+fn a_cup_put_down_beside_a_parked_bicycle_is_litter_with_the_gate_off_and_on() {
+    let litter = zone(
+        "id = \"kerb\"\npolygon = [[0, 0], [1, 0], [1, 1], [0, 1]]\n\
+         [litter]\ndwell_s = 4\nclear_s = 2\n",
+    );
+    let mut runs = Vec::new();
+    for gate in [false, true] {
+        let mut rig = Rig::new(options(gate, vec![litter.clone()]));
+        let mut out = Vec::new();
+        // The bicycle is parked at 4 s (after the scene model's warm-up); a cup
+        // is put down under its saddle, inside its box, at 10 s and taken away
+        // at 20 s.
+        for i in 0..150u64 {
+            let t = i as f64 / FPS as f64;
+            let paint = |d: &mut [u8]| {
+                if t >= 4.0 {
+                    fill(d, [205, 155, 255, 178], 30);
+                }
+                if (10.0..20.0).contains(&t) {
+                    fill(d, [225, 184, 237, 196], 240);
+                }
+            };
+            let found = if t >= 4.0 { vec![bicycle()] } else { vec![] };
+            out.extend(rig.step_painted(paint, &found).1);
+        }
+        let got: Vec<(f64, Phase)> = out
+            .iter()
+            .map(|o| (o.event.stream_time_s, o.event.phase))
+            .collect();
+        let [start, end] = out.as_slice() else {
+            panic!("gate {gate}: one cup, one incident: {got:?}");
+        };
+        assert_eq!(start.event.kind, "litter");
+        // Counted from when it came to rest, not from when it was reported.
+        assert_eq!(start.event.stream_time_s, 14.0, "{got:?}");
+        let [x0, y0, x1, y1] = start.event.objects[0].bbox.0;
+        let cup = [
+            225.0 / W as f32,
+            184.0 / H as f32,
+            237.0 / W as f32,
+            196.0 / H as f32,
+        ];
+        assert!(
+            PxBox([x0, y0, x1, y1]).iou(&PxBox(cup)) > 0.3,
+            "the cup, not the bicycle: {:?}",
+            start.event.objects[0].bbox
+        );
+        assert_eq!(end.event.attributes["reason"], "resolved");
+        runs.push(got);
+    }
+    assert_eq!(runs[0], runs[1], "the gate changes nothing");
 }

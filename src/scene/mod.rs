@@ -38,10 +38,23 @@
 //!    ground's texture (its grey levels correlate with the reference's) where
 //!    an object hides it. Both go into the reference at once. A real group of
 //!    at least `min_area` becomes *held*: its pixels keep their region while
-//!    something passes in front of them and let go only when they match the
-//!    reference again (or something else has lain there for `still_s`).
-//! 6. **Regions** are the groups of held pixels, matched to the previous
-//!    frame's regions by overlap so their ids persist.
+//!    something passes or stops in front of them and let go only when they
+//!    have matched the reference again for `still_s` (or something else has
+//!    lain there that long).
+//! 6. **Regions.** Each held pixel belongs to one region, so ids persist. A
+//!    promoted group joins the region it touches while that region is young
+//!    (reported less than `still_s` ago: an object's parts come to rest one
+//!    after another), or when it is only a few pixels (fewer than the
+//!    smallest region) rejoining it; anything larger is a new region even if
+//!    it touches an old one: a cup put down beside a parked bicycle is not the
+//!    bicycle. A region reports when it *appeared* (the median time its
+//!    pixels came to rest), how much of it is *hidden* (something moving
+//!    covers it) and how much is *cleared* (shows the clean picture again:
+//!    a removal is seen as such the moment it happens). It is let go when it is too small to report, when less than
+//!    half of its largest self is left (the rest matches the clean picture
+//!    again: it was taken away, and what is left starts its still time anew,
+//!    so a removal never looks like something put down), or after `absorb_s`
+//!    (into the reference).
 //!
 //! **Ghosts.** When something that was part of the reference leaves (a car
 //! parked during warm-up drives off), the uncovered ground differs from the
@@ -54,13 +67,14 @@
 
 mod grey;
 mod mask;
+mod regions;
 
 use std::time::Duration;
 
 use crate::geom::PxBox;
 
 use grey::{GreyScaler, work_size};
-use mask::{Components, dilate3, gradient};
+use mask::{Components, dilate3};
 
 /// Tuning of the scene model; the defaults suit 5–10 fps street cameras.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +121,16 @@ pub struct StaticRegion {
     pub area: f32,
     /// `pts` of the frame where the region was first reported.
     pub since: Duration,
+    /// When its pixels came to rest (most of them: the median): the moment
+    /// the thing was put down, `still_s` or more before `since`.
+    pub appeared: Duration,
+    /// Share of its pixels that something moving covers in this frame (a
+    /// passer-by in front of it, someone taking it away): kept, not seen.
+    pub hidden: f32,
+    /// Share of its pixels that show the clean picture again: it is being
+    /// taken away (its pixels let go once they have for `still_s`; until
+    /// then it may be someone who looks like the ground standing in front).
+    pub cleared: f32,
 }
 
 /// What the scene model says about one frame.
@@ -133,26 +157,16 @@ const GAIN_BINS: usize = 256;
 const GAIN_LOW: f32 = 0.5;
 const GAIN_SCALE: f32 = 128.0;
 
-/// Correlation with the reference above which a still change is light, not an object.
-const RELIT_NCC: f64 = 0.8;
-/// Grey-level standard deviation (work image) below which a patch is too flat
-/// for the light test.
-const RELIT_MIN_STD: f64 = 4.0;
-
-/// A reported region as remembered for matching in the next frame.
+/// A region the model keeps.
 #[derive(Debug, Clone)]
 struct Tracked {
     id: u64,
+    /// When it was first reported.
     since: Duration,
-    /// Work-pixel box, inclusive: `x0, y0, x1, y1`.
-    bbox: [usize; 4],
-}
-
-/// A group of held pixels found in this frame.
-struct Found {
-    component: usize,
-    held: usize,
-    bbox: [usize; 4],
+    /// When its pixels came to rest.
+    appeared: Duration,
+    /// The most held pixels it has had.
+    peak: usize,
 }
 
 /// Per-camera scene model. Feed it every analysed frame with [`SceneModel::update`].
@@ -176,15 +190,18 @@ pub struct SceneModel {
     still_since: Vec<f64>,
     /// Grey level of a held (region) pixel, or -1.
     held: Vec<i16>,
+    /// Id of the region a held pixel belongs to, or 0.
+    owner: Vec<u64>,
     moving: Vec<u8>,
     fg: Vec<u8>,
     cand: Vec<u8>,
     scratch: Vec<u8>,
     scratch2: Vec<u8>,
     scratch3: Vec<u8>,
-    /// Marks of the ghost test's outline band (`== band_gen`: in the band).
-    band: Vec<u32>,
-    band_gen: u32,
+    /// Per-pixel marks of one pass over a component (`== mark`: visited),
+    /// so no pass has to clear them.
+    marks: Vec<u32>,
+    mark: u32,
     stack: Vec<u32>,
     comps: Components,
     tracked: Vec<Tracked>,
@@ -206,14 +223,15 @@ impl SceneModel {
             bg: Vec::new(),
             still_since: Vec::new(),
             held: Vec::new(),
+            owner: Vec::new(),
             moving: Vec::new(),
             fg: Vec::new(),
             cand: Vec::new(),
             scratch: Vec::new(),
             scratch2: Vec::new(),
             scratch3: Vec::new(),
-            band: Vec::new(),
-            band_gen: 0,
+            marks: Vec::new(),
+            mark: 0,
             stack: Vec::new(),
             comps: Components::default(),
             tracked: Vec::new(),
@@ -310,6 +328,8 @@ impl SceneModel {
         self.still_since.resize(n, t);
         self.held.clear();
         self.held.resize(n, -1);
+        self.owner.clear();
+        self.owner.resize(n, 0);
         self.tracked.clear();
         self.learn_from = t;
         self.last_t = Some(t);
@@ -323,6 +343,7 @@ impl SceneModel {
         }
         self.still_since.fill(t);
         self.held.fill(-1);
+        self.owner.fill(0);
         self.tracked.clear();
         self.learn_from = t;
         std::mem::swap(&mut self.prev, &mut self.grey);
@@ -455,281 +476,6 @@ impl SceneModel {
             }
             self.bg[i] += alpha * (self.grey[i] as f32 - self.bg[i]);
         }
-    }
-
-    /// Held pixels that match the reference again let go (the spot is clean);
-    /// a held pixel where something else has lain still for `still_s` takes its
-    /// new value. Moving (occluded) held pixels keep theirs.
-    fn release_held(&mut self, t: f64) {
-        let thr = self.config.diff_threshold as i16;
-        for i in 0..self.held.len() {
-            if self.held[i] < 0 || self.moving[i] != 0 {
-                continue;
-            }
-            if self.fg[i] == 0 {
-                self.held[i] = -1;
-            } else if t - self.still_since[i] >= self.config.still_s
-                && (self.grey[i] as i16 - self.held[i]).abs() > thr
-            {
-                self.held[i] = self.grey[i] as i16;
-            }
-        }
-    }
-
-    /// Candidates: foreground pixels, not held, still for `still_s`. Candidates
-    /// that stayed unclaimed for `absorb_s` go into the reference.
-    fn find_candidates(&mut self, t: f64) {
-        self.cand.clear();
-        self.cand.resize(self.grey.len(), 0);
-        for i in 0..self.cand.len() {
-            if self.held[i] >= 0 || self.fg[i] == 0 {
-                continue;
-            }
-            let still = t - self.still_since[i];
-            if still >= self.config.absorb_s {
-                self.bg[i] = self.grey[i] as f32;
-            } else if still >= self.config.still_s {
-                self.cand[i] = 1;
-            }
-        }
-    }
-
-    /// Groups candidates and held pixels, promotes real candidates, absorbs ghosts
-    /// and old regions, and matches the groups to the previous regions.
-    fn regions(&mut self, t: f64, pts: Duration) -> Vec<StaticRegion> {
-        let (w, h) = (self.w, self.h);
-        let n = w * h;
-        self.scratch.clear();
-        self.scratch.extend(
-            self.held
-                .iter()
-                .zip(&self.cand)
-                .map(|(&v, &c)| u8::from(v >= 0 || c != 0)),
-        );
-        if self.scratch.iter().all(|&m| m == 0) {
-            self.tracked.clear();
-            return Vec::new();
-        }
-        dilate3(&self.scratch, w, h, &mut self.scratch3, &mut self.scratch2);
-        self.comps.label(&self.scratch2, w, h);
-
-        let min_px = (self.config.min_area * n as f32).ceil().max(1.0) as usize;
-        let mut found = Vec::new();
-        for k in 0..self.comps.ranges.len() {
-            let range = self.comps.ranges[k].clone();
-            let (mut held, mut cand, mut moving) = (0usize, 0usize, false);
-            for &p in &self.comps.pixels[range.clone()] {
-                let p = p as usize;
-                held += usize::from(self.held[p] >= 0);
-                cand += usize::from(self.cand[p] != 0);
-                moving |= self.moving[p] != 0;
-            }
-            if cand > 0 && !moving {
-                // New objects are checked for being ghosts, and so is a large
-                // addition to a region (a few pixels rejoining one are not: the
-                // outline of a handful of pixels says nothing).
-                if (held == 0 || cand >= min_px) && (self.is_ghost(k) || self.is_relit(k)) {
-                    for &p in &self.comps.pixels[range.clone()] {
-                        let p = p as usize;
-                        if self.cand[p] != 0 {
-                            self.bg[p] = self.grey[p] as f32;
-                        }
-                    }
-                } else if held > 0 || cand >= min_px {
-                    for &p in &self.comps.pixels[range.clone()] {
-                        let p = p as usize;
-                        if self.cand[p] != 0 {
-                            self.held[p] = self.grey[p] as i16;
-                        }
-                    }
-                    held += cand;
-                }
-            }
-            if held < min_px {
-                // What is left of a region too small to report (partly taken
-                // away) lets go: as a candidate it is absorbed after `absorb_s`
-                // unless it grows into a region again.
-                for &p in &self.comps.pixels[range] {
-                    self.held[p as usize] = -1;
-                }
-                continue;
-            }
-            let mut bbox = [usize::MAX, usize::MAX, 0, 0];
-            for &p in &self.comps.pixels[range] {
-                let p = p as usize;
-                if self.held[p] >= 0 {
-                    let (x, y) = (p % w, p / w);
-                    bbox = [
-                        bbox[0].min(x),
-                        bbox[1].min(y),
-                        bbox[2].max(x),
-                        bbox[3].max(y),
-                    ];
-                }
-            }
-            found.push(Found {
-                component: k,
-                held,
-                bbox,
-            });
-        }
-
-        // Largest first, each takes the unclaimed previous region it overlaps most.
-        found.sort_by(|a, b| b.held.cmp(&a.held).then(a.component.cmp(&b.component)));
-        let mut claimed = vec![false; self.tracked.len()];
-        let mut tracked = Vec::with_capacity(found.len());
-        let mut out = Vec::with_capacity(found.len());
-        let (sx, sy) = (self.src.0 as f32 / w as f32, self.src.1 as f32 / h as f32);
-        for f in found {
-            let best = self
-                .tracked
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| !claimed[*j])
-                .map(|(j, tr)| (j, overlap(&tr.bbox, &f.bbox)))
-                .filter(|&(_, o)| o > 0)
-                .max_by_key(|&(j, o)| (o, std::cmp::Reverse(j)));
-            let (id, since) = match best {
-                Some((j, _)) => {
-                    claimed[j] = true;
-                    (self.tracked[j].id, self.tracked[j].since)
-                }
-                None => {
-                    self.next_id += 1;
-                    (self.next_id - 1, pts)
-                }
-            };
-            if t - since.as_secs_f64() >= self.config.absorb_s {
-                for &p in &self.comps.pixels[self.comps.ranges[f.component].clone()] {
-                    let p = p as usize;
-                    if self.held[p] >= 0 {
-                        self.bg[p] = self.held[p] as f32;
-                        self.held[p] = -1;
-                    }
-                }
-                continue;
-            }
-            let [x0, y0, x1, y1] = f.bbox;
-            out.push(StaticRegion {
-                id,
-                bbox: PxBox([
-                    x0 as f32 * sx,
-                    y0 as f32 * sy,
-                    ((x1 + 1) as f32 * sx).min(self.src.0 as f32),
-                    ((y1 + 1) as f32 * sy).min(self.src.1 as f32),
-                ]),
-                area: f.held as f32 / n as f32,
-                since,
-            });
-            tracked.push(Tracked {
-                id,
-                since,
-                bbox: f.bbox,
-            });
-        }
-        self.tracked = tracked;
-        out.sort_by_key(|r| r.id);
-        out
-    }
-
-    /// Light test of component `k` (candidates only): a shadow or a change of
-    /// lighting keeps the ground's texture, only darker or brighter, while an
-    /// object hides it. Relit if the candidates' grey levels correlate with the
-    /// reference (normalised cross-correlation ≥ [`RELIT_NCC`]) where both are
-    /// textured enough to tell; a flat patch is never called relit.
-    fn is_relit(&self, k: usize) -> bool {
-        let (mut n, mut sg, mut sb, mut sgg, mut sbb, mut sgb) = (0.0f64, 0.0, 0.0, 0.0, 0.0, 0.0);
-        for &p in &self.comps.pixels[self.comps.ranges[k].clone()] {
-            let p = p as usize;
-            if self.cand[p] == 0 {
-                continue;
-            }
-            let (g, b) = (self.grey[p] as f64, self.bg[p] as f64);
-            n += 1.0;
-            sg += g;
-            sb += b;
-            sgg += g * g;
-            sbb += b * b;
-            sgb += g * b;
-        }
-        if n < 16.0 {
-            return false;
-        }
-        let var_g = sgg / n - (sg / n).powi(2);
-        let var_b = sbb / n - (sb / n).powi(2);
-        let cov = sgb / n - (sg / n) * (sb / n);
-        let textured = RELIT_MIN_STD * RELIT_MIN_STD;
-        var_g >= textured && var_b >= textured && cov / (var_g * var_b).sqrt() >= RELIT_NCC
-    }
-
-    /// Ghost test of component `k` (candidates only): compares the gradient of
-    /// the frame and of the reference along the candidates' outline (the
-    /// candidates with a non-candidate 4-neighbour, and those neighbours).
-    fn is_ghost(&mut self, k: usize) -> bool {
-        let (w, h) = (self.w, self.h);
-        if self.band.len() != w * h {
-            self.band.clear();
-            self.band.resize(w * h, 0);
-            self.band_gen = 0;
-        }
-        self.band_gen = self.band_gen.wrapping_add(1);
-        if self.band_gen == 0 {
-            self.band.fill(0);
-            self.band_gen = 1;
-        }
-        let mark = self.band_gen;
-        let (mut e_frame, mut e_ref) = (0.0f32, 0.0f32);
-        let range = self.comps.ranges[k].clone();
-        for idx in range {
-            let p = self.comps.pixels[idx] as usize;
-            if self.cand[p] == 0 {
-                continue;
-            }
-            let (x, y) = (p % w, p / w);
-            let mut neighbours = [usize::MAX; 4];
-            if x > 0 {
-                neighbours[0] = p - 1;
-            }
-            if x + 1 < w {
-                neighbours[1] = p + 1;
-            }
-            if y > 0 {
-                neighbours[2] = p - w;
-            }
-            if y + 1 < h {
-                neighbours[3] = p + w;
-            }
-            let mut edge = false;
-            for q in neighbours.into_iter().filter(|&q| q != usize::MAX) {
-                if self.cand[q] == 0 {
-                    edge = true;
-                    if self.band[q] != mark {
-                        self.band[q] = mark;
-                        e_frame += gradient(|i| self.grey[i] as f32, w, h, q);
-                        e_ref += gradient(|i| self.bg[i], w, h, q);
-                    }
-                }
-            }
-            if edge && self.band[p] != mark {
-                self.band[p] = mark;
-                e_frame += gradient(|i| self.grey[i] as f32, w, h, p);
-                e_ref += gradient(|i| self.bg[i], w, h, p);
-            }
-        }
-        e_ref > e_frame
-    }
-}
-
-/// Intersection area of two inclusive pixel boxes (0 if disjoint).
-fn overlap(a: &[usize; 4], b: &[usize; 4]) -> usize {
-    let x0 = a[0].max(b[0]);
-    let y0 = a[1].max(b[1]);
-    let x1 = a[2].min(b[2]);
-    let y1 = a[3].min(b[3]);
-    if x1 < x0 || y1 < y0 {
-        0
-    } else {
-        (x1 - x0 + 1) * (y1 - y0 + 1)
     }
 }
 

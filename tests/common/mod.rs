@@ -646,3 +646,85 @@ pub fn source_options(
         rtsp_transport: streetwatch::config::RtspTransport::Tcp,
     }
 }
+
+/// What a service manager hears: a datagram socket (`$NOTIFY_SOCKET`) bound in a
+/// temporary folder, read on a thread; every message is kept with when it came.
+pub struct NotifySocket {
+    pub path: PathBuf,
+    notes: std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifySocket {
+    pub fn bind() -> NotifySocket {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let notes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sink, done) = (notes.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 8192];
+            while !done.load(Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    sink.lock().unwrap().push((Instant::now(), text));
+                }
+            }
+        });
+        NotifySocket {
+            path,
+            notes,
+            stop,
+            _dir: dir,
+        }
+    }
+
+    /// Every message so far, in arrival order.
+    pub fn notes(&self) -> Vec<(Instant, String)> {
+        self.notes.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) for a message after the first `from` with a line equal to
+    /// `line` (`READY=1`) or starting with it (`STATUS=`); its index.
+    pub fn wait_for(&self, from: usize, timeout: Duration, line: &str) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self
+                .notes()
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, (_, m))| m.lines().any(|l| l.starts_with(line)))
+                .map(|(i, _)| i)
+            {
+                return Some(i);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// When each `WATCHDOG=1` after the first `from` messages came.
+    pub fn pings(&self, from: usize) -> Vec<Instant> {
+        self.notes()
+            .iter()
+            .skip(from)
+            .filter(|(_, m)| m.lines().any(|l| l == "WATCHDOG=1"))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -5,8 +5,9 @@ Each tests/scenarios/NAME.toml is a recipe and its ground truth: a background
 (a real video or a real photo held still), real objects cut out of real photos
 or video frames (a polygon traced in source pixels, or the pixels that differ
 from the source video's median background) pasted at a known place from a
-known time, and what the daemon must report. This script renders every recipe
-into an H.264 MP4 (yuv420p) and copies the recipe beside it:
+known time (or moved along a known path: a walker), lit as the recipe says
+(a cloud's shadow), and what the daemon must report. This script renders
+every recipe into an H.264 MP4 (yuv420p) and copies the recipe beside it:
 
     /usr/bin/python3 tests/support/make_scenarios.py --media ~/.cache/streetwatch/media \\
         --recipes tests/scenarios --out ~/.cache/streetwatch/media/scenarios
@@ -16,9 +17,10 @@ on PATH. Deterministic: the same recipe and media give the same frames.
 deploy/setup.sh test-assets runs it when a recipe or this script changes.
 
 Before writing anything it checks that the ground truth is what the recipe
-draws: every [[truth.object]] box is the tight box of its pasted pixels, its
-times are the overlay's, and every [[truth.count]] step is the number of those
-objects standing (bottom centre) in the zone. `--print-truth` prints the
+draws: every [[truth.object]] box is the tight box of its pasted pixels (a
+moving object's at every point of its path), its times are the overlay's,
+and every [[truth.count]] step is the number of those objects standing
+(bottom centre) in the zone. `--print-truth` prints the
 boxes the recipe actually draws; `--stills T,T…` also saves those frames as PNG.
 """
 
@@ -245,12 +247,16 @@ def polygon_mask(name, where, src, spec):
 
 
 class Overlay:
-    """One real object cut out of its source, scaled to its place in the clip."""
+    """One real object cut out of its source, scaled to its place in the clip.
+
+    Either still (`dest`: its box in clip pixels, shown from `appear_s` to
+    `remove_s`) or moving (`path = [[t, cx, bottom, height], …]`: where its
+    bottom centre is and how tall it is at each time, in clip pixels; in
+    between it moves in a straight line; shown from the first time to the last).
+    """
 
     def __init__(self, name, spec, media, size):
         self.id = spec["id"]
-        self.appear_s = float(spec["appear_s"])
-        self.remove_s = float(spec.get("remove_s", math.inf))
         self.behind_foreground = bool(spec.get("behind_foreground", False))
         where = f"overlay {self.id}"
         x0, y0, x1, y1 = (int(v) for v in spec["crop"])
@@ -274,51 +280,137 @@ class Overlay:
             mask_img = polygon_mask(name, where, src, mask_spec).crop((x0, y0, x1, y1))
         else:
             fail(name, f"{where}: mask must be \"foreground\" or {{ polygon = [[x, y], …] }}")
-        dx0, dy0, dx1, dy1 = (int(v) for v in spec["dest"])
+        self.crop_img = Image.fromarray(np.ascontiguousarray(crop))
+        self.mask_img = mask_img
+        self.aspect = (x1 - x0) / (y1 - y0)
+        self.feather = float(mask_spec.get("feather_px", 0)) if isinstance(mask_spec, dict) else 0.0
+        self.size = size
+        self._scaled = {}
         w, h = size
-        if not (0 <= dx0 < dx1 <= w and 0 <= dy0 < dy1 <= h):
-            fail(name, f"{where}: dest {spec['dest']} is outside the {w}x{h} frame")
-        dw, dh = dx1 - dx0, dy1 - dy0
-        stretch = (dw / dh) / ((x1 - x0) / (y1 - y0))
-        if not 0.95 <= stretch <= 1.05:
-            fail(name, f"{where}: dest {spec['dest']} distorts the crop's aspect by {stretch:.3f}")
-        self.dest = (dx0, dy0, dx1, dy1)
-        self.rgb = np.asarray(
-            Image.fromarray(np.ascontiguousarray(crop)).resize((dw, dh), Image.LANCZOS),
-            np.float32,
-        )
-        alpha = mask_img.resize((dw, dh), Image.BILINEAR)
-        feather = float(mask_spec.get("feather_px", 0)) if isinstance(mask_spec, dict) else 0.0
-        if feather > 0:
-            alpha = alpha.filter(ImageFilter.GaussianBlur(feather))
-        self.alpha = np.asarray(alpha, np.float32)[..., None] / 255.0
+        if ("dest" in spec) == ("path" in spec):
+            fail(name, f"{where}: give either `dest` (still) or `path` (moving)")
+        if "dest" in spec:
+            self.appear_s = float(spec["appear_s"])
+            self.remove_s = float(spec.get("remove_s", math.inf))
+            dx0, dy0, dx1, dy1 = (int(v) for v in spec["dest"])
+            if not (0 <= dx0 < dx1 <= w and 0 <= dy0 < dy1 <= h):
+                fail(name, f"{where}: dest {spec['dest']} is outside the {w}x{h} frame")
+            stretch = ((dx1 - dx0) / (dy1 - dy0)) / self.aspect
+            if not 0.95 <= stretch <= 1.05:
+                fail(name, f"{where}: dest {spec['dest']} distorts the crop's aspect by {stretch:.3f}")
+            self.path = None
+            self.still_dest = (dx0, dy0, dx1, dy1)
+        else:
+            if "appear_s" in spec or "remove_s" in spec:
+                fail(name, f"{where}: a moving overlay is shown from its path's first time to its last")
+            path = [tuple(float(v) for v in k) for k in spec["path"]]
+            if len(path) < 2 or any(len(k) != 4 for k in path):
+                fail(name, f"{where}: path needs at least two [t, cx, bottom, height] points")
+            if any(b[0] < a[0] for a, b in zip(path, path[1:])):
+                fail(name, f"{where}: path times go back")
+            self.path = path
+            self.appear_s = path[0][0]
+            self.remove_s = path[-1][0]
 
     def visible(self, t):
         return self.appear_s <= t < self.remove_s
 
-    def tight_box(self, size):
-        """The box of the pasted pixels (alpha ≥ 0.5), normalised."""
-        ys, xs = np.nonzero(self.alpha[..., 0] >= 0.5)
+    def dest(self, t):
+        """The box (clip pixels) the object is drawn in at `t`."""
+        if self.path is None:
+            return self.still_dest
+        path = self.path
+        k = 0
+        while k + 2 < len(path) and path[k + 1][0] <= t:
+            k += 1
+        (ta, *a), (tb, *b) = path[k], path[k + 1]
+        f = 0.0 if tb == ta else min(max((t - ta) / (tb - ta), 0.0), 1.0)
+        cx, bottom, height = (u + f * (v - u) for u, v in zip(a, b))
+        dh = max(2, round(height))
+        dw = max(2, round(dh * self.aspect))
+        x0, y1 = round(cx - dw / 2), round(bottom)
+        return (x0, y1 - dh, x0 + dw, y1)
+
+    def scaled(self, dw, dh):
+        """(rgb, alpha) of the object at `dw`×`dh` pixels."""
+        key = (dw, dh)
+        if key not in self._scaled:
+            rgb = np.asarray(self.crop_img.resize((dw, dh), Image.LANCZOS), np.float32)
+            alpha = self.mask_img.resize((dw, dh), Image.BILINEAR)
+            if self.feather > 0:
+                alpha = alpha.filter(ImageFilter.GaussianBlur(self.feather))
+            alpha = np.asarray(alpha, np.float32)[..., None] / 255.0
+            if len(self._scaled) > 64:
+                self._scaled.clear()
+            self._scaled[key] = (rgb, alpha)
+        return self._scaled[key]
+
+    def tight_box(self, t=None):
+        """The box of the pasted pixels (alpha ≥ 0.5) at `t`, normalised; None if off the frame."""
+        dx0, dy0, dx1, dy1 = self.dest(self.appear_s if t is None else t)
+        _, alpha = self.scaled(dx1 - dx0, dy1 - dy0)
+        ys, xs = np.nonzero(alpha[..., 0] >= 0.5)
         if len(xs) == 0:
             return None
-        dx0, dy0 = self.dest[:2]
-        w, h = size
-        return [
-            (dx0 + xs.min()) / w,
-            (dy0 + ys.min()) / h,
-            (dx0 + xs.max() + 1) / w,
-            (dy0 + ys.max() + 1) / h,
+        w, h = self.size
+        box = [
+            max(dx0 + xs.min(), 0) / w,
+            max(dy0 + ys.min(), 0) / h,
+            min(dx0 + xs.max() + 1, w) / w,
+            min(dy0 + ys.max() + 1, h) / h,
         ]
+        return box if box[0] < box[2] and box[1] < box[3] else None
 
-    def paste(self, frame, occluders=None):
-        x0, y0, x1, y1 = self.dest
-        alpha = self.alpha
+    def paste(self, frame, t, occluders=None):
+        fh, fw = frame.shape[:2]
+        x0, y0, x1, y1 = self.dest(t)
+        rgb, alpha = self.scaled(x1 - x0, y1 - y0)
+        # the part inside the frame (a walker may enter or leave across an edge)
+        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, fw), min(y1, fh)
+        if cx0 >= cx1 or cy0 >= cy1:
+            return
+        rgb = rgb[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+        alpha = alpha[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
         if occluders is not None:
-            alpha = alpha * (~occluders[y0:y1, x0:x1])[..., None]
-        region = frame[y0:y1, x0:x1].astype(np.float32)
-        frame[y0:y1, x0:x1] = np.clip(
-            region * (1.0 - alpha) + self.rgb * alpha + 0.5, 0, 255
+            alpha = alpha * (~occluders[cy0:cy1, cx0:cx1])[..., None]
+        region = frame[cy0:cy1, cx0:cx1].astype(np.float32)
+        frame[cy0:cy1, cx0:cx1] = np.clip(
+            region * (1.0 - alpha) + rgb * alpha + 0.5, 0, 255
         ).astype(np.uint8)
+
+
+class Light:
+    """A change of light over the whole view (a cloud's shadow): from `from_s` the
+    picture's brightness eases to `gain` over `ramp_s` seconds, stays, and eases
+    back from `to_s`. `slope` tilts it from left to right (gain ± slope / 2 at
+    the edges), so it is not exactly uniform."""
+
+    def __init__(self, name, spec, size):
+        self.from_s = float(spec["from_s"])
+        self.to_s = float(spec["to_s"])
+        self.ramp_s = float(spec.get("ramp_s", 2.0))
+        self.gain = float(spec["gain"])
+        slope = float(spec.get("slope", 0.0))
+        if not (self.ramp_s > 0 and self.from_s + self.ramp_s <= self.to_s):
+            fail(name, "[[recipe.light]] needs ramp_s > 0 and from_s + ramp_s <= to_s")
+        if not 0.2 <= self.gain <= 2.0 or abs(slope) > 0.5:
+            fail(name, "[[recipe.light]] gain must be in [0.2, 2] and |slope| at most 0.5")
+        w = size[0]
+        self.tilt = (np.arange(w, dtype=np.float32) / max(w - 1, 1) - 0.5) * slope
+
+    def weight(self, t):
+        """0 (no shadow) … 1 (full shadow), eased in and out."""
+        if t <= self.from_s or t >= self.to_s + self.ramp_s:
+            return 0.0
+        k = min((t - self.from_s) / self.ramp_s, 1.0, (self.to_s + self.ramp_s - t) / self.ramp_s)
+        return 0.5 - 0.5 * math.cos(math.pi * k)
+
+    def apply(self, frame, t):
+        k = self.weight(t)
+        if k == 0.0:
+            return
+        g = 1.0 + k * (self.gain - 1.0 + self.tilt)
+        frame[:] = np.clip(frame.astype(np.float32) * g[None, :, None] + 0.5, 0, 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------
@@ -357,9 +449,19 @@ def check_truth(name, doc, overlays, size):
         ov = by_id[obj["id"]]
         if float(obj["appear_s"]) != ov.appear_s or float(obj.get("remove_s", math.inf)) != ov.remove_s:
             fail(name, f"truth {obj['id']}: appear_s/remove_s differ from the overlay's")
-        drawn = ov.tight_box(size)
-        if drawn is None or any(abs(a - b) > BOX_TOLERANCE for a, b in zip(obj["box"], drawn)):
-            fail(name, f"truth {obj['id']}: box {obj['box']} but the recipe draws {fmt_box(drawn)}")
+        if ov.path is None:
+            drawn = ov.tight_box()
+            if "box" not in obj or not same_box(obj["box"], drawn):
+                fail(name, f"truth {obj['id']}: box {obj.get('box')} but the recipe draws {fmt_box(drawn)}")
+            continue
+        # a moving object: its box at each point of its path
+        truth_path = obj.get("path", [])
+        if [k[0] for k in truth_path] != [k[0] for k in ov.path]:
+            fail(name, f"truth {obj['id']}: path times differ from the overlay's")
+        for t, *want in truth_path:
+            drawn = ov.tight_box(t)
+            if not same_box(want, drawn):
+                fail(name, f"truth {obj['id']}: at {t} s box {want} but the recipe draws {fmt_box(drawn)}")
     zones = {z["id"]: z["polygon"] for z in truth.get("zone", [])}
     for count in truth.get("count", []):
         poly = zones.get(count["zone"])
@@ -369,12 +471,19 @@ def check_truth(name, doc, overlays, size):
             inside = [
                 o for o in objects
                 if o["class"] == count["class"]
+                and "box" in o
                 and o["appear_s"] <= t + 1e-6 < o.get("remove_s", math.inf)
                 and point_in_polygon((o["box"][0] + o["box"][2]) / 2, o["box"][3], poly)
             ]
             if len(inside) != n:
                 fail(name, f"[[truth.count]] says {n} {count['class']} in {count['zone']} from "
                      f"{t} s, the recipe has {len(inside)} there")
+
+
+def same_box(want, drawn):
+    return drawn is not None and len(want) == 4 and all(
+        abs(a - b) <= BOX_TOLERANCE for a, b in zip(want, drawn)
+    )
 
 
 def fmt_box(b):
@@ -424,9 +533,14 @@ def render(name, doc, media, out_dir, stills, print_truth):
     for source, frames in wanted.items():
         media.video(source, frames)
     overlays = [Overlay(name, o, media, size) for o in recipe.get("overlay", [])]
+    lights = [Light(name, spec, size) for spec in recipe.get("light", [])]
     if print_truth:
         for o in overlays:
-            print(f"{name}: {o.id}: box = {fmt_box(o.tight_box(size))}")
+            if o.path is None:
+                print(f"{name}: {o.id}: box = {fmt_box(o.tight_box())}")
+            else:
+                points = ", ".join(f"[{k[0]:g}, {fmt_box(o.tight_box(k[0]))[1:]}" for k in o.path)
+                print(f"{name}: {o.id}: path = [{points}]")
     check_truth(name, doc, overlays, size)
 
     os.makedirs(out_dir, exist_ok=True)
@@ -453,7 +567,9 @@ def render(name, doc, media, out_dir, stills, print_truth):
                     continue
                 if o.behind_foreground and median is not None and occluders is None:
                     occluders = dilate(foreground(bg, median), 2)
-                o.paste(frame, occluders if o.behind_foreground else None)
+                o.paste(frame, t, occluders if o.behind_foreground else None)
+            for light in lights:
+                light.apply(frame, t)
             enc.stdin.write(frame.tobytes())
             if k in still_frames:
                 Image.fromarray(frame).save(os.path.join(out_dir, f"{name}_t{still_frames[k]:g}.png"))

@@ -26,6 +26,11 @@
 //! [`DetectorService::camera_with_stats`] also keeps the camera's
 //! [`CameraStats::detector_queue`] gauge and [`CameraStats::frames_shed`]
 //! counter up to date.
+//!
+//! The service keeps a [`Beat`]: one unit done per inference run, and the
+//! frames waiting or running as its backlog, so a watchdog can tell a busy
+//! detector from a wedged one. A node passes the same beat to every service
+//! it starts, so a restarted detector keeps beating on it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -36,6 +41,7 @@ use tokio::sync::oneshot;
 
 use super::{DetectError, DetectOutput, Detector, RgbView};
 use crate::monitor::CameraStats;
+use crate::monitor::heartbeat::Beat;
 use crate::source::Frame;
 
 /// Why the service gave no detections for a frame.
@@ -166,11 +172,19 @@ struct Queues {
     closed: bool,
     /// Set when the inference thread died, with its panic message.
     died: Option<String>,
+    /// Frames taken for the inference in progress.
+    running: usize,
 }
 
 impl Queues {
     fn any_waiting(&self) -> bool {
         self.cameras.iter().any(|c| !c.waiting.is_empty())
+    }
+
+    /// Frames waiting or running.
+    fn backlog(&self) -> u64 {
+        let waiting: usize = self.cameras.iter().map(|c| c.waiting.len()).sum();
+        (waiting + self.running) as u64
     }
 
     /// Moves waiting frames into `batch` until it holds `max`: in rounds, one frame per
@@ -206,6 +220,8 @@ struct Shared {
     max_batch: usize,
     /// Times the model has run so far (a batch is one).
     inferences: AtomicU64,
+    /// Progress for the watchdog: runs done, frames waiting or running.
+    beat: Arc<Beat>,
 }
 
 impl Shared {
@@ -224,6 +240,9 @@ impl Shared {
             }
             cam.gauge();
         }
+        // Nothing waits for this service any more; the node starts a new one.
+        q.running = 0;
+        self.beat.waiting(0);
         self.wake.notify_all();
     }
 
@@ -252,6 +271,8 @@ impl Shared {
                 .0;
             q.take_fair(&mut batch, max);
         }
+        q.running = batch.len();
+        self.beat.waiting(q.backlog());
         Some(batch)
     }
 }
@@ -307,8 +328,17 @@ impl DetectorService {
     /// Starts the inference thread with `opts`. Batching is turned off, with a warning
     /// naming the model file, when the model cannot run several frames at once.
     pub fn spawn_with(
+        detector: impl Infer,
+        opts: ServiceOptions,
+    ) -> (Self, std::thread::JoinHandle<()>) {
+        Self::spawn_beating(detector, opts, Arc::default())
+    }
+
+    /// [`DetectorService::spawn_with`], keeping `beat` (see the module documentation).
+    pub fn spawn_beating(
         mut detector: impl Infer,
         opts: ServiceOptions,
+        beat: Arc<Beat>,
     ) -> (Self, std::thread::JoinHandle<()>) {
         let max_batch = match (opts.max_batch, detector.batch_refusal()) {
             (0 | 1, _) => 1,
@@ -337,6 +367,7 @@ impl DetectorService {
             depth: opts.depth.max(1),
             max_batch,
             inferences: AtomicU64::new(0),
+            beat,
         });
         let worker = shared.clone();
         let wait = if max_batch > 1 {
@@ -456,6 +487,7 @@ impl DetectorService {
             }
             cam.waiting.push_back(Request { frame, reply });
             cam.gauge();
+            self.shared.beat.waiting(q.backlog());
             self.shared.wake.notify_one();
         }
         match rx.await {
@@ -501,7 +533,8 @@ fn serve(shared: &Shared, detector: &mut dyn Infer, mut max_batch: usize, wait: 
             }
         };
         drop(views);
-        shared.inferences.store(inferences, Relaxed);
+        let runs = inferences - shared.inferences.swap(inferences, Relaxed);
+        shared.beat.done(runs);
         {
             let mut q = shared.lock();
             for ((cam, _), r) in batch.iter().zip(&results) {
@@ -509,6 +542,8 @@ fn serve(shared: &Shared, detector: &mut dyn Infer, mut max_batch: usize, wait: 
                     q.cameras[*cam].analysed += 1;
                 }
             }
+            q.running = 0;
+            shared.beat.waiting(q.backlog());
         }
         for ((_, req), r) in batch.into_iter().zip(results) {
             let _ = req.reply.send(r);

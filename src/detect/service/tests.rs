@@ -1,4 +1,4 @@
-//! Fair queues, batches, and a thread that dies.
+//! Fair queues, batches, the beat, and a thread that dies, with stand-ins for the model.
 
 use super::*;
 
@@ -57,6 +57,83 @@ fn batches_take_one_frame_per_camera_per_round() {
     for c in &q.cameras {
         assert_eq!(c.stats.as_ref().unwrap().detector_queue.load(Relaxed), 0);
     }
+}
+
+/// Runs one frame each time `go` lets it; reports each frame it takes on `took`.
+struct Gated {
+    go: std::sync::mpsc::Receiver<()>,
+    took: std::sync::mpsc::Sender<()>,
+}
+
+impl Infer for Gated {
+    fn detect(&mut self, _: RgbView<'_>) -> Result<DetectOutput, DetectError> {
+        self.took.send(()).unwrap();
+        self.go
+            .recv()
+            .map_err(|e| DetectError::Inference(e.to_string()))?;
+        Ok(DetectOutput {
+            detections: Vec::new(),
+            elapsed: Duration::ZERO,
+        })
+    }
+    fn detect_batch(&mut self, imgs: &[RgbView<'_>]) -> Result<Vec<DetectOutput>, DetectError> {
+        imgs.iter().map(|i| self.detect(*i)).collect()
+    }
+    fn batch_refusal(&self) -> Option<&str> {
+        Some("one at a time")
+    }
+    fn model_path(&self) -> &std::path::Path {
+        std::path::Path::new("gated")
+    }
+    fn model_name(&self) -> &str {
+        "gated"
+    }
+    fn labels(&self) -> &[String] {
+        &[]
+    }
+}
+
+#[tokio::test]
+async fn the_beat_counts_runs_and_the_frames_waiting_or_running() {
+    use crate::monitor::heartbeat::Sample;
+    let (go_tx, go) = std::sync::mpsc::channel();
+    let (took, took_rx) = std::sync::mpsc::channel();
+    let beat = Arc::new(Beat::default());
+    let opts = ServiceOptions::default();
+    let (service, thread) = DetectorService::spawn_beating(Gated { go, took }, opts, beat.clone());
+    let frame = Arc::new(Frame {
+        width: 1,
+        height: 1,
+        data: vec![0; 3],
+        pts: Duration::ZERO,
+        captured_at: std::time::SystemTime::UNIX_EPOCH,
+        index: 0,
+    });
+    let camera = service.camera("a");
+    let answer = tokio::spawn(async move { camera.detect(frame).await });
+    let took_rx = tokio::task::spawn_blocking(move || took_rx.recv().map(|_| took_rx))
+        .await
+        .unwrap()
+        .unwrap();
+    // The frame is in the detector's hands: work waits, nothing is done yet.
+    assert_eq!(
+        beat.sample(),
+        Sample {
+            done: 0,
+            waiting: 1
+        }
+    );
+    go_tx.send(()).unwrap();
+    answer.await.unwrap().unwrap();
+    assert_eq!(
+        beat.sample(),
+        Sample {
+            done: 1,
+            waiting: 0
+        }
+    );
+    drop((go_tx, took_rx, service));
+    thread.join().unwrap();
 }
 
 #[test]
