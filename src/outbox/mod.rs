@@ -348,11 +348,13 @@ impl Outbox {
         item: impl Into<Handover>,
         topic_prefix: &str,
     ) -> Result<Event, OutboxError> {
-        let Handover {
-            mut event,
-            evidence,
-            captured_at,
-        } = item.into();
+        self.store(&item.into(), topic_prefix)
+    }
+
+    /// [`Outbox::commit`], borrowing the hand-over (kept by the caller if it fails).
+    pub fn store(&mut self, item: &Handover, topic_prefix: &str) -> Result<Event, OutboxError> {
+        let mut event = item.event.clone();
+        let (evidence, captured_at) = (&item.evidence, item.captured_at);
         event.evidence = evidence.as_ref().map(|_| event.evidence_suffix());
         let stored_ms = self.now_ms();
         let path = self.path.clone();
@@ -382,7 +384,7 @@ impl Outbox {
                     captured_at.map(to_ms)
                 ],
             )?;
-            if let Some(jpeg) = &evidence {
+            if let Some(jpeg) = evidence {
                 tx.execute(
                     "INSERT INTO evidence (id, seq, topic, jpeg, stored_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![event.id, seq, event.evidence_topic(topic_prefix), jpeg, stored_ms],
@@ -393,7 +395,7 @@ impl Outbox {
         match result.and_then(|()| tx.commit()) {
             Ok(()) => {
                 self.depth += 1;
-                if let Some(jpeg) = &evidence {
+                if let Some(jpeg) = evidence {
                     self.evidence_depth += 1;
                     self.evidence_bytes += jpeg.len() as u64;
                 }

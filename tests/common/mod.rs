@@ -257,6 +257,11 @@ pub fn publisher_options(
         protocol: Default::default(),
         clock: streetwatch::clock::system(),
         stats_interval: Duration::from_secs(30),
+        max_packet_bytes: None,
+        jpeg_budget: streetwatch::evidence::JpegBudget::new(streetwatch::mqtt::DEFAULT_MAX_PACKET),
+        evidence_quality: 80,
+        retry: Default::default(),
+        memory_queue: streetwatch::mqtt::DEFAULT_MEMORY_QUEUE,
     }
 }
 
