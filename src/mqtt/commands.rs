@@ -334,4 +334,81 @@ mod tests {
         let huge = vec![b' '; MAX_PAYLOAD + 1];
         assert!(parse("reload", &huge).unwrap_err().error.contains("larger"));
     }
+
+    fn results(d: &Dispatch) -> Vec<Value> {
+        d.waiting
+            .iter()
+            .map(|m| serde_json::from_slice(&m.payload).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_commands_costs_a_bounded_amount_of_work() {
+        let opts = crate::mqtt::test_options(crate::mqtt::Protocol::V311);
+        let (control_tx, mut control_rx) = mpsc::channel(64);
+        let mut d = Dispatch::new(Some(control_tx));
+        for n in 0..20 {
+            let body = format!(r#"{{"id": "c{n}"}}"#);
+            d.received(&opts, "sw/n/cmd/reload", body.as_bytes(), false);
+        }
+        // The node gets MAX_IN_PROGRESS of them; the rest are answered at once.
+        let mut held = Vec::new();
+        for _ in 0..MAX_IN_PROGRESS {
+            held.push(control_rx.recv().await.unwrap());
+        }
+        tokio::task::yield_now().await;
+        assert!(control_rx.try_recv().is_err(), "no more reach the node");
+        let refused = results(&d);
+        assert_eq!(refused.len(), 20 - MAX_IN_PROGRESS);
+        for r in &refused {
+            assert_eq!(r["ok"], false);
+            assert!(
+                r["error"].as_str().unwrap().contains("too many commands"),
+                "{r}"
+            );
+        }
+        assert_eq!(refused[0]["id"], format!("c{MAX_IN_PROGRESS}"));
+
+        // One answered: there is room for one more.
+        let answer = Reply {
+            result: Value::Null,
+            attachment: None,
+        };
+        held.pop().unwrap().reply.send(Ok(answer)).unwrap();
+        let done = d.next_done().await.unwrap();
+        d.finished(&opts, done);
+        d.received(&opts, "sw/n/cmd/reload", br#"{"id": "late"}"#, false);
+        assert_eq!(control_rx.recv().await.unwrap().command, Command::Reload);
+    }
+
+    #[tokio::test]
+    async fn retained_commands_are_ignored() {
+        let opts = crate::mqtt::test_options(crate::mqtt::Protocol::V311);
+        let (control_tx, mut control_rx) = mpsc::channel(4);
+        let mut d = Dispatch::new(Some(control_tx));
+        d.received(
+            &opts,
+            "sw/n/cmd/camera/disable",
+            br#"{"camera": "gate"}"#,
+            true,
+        );
+        tokio::task::yield_now().await;
+        assert!(control_rx.try_recv().is_err(), "not run");
+        assert!(
+            d.waiting.is_empty(),
+            "not answered either: nobody asked just now"
+        );
+        d.received(
+            &opts,
+            "sw/n/cmd/camera/disable",
+            br#"{"camera": "gate"}"#,
+            false,
+        );
+        assert_eq!(
+            control_rx.recv().await.unwrap().command,
+            Command::CameraDisable {
+                camera: "gate".into()
+            }
+        );
+    }
 }

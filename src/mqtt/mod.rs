@@ -166,3 +166,29 @@ pub struct PublisherReport {
 
 /// Called with every event once it is committed (for logs and the demo's console).
 pub type CommitHook = Box<dyn FnMut(&Event) + Send>;
+
+/// Options for unit tests: a broker nobody listens on, prefix `sw`, node `n`.
+#[cfg(test)]
+pub(crate) fn test_options(protocol: Protocol) -> PublisherOptions {
+    PublisherOptions {
+        broker: crate::config::BrokerUrl::parse("mqtt://127.0.0.1:1").unwrap(),
+        client_id: "gate-test".into(),
+        keep_alive: Duration::from_secs(5),
+        topic_prefix: "sw".into(),
+        node: "n".into(),
+        max_inflight: 4,
+        drain_timeout: Duration::from_secs(1),
+        tls: Default::default(),
+        credentials: None,
+        cameras: tokio::sync::watch::channel(Vec::new()).1,
+        control: None,
+        stats_interval: Duration::from_secs(30),
+        protocol,
+        clock: crate::clock::system(),
+        max_packet_bytes: None,
+        jpeg_budget: crate::evidence::JpegBudget::new(0),
+        evidence_quality: 80,
+        retry: Default::default(),
+        memory_queue: 16,
+    }
+}

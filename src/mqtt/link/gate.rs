@@ -305,27 +305,7 @@ mod tests {
     use crate::mqtt::Protocol;
 
     fn options(protocol: Protocol) -> PublisherOptions {
-        PublisherOptions {
-            broker: crate::config::BrokerUrl::parse("mqtt://127.0.0.1:1").unwrap(),
-            client_id: "gate-test".into(),
-            keep_alive: Duration::from_secs(5),
-            topic_prefix: "sw".into(),
-            node: "n".into(),
-            max_inflight: 4,
-            drain_timeout: Duration::from_secs(1),
-            tls: Default::default(),
-            credentials: None,
-            cameras: tokio::sync::watch::channel(Vec::new()).1,
-            control: None,
-            stats_interval: Duration::from_secs(30),
-            protocol,
-            clock: crate::clock::system(),
-            max_packet_bytes: None,
-            jpeg_budget: crate::evidence::JpegBudget::new(0),
-            evidence_quality: 80,
-            retry: Default::default(),
-            memory_queue: 16,
-        }
+        crate::mqtt::test_options(protocol)
     }
 
     fn result(n: usize) -> Message {
