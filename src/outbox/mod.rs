@@ -195,6 +195,19 @@ fn from_ms(ms: i64) -> SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)
 }
 
+/// Whether a file can be created beside `path` (the error says why not).
+fn writable(path: &Path) -> std::io::Result<()> {
+    let mut probe = path.as_os_str().to_owned();
+    probe.push(".probe");
+    let probe = PathBuf::from(probe);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
 impl Outbox {
     /// Opens the outbox at `path` with the default limits and the system clock.
     pub fn open(path: &Path) -> Result<Outbox, OutboxError> {
@@ -229,6 +242,16 @@ impl Outbox {
                     ..counts
                 };
                 (conn, counts, Some(replaced))
+            }
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen) => {
+                // SQLite does not say why; a file system mounted read-only may pass.
+                return Err(match writable(path) {
+                    Err(source) => OutboxError::Folder {
+                        path: path.to_owned(),
+                        source,
+                    },
+                    Ok(()) => sqlite(e),
+                });
             }
             Err(e) => return Err(sqlite(e)),
         };

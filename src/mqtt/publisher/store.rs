@@ -4,7 +4,8 @@
 //!
 //! An event whose commit fails is never dropped on the spot: it waits, in
 //! hand-over order, in a bounded memory queue ([`Spill`]) and is committed
-//! again after a backoff (and before any newer event). The first failure
+//! again after a backoff (and before any newer event; and at once when the
+//! queue is full, before it drops anything). The first failure
 //! raises an `outbox_error` alert; the stats count failures and show the
 //! queue. Only when the queue is full is its oldest event dropped; its seq
 //! is skipped when the outbox can be written again (so consumers see the
@@ -99,9 +100,15 @@ impl Publisher {
     /// Stores `ev` (after anything waiting in memory).
     pub(super) fn commit(&mut self, ev: Handover) {
         if !self.spill.is_empty() {
-            self.spill.push(ev);
-            self.retry_spill();
-            return;
+            // Tried again when its wait is over, and before the full queue drops one.
+            let full = self.spill.queue.len() >= self.spill.max;
+            if full || self.spill.next_try.is_some_and(|t| t <= Instant::now()) {
+                self.retry_spill();
+            }
+            if !self.spill.is_empty() {
+                self.spill.push(ev);
+                return;
+            }
         }
         if let Err(e) = self.try_commit(&ev) {
             self.store_failed(&e);
