@@ -323,3 +323,56 @@ fn refused_by_the_acl_is_retried_then_a_dead_letter_named_by_its_reason() {
     }
     assert_eq!(dead_letters(&path).len(), 3);
 }
+
+#[test]
+fn two_boxes_with_one_client_id_are_told_apart_and_backed_off() {
+    // Two nodes configured with the same client id take the session from each other
+    // as soon as they connect. Each connection dies young: reconnects back off, and an
+    // alert names the likely cause (MQTT 5 says: session taken over).
+    let broker = common::Mosquitto::start();
+    let sub = common::Subscriber::connect(broker.port, "swd/+/alerts");
+    let rt = runtime();
+    let shutdown = CancellationToken::new();
+    let mut handles = Vec::new();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    for (dir, node) in dirs.iter().zip(["pole-1", "pole-2"]) {
+        let mut opts = common::publisher_options(broker.port, "swd", node);
+        opts.client_id = "sw-same-id".into();
+        opts.protocol = streetwatch::mqtt::Protocol::V5;
+        opts.drain_timeout = Duration::from_millis(200);
+        let outbox = Outbox::open(&dir.path().join("outbox.sqlite")).unwrap();
+        let (tx, rx) = mpsc::channel(4);
+        handles.push((
+            tx,
+            rt.spawn(run_publisher(
+                opts,
+                outbox,
+                rx,
+                shutdown.clone(),
+                Box::new(|_| {}),
+            )),
+        ));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let alert = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let m = sub
+            .recv(left)
+            .expect("a connection_unstable alert from either node");
+        let a: Value = serde_json::from_slice(&m.payload).unwrap();
+        if a["alert"] == "connection_unstable" {
+            break a;
+        }
+    };
+    assert!(alert["disconnects"].as_u64().unwrap() >= 3, "{alert}");
+    let cause = alert["likely_cause"].as_str().unwrap();
+    assert!(
+        cause.contains("same client id") && cause.contains("sw-same-id"),
+        "{alert}"
+    );
+    shutdown.cancel();
+    for (tx, handle) in handles {
+        drop(tx);
+        rt.block_on(handle).unwrap();
+    }
+}
