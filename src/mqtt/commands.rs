@@ -411,4 +411,38 @@ mod tests {
             }
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_command_payload_parses_or_is_refused(
+            verb in "(reload|snapshot|camera/enable|camera/disable|[a-z/]{0,12})",
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+        ) {
+            let _ = parse(&verb, &payload);
+        }
+
+        #[test]
+        fn json_shaped_payloads_never_panic(
+            verb in "(reload|snapshot|camera/enable|camera/disable)",
+            id in proptest::option::of(".{0,200}"),
+            camera in proptest::option::of(".{0,80}"),
+            extra in proptest::option::of("[a-z]{1,8}"),
+        ) {
+            let mut doc = serde_json::Map::new();
+            if let Some(id) = &id {
+                doc.insert("id".into(), id.clone().into());
+            }
+            if let Some(camera) = &camera {
+                doc.insert("camera".into(), camera.clone().into());
+            }
+            if let Some(extra) = &extra {
+                doc.insert(extra.clone(), Value::Bool(true));
+            }
+            let payload = serde_json::to_vec(&doc).unwrap();
+            match parse(&verb, &payload) {
+                Ok((got, _)) => proptest::prop_assert_eq!(got, id),
+                Err(refused) => proptest::prop_assert!(!refused.error.is_empty()),
+            }
+        }
+    }
 }
