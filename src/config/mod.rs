@@ -118,6 +118,10 @@ pub struct MqttConfig {
     /// File holding the password (first line).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// The largest packet the broker takes, bytes; evidence and snapshots are made to
+    /// fit it. Default: what the broker's MQTT 5 CONNACK says, else 256 KiB.
+    #[serde(default)]
+    pub max_packet_bytes: Option<u32>,
 }
 
 fn default_topic_prefix() -> String {

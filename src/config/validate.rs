@@ -81,6 +81,14 @@ impl Config {
         if self.mqtt.max_inflight == 0 {
             return Err(self.invalid("mqtt.max_inflight", "must be at least 1"));
         }
+        if let Some(b) = self.mqtt.max_packet_bytes
+            && !(4096..=268_435_455).contains(&b)
+        {
+            return Err(self.invalid(
+                "mqtt.max_packet_bytes",
+                "must be from 4096 bytes to 268435455 (MQTT's largest packet)",
+            ));
+        }
         if let Some(s) = self.model.min_score
             && !(0.0..=1.0).contains(&s)
         {

@@ -7,8 +7,15 @@
 //! `max_width` pixels wide (never up) first, so the outlines have the same
 //! thickness whatever the camera's resolution.
 //!
+//! Evidence is made to fit the broker's packet limit (`fit`): encoded again
+//! at lower quality and scaled down, never cropped.
+//!
 //! Encoding a 1080p frame takes tens of milliseconds: callers run
 //! [`render`] on a blocking thread, never on the async runtime.
+
+mod fit;
+
+pub use fit::{JpegBudget, MIN_WIDTH, refit, render_within};
 
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
 
@@ -27,6 +34,10 @@ pub enum EvidenceError {
     Resize(String),
     #[error("JPEG encoding failed: {0}")]
     Encode(#[from] image::ImageError),
+    #[error(
+        "the JPEG cannot be made to fit {max} bytes (smallest: {bytes} bytes at {MIN_WIDTH} px wide)"
+    )]
+    TooLarge { bytes: usize, max: usize },
 }
 
 /// How evidence is made (`[evidence]`).

@@ -1,7 +1,8 @@
 //! What the node says about itself: its status (retained `online`, and
 //! `offline` as Last Will and on shutdown), each camera's state (retained,
 //! published when it changes and again after every reconnection), the
-//! periodic stats report, and alerts for what the outbox limits dropped.
+//! periodic stats report, and alerts for what the outbox limits dropped (and
+//! events lost while the outbox could not be written).
 //!
 //! In: the camera list and counters, outbox figures, the drops the outbox
 //! reports. Out: messages through the [`Outlet`].
@@ -26,6 +27,17 @@ fn status_payload(state: &str, started_at: SystemTime, now: SystemTime) -> Vec<u
         "ts": rfc3339(now),
     }))
     .expect("status encodes")
+}
+
+/// How storing goes, for the stats report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreFigures {
+    /// Commits that failed in this run.
+    pub errors_total: u64,
+    /// Events waiting in memory for the outbox.
+    pub memory_queued: usize,
+    /// The last commit failed.
+    pub failing: bool,
 }
 
 pub struct Status {
@@ -157,6 +169,7 @@ impl Status {
         outbox: &Outbox,
         handover: (usize, usize),
         delivered: &PublisherReport,
+        storing: StoreFigures,
     ) {
         let figures = OutboxFigures {
             depth: outbox.depth().unwrap_or(0),
@@ -168,6 +181,10 @@ impl Status {
         };
         let cameras = opts.cameras.borrow().clone();
         let mut report = self.reporter.report(&cameras, figures);
+        report["outbox"]["errors_total"] = storing.errors_total.into();
+        report["outbox"]["memory_queued"] = storing.memory_queued.into();
+        report["outbox"]["failing"] = storing.failing.into();
+        report["outbox"]["dead_lettered_total"] = outbox.dead_lettered_total().unwrap_or(0).into();
         report["handover"] = serde_json::json!({
             "queued": handover.0,
             "capacity": handover.1,

@@ -206,6 +206,7 @@ pub async fn run_with(
     let (control_tx, control_rx) = mpsc::channel::<ControlRequest>(8);
     let mut pub_opts = options::publisher(&config, list_rx, parts.clock.clone())?;
     pub_opts.control = Some(control_tx);
+    let jpeg_budget = pub_opts.jpeg_budget.clone();
 
     let mut status = systemd::Status::new(list_tx.subscribe(), &config.outbox.path);
     let service_options = options::service(&config);
@@ -245,6 +246,7 @@ pub async fn run_with(
         parts,
         manager: manager.clone(),
         watching: CancellationToken::new(),
+        jpeg_budget,
     };
     let start = node.set.start_configured(Instant::now());
     node.apply(start).await;
@@ -311,6 +313,8 @@ struct Node {
     manager: Arc<systemd::Manager>,
     /// Cancelled when the node begins to stop: the watchdog checks end.
     watching: CancellationToken,
+    /// The largest JPEG the broker takes (evidence and snapshots are made to fit it).
+    jpeg_budget: crate::evidence::JpegBudget,
 }
 
 impl Node {
@@ -377,6 +381,7 @@ impl Node {
             stop: token.clone(),
             latest: latest_tx,
             evidence: options::evidence(&self.set.config().evidence),
+            jpeg_budget: self.jpeg_budget.clone(),
         };
         let span = tracing::info_span!("camera", camera = %id);
         let handle = self.tasks.spawn(task.run().instrument(span));
@@ -528,29 +533,43 @@ impl Node {
         Ok(serde_json::to_value(report).expect("report encodes"))
     }
 
+    /// A JPEG of the camera's latest analysed frame, made like evidence (`[evidence]`
+    /// width and quality, within the broker's packet limit); refused when evidence is
+    /// off: no picture leaves the box then.
     async fn snapshot(&mut self, camera: String) -> Result<Reply, String> {
         if self.set.camera(&camera).is_none() {
             return Err(format!("no camera {camera:?} on this node"));
         }
+        let Some(opts) = options::evidence(&self.set.config().evidence) else {
+            return Err(
+                "snapshots are off: [evidence] enabled = false keeps pictures on the box".into(),
+            );
+        };
         let frame = self
             .live
             .get(&camera)
             .and_then(|l| l.latest.borrow().clone())
             .ok_or_else(|| format!("camera {camera:?} has no frame yet (not running?)"))?;
+        let max_bytes = self.jpeg_budget.get();
         let jpeg = tokio::task::spawn_blocking({
             let frame = frame.clone();
-            move || crate::evidence::jpeg(&frame.data, frame.width, frame.height, 85)
+            move || crate::evidence::render_within(&frame, &[], &opts, max_bytes)
         })
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("JPEG encoding failed: {e}"))?;
+        let (width, height) = image::ImageReader::new(std::io::Cursor::new(&jpeg))
+            .with_guessed_format()
+            .ok()
+            .and_then(|r| r.into_dimensions().ok())
+            .unwrap_or((0, 0));
         let suffix = format!("snapshots/{camera}");
         Ok(Reply {
             result: serde_json::json!({
                 "camera": camera,
                 "topic_suffix": suffix,
-                "width": frame.width,
-                "height": frame.height,
+                "width": width,
+                "height": height,
                 "bytes": jpeg.len(),
                 "captured_at": rfc3339(frame.captured_at),
                 "stream_time_s": frame.pts.as_secs_f64(),

@@ -281,6 +281,15 @@ pub fn publisher(
         stats_interval: Duration::from_secs_f64(m.stats_interval_s),
         protocol: m.protocol,
         clock,
+        max_packet_bytes: m.max_packet_bytes.map(|b| b as usize),
+        jpeg_budget: crate::evidence::JpegBudget::new(
+            m.max_packet_bytes
+                .map(|b| b as usize)
+                .unwrap_or(crate::mqtt::DEFAULT_MAX_PACKET),
+        ),
+        evidence_quality: c.evidence.quality,
+        retry: Default::default(),
+        memory_queue: crate::mqtt::DEFAULT_MEMORY_QUEUE,
     })
 }
 

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CameraPipeline, Detected, Outgoing, Step};
 use crate::detect::{DetectOutput, DetectorService, ServiceError};
-use crate::evidence::EvidenceOptions;
+use crate::evidence::{EvidenceOptions, JpegBudget};
 use crate::monitor::{CameraState, CameraStats};
 use crate::outbox::Handover;
 use crate::source::runner::{self, Opener, SourceOptions};
@@ -66,6 +66,8 @@ pub struct CameraTask<D: Detect> {
     pub latest: watch::Sender<Option<Arc<Frame>>>,
     /// How evidence of start events is made; `None`: no evidence.
     pub evidence: Option<EvidenceOptions>,
+    /// The largest JPEG the broker takes (evidence is made to fit it).
+    pub jpeg_budget: JpegBudget,
 }
 
 impl<D: Detect> CameraTask<D> {
@@ -153,7 +155,9 @@ impl<D: Detect> CameraTask<D> {
         let captured_at = frame.filter(|_| timed).map(|f| f.captured_at);
         for Outgoing { event, evidence } in out {
             let evidence = match (evidence, frame, self.evidence) {
-                (true, Some(frame), Some(opts)) => evidence_of(&event, frame, opts).await,
+                (true, Some(frame), Some(opts)) => {
+                    evidence_of(&event, frame, opts, self.jpeg_budget.get()).await
+                }
                 _ => None,
             };
             let handover = Handover {
@@ -170,18 +174,22 @@ impl<D: Detect> CameraTask<D> {
     }
 }
 
-/// The evidence JPEG of `event`, encoded on a blocking thread; `None` (logged) if it fails.
+/// The evidence JPEG of `event`, at most `max_bytes`, encoded on a blocking thread;
+/// `None` (logged) if it fails.
 async fn evidence_of(
     event: &crate::event::Event,
     frame: &Arc<Frame>,
     opts: EvidenceOptions,
+    max_bytes: usize,
 ) -> Option<Vec<u8>> {
     let boxes: Vec<_> = event.objects.iter().map(|o| o.bbox).collect();
     let frame = frame.clone();
-    let jpeg = tokio::task::spawn_blocking(move || crate::evidence::render(&frame, &boxes, &opts))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+    let jpeg = tokio::task::spawn_blocking(move || {
+        crate::evidence::render_within(&frame, &boxes, &opts, max_bytes)
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()));
     jpeg.map_err(
         |e| tracing::warn!(error = %e, event = %event.id, "event published without evidence"),
     )
