@@ -229,26 +229,9 @@ url = "{broker}"
 topic_prefix = "sws"
 [outbox]
 path = "{outbox}"
-[[camera]]
-id = "campus"
-url = "{clip}"
-fps = 2
-
-[[camera.zone]]
-id = "plaza"
-polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
-
-[camera.zone.congestion]
-classes = ["person"]
-levels.light = 4
-levels.moderate = 8
-levels.heavy = 12
-min_duration_s = 1
-clear_duration_s = 2
-update_interval_s = 5
-"#,
+{camera}"#,
         outbox = outbox.display(),
-        clip = common::media("vtest.avi").display()
+        camera = common::plaza_camera(&common::media("vtest.avi"))
     )
 }
 

@@ -9,6 +9,33 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// Camera `campus` on `clip` at 2 fps, with a congestion rule on zone `plaza`
+/// (the whole frame; light from 4 persons, moderate 8, heavy 12): the config
+/// snippet of the tests that need events from a real video.
+pub fn plaza_camera(clip: &Path) -> String {
+    format!(
+        r#"[[camera]]
+id = "campus"
+url = "{clip}"
+fps = 2
+
+[[camera.zone]]
+id = "plaza"
+polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
+
+[camera.zone.congestion]
+classes = ["person"]
+levels.light = 4
+levels.moderate = 8
+levels.heavy = 12
+min_duration_s = 1
+clear_duration_s = 2
+update_interval_s = 5
+"#,
+        clip = clip.display()
+    )
+}
+
 /// A file set-up put in the cache; a clear failure if it is missing.
 pub fn cached(rel: &str) -> PathBuf {
     let p = streetwatch::cache_dir().join(rel);
