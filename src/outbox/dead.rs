@@ -89,7 +89,7 @@ impl Outbox {
             )?;
             tx.execute(
                 "DELETE FROM dead_letter WHERE rowid NOT IN
-                 (SELECT rowid FROM dead_letter ORDER BY dead_ms DESC, seq DESC LIMIT ?1)",
+                 (SELECT rowid FROM dead_letter ORDER BY rowid DESC LIMIT ?1)",
                 params![MAX_DEAD_LETTERS],
             )?;
             Ok(Some(DeadLetter {
@@ -119,13 +119,14 @@ impl Outbox {
         self.counter("dead_lettered")
     }
 
-    /// The dead letters kept, oldest first.
+    /// The dead letters kept, in the order they were moved (oldest first;
+    /// two moves in one millisecond keep their order).
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, OutboxError> {
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT seq, part, id, topic, length(payload), reason FROM dead_letter
-                 ORDER BY dead_ms, seq",
+                 ORDER BY rowid",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
