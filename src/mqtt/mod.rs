@@ -19,6 +19,8 @@
 //! | `link::gate`   | the epoch gate every publish goes through, and the task that polls rumqttc |
 //! | `status`       | node status, camera states, the stats report, drop alerts        |
 //! | `commands`     | commands: parsing, dispatch to the node, results                 |
+//! | `info`         | the retained info message: on every connection and after reload  |
+//! | `incidents`    | the retained open-incident topics, mirrored from event rows      |
 
 use std::time::Duration;
 
@@ -28,6 +30,8 @@ use crate::clock::SharedClock;
 use crate::event::Event;
 
 pub mod commands;
+pub mod incidents;
+mod info;
 mod link;
 mod publisher;
 mod status;
@@ -35,6 +39,7 @@ mod window;
 
 pub use crate::config::{BrokerUrl, Protocol};
 use commands::ControlRequest;
+pub use info::InfoFeed;
 pub use link::probe_connection;
 pub use publisher::run_publisher;
 
@@ -95,6 +100,8 @@ pub struct PublisherOptions {
     pub protocol: Protocol,
     /// Timestamps of status, alerts and stats; capture-to-PUBACK latency.
     pub clock: SharedClock,
+    /// The node's info document, published retained on `{prefix}/{node}/info`.
+    pub info: Option<InfoFeed>,
 }
 
 impl PublisherOptions {
@@ -109,6 +116,11 @@ impl PublisherOptions {
             "{}/{}/cameras/{camera}/status",
             self.topic_prefix, self.node
         )
+    }
+
+    /// `{prefix}/{node}/info`: retained, what the node runs and watches.
+    pub fn info_topic(&self) -> String {
+        format!("{}/{}/info", self.topic_prefix, self.node)
     }
 
     /// `{prefix}/{node}/cmd/` — commands arrive below it.

@@ -324,6 +324,13 @@ impl Publisher {
                 meta,
                 ..Message::json(row.topic, row.payload, false)
             };
+            // The open incident's retained mirror goes first (see `incidents`).
+            if matches!(row.part, Part::Event)
+                && let Some(m) = super::incidents::mirror(&self.opts.topic_prefix, &msg.payload)
+                && !self.out.send(m)
+            {
+                break;
+            }
             if !self.out.send_row(ticket, msg) {
                 break;
             }

@@ -33,6 +33,7 @@
 
 pub mod cameras;
 mod hub;
+pub mod info;
 pub mod options;
 pub mod systemd;
 
@@ -206,6 +207,14 @@ pub async fn run_with(
     let (control_tx, control_rx) = mpsc::channel::<ControlRequest>(8);
     let mut pub_opts = options::publisher(&config, list_rx, parts.clock.clone())?;
     pub_opts.control = Some(control_tx);
+    let facts = info::Facts::gather(
+        &config,
+        infer.model_name(),
+        &labels,
+        infer.execution_provider(),
+    );
+    let info = info::Sender::new(facts, parts.clock.clone(), &config);
+    pub_opts.info = Some(info.tx.subscribe());
 
     let mut status = systemd::Status::new(list_tx.subscribe(), &config.outbox.path);
     let service_options = options::service(&config);
@@ -245,6 +254,7 @@ pub async fn run_with(
         parts,
         manager: manager.clone(),
         watching: CancellationToken::new(),
+        info,
     };
     let start = node.set.start_configured(Instant::now());
     node.apply(start).await;
@@ -311,6 +321,8 @@ struct Node {
     manager: Arc<systemd::Manager>,
     /// Cancelled when the node begins to stop: the watchdog checks end.
     watching: CancellationToken,
+    /// The info message, made again after a reload.
+    info: info::Sender,
 }
 
 impl Node {
@@ -524,6 +536,7 @@ impl Node {
         let (actions, report) = self.set.reload(new, &self.labels, Instant::now())?;
         self.apply(actions).await;
         self.publish_list();
+        self.info.update(self.set.config());
         tracing::info!(started = ?report.started, stopped = ?report.stopped, restarted = ?report.restarted, "configuration reloaded");
         Ok(serde_json::to_value(report).expect("report encodes"))
     }

@@ -257,6 +257,7 @@ pub fn publisher_options(
         protocol: Default::default(),
         clock: streetwatch::clock::system(),
         stats_interval: Duration::from_secs(30),
+        info: None,
     }
 }
 
@@ -272,6 +273,7 @@ pub fn sample_event(node: &str, camera: &str, n: usize) -> streetwatch::event::E
         node: node.into(),
         camera: camera.into(),
         zone: "crossing".into(),
+        site: Default::default(),
         kind: "congestion".into(),
         phase: Phase::Update,
         incident: uuid::Uuid::now_v7().to_string(),

@@ -260,6 +260,7 @@ mod tests {
             stats_interval: Duration::from_secs(30),
             protocol,
             clock: crate::clock::system(),
+            info: None,
         }
     }
 
