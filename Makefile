@@ -18,8 +18,10 @@ setup:
 build: setup
 	@$(CARGO) build --release --quiet --bin streetwatch
 
-## Run the daemon on the sample video against a local mosquitto, printing events.
+## Run the daemon on the sample video against a local mosquitto, printing events and
+## the dispatch lines of the reference consumer (examples/brain.rs).
 demo: build
+	@$(CARGO) build --release --quiet --example brain
 	@deploy/demo.sh
 
 ## Everything the tests need, then all tests.

@@ -28,7 +28,8 @@
 //! | [`detect`]    | ONNX Runtime loading, model manifests, pre/post-processing, NMS, the shared detector service |
 //! | [`track`]     | the multi-object tracker (pure)                                      |
 //! | [`analytics`] | zones, rules and the incident lifecycle (pure; time comes from frames) |
-//! | [`event`]     | the event JSON sent to the city brain                                 |
+//! | [`event`]     | the event JSON sent to the city brain, with the site it happened at   |
+//! | [`wire`]      | every other payload's type and JSON Schema (status, stats, alerts, commands, info) |
 //! | [`evidence`]  | the JPEG of an incident's first frame, boxes drawn                    |
 //! | [`outbox`]    | the durable SQLite queue and per-node sequence numbers               |
 //! | [`mqtt`]      | the broker connection: the delivery window (packet id → outbox row, pure), publishing from the outbox, acks, status, stats, commands in |
@@ -56,6 +57,7 @@ pub mod scene;
 pub mod source;
 pub mod thread;
 pub mod track;
+pub mod wire;
 
 /// Where set-up puts the ONNX Runtime library, the default model and sample media.
 /// `STREETWATCH_CACHE` overrides it; otherwise `~/.cache/streetwatch`.

@@ -15,6 +15,7 @@ use serde::Deserialize;
 mod env;
 mod polygon;
 mod rules;
+mod site;
 mod validate;
 mod values;
 
@@ -305,6 +306,29 @@ pub struct CameraConfig {
     pub scene: SceneConfig,
     #[serde(default, rename = "zone")]
     pub zones: Vec<ZoneConfig>,
+    /// Where the camera stands (WGS-84), for the city brain's map.
+    #[serde(default)]
+    pub location: Option<Location>,
+    /// The street address the camera looks at, as a dispatcher reads it.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The city's grid (street-management cell) id the camera's view belongs to.
+    #[serde(default)]
+    pub grid: Option<String>,
+    /// Compass direction the camera looks in, degrees clockwise from north (0..360).
+    #[serde(default)]
+    pub heading_deg: Option<f64>,
+    /// Free text: what the camera sees (`"bus stop, north side"`).
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `[[camera]] location = { lat, lon }`: WGS-84 degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
 }
 
 /// `[[camera]] hwaccel`.

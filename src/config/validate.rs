@@ -157,6 +157,8 @@ impl Config {
                     ));
                 }
             }
+            super::site::check_camera(cam)
+                .map_err(|(k, m)| self.invalid(format!("{key}.{k}"), m))?;
             for r in [cam.tracker.validate(), cam.scene.validate()] {
                 r.map_err(|(k, m)| self.invalid(format!("{key}.{k}"), m))?;
             }
@@ -172,6 +174,8 @@ impl Config {
                 }
                 let zkey = format!("{key}.zone[{}]", zone.id);
                 zone.validate()
+                    .map_err(|(k, m)| self.invalid(format!("{zkey}.{k}"), m))?;
+                super::site::check_zone(zone)
                     .map_err(|(k, m)| self.invalid(format!("{zkey}.{k}"), m))?;
                 if !cam.scene.enabled && zone.uses_static_change() {
                     return Err(self.invalid(

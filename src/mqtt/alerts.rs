@@ -28,12 +28,13 @@ impl Alerts {
         }
     }
 
-    /// Raises alert `name` with `fields` (an object); `alert` and `ts` are added.
+    /// Raises alert `name` with `fields` (an object); `schema`, `alert` and `ts` are added.
     pub fn raise(&mut self, name: &str, fields: Value) {
         let mut doc = match fields {
             Value::Object(m) => m,
             _ => serde_json::Map::new(),
         };
+        doc.insert("schema".into(), crate::wire::ALERT.into());
         doc.insert("alert".into(), name.into());
         doc.insert("ts".into(), rfc3339(self.clock.wall()).into());
         self.waiting

@@ -140,8 +140,12 @@ pub struct ControlRequest {
 /// The result document published on `cmd/result`.
 pub fn result_json(id: Option<&str>, verb: &str, outcome: Result<&Value, &str>) -> Value {
     match outcome {
-        Ok(result) => serde_json::json!({"id": id, "verb": verb, "ok": true, "result": result}),
-        Err(error) => serde_json::json!({"id": id, "verb": verb, "ok": false, "error": error}),
+        Ok(result) => serde_json::json!({
+            "schema": crate::wire::COMMAND_RESULT, "id": id, "verb": verb, "ok": true, "result": result,
+        }),
+        Err(error) => serde_json::json!({
+            "schema": crate::wire::COMMAND_RESULT, "id": id, "verb": verb, "ok": false, "error": error,
+        }),
     }
 }
 

@@ -21,6 +21,8 @@
 //! | `status`       | node status, camera states, the stats report, drop alerts        |
 //! | `alerts`       | every other alert (dead letters, outbox errors, an unstable connection) |
 //! | `commands`     | commands: parsing, dispatch to the node, results                 |
+//! | `info`         | the retained info message: on every connection and after reload  |
+//! | `incidents`    | the retained open-incident topics, mirrored from event rows      |
 
 use std::time::Duration;
 
@@ -31,6 +33,8 @@ use crate::event::Event;
 
 mod alerts;
 pub mod commands;
+pub mod incidents;
+mod info;
 mod link;
 mod publisher;
 mod refusals;
@@ -39,6 +43,7 @@ mod window;
 
 pub use crate::config::{BrokerUrl, Protocol};
 use commands::ControlRequest;
+pub use info::InfoFeed;
 pub use link::probe_connection;
 pub use publisher::run_publisher;
 pub use refusals::RetryPolicy;
@@ -116,6 +121,8 @@ pub struct PublisherOptions {
     pub retry: RetryPolicy,
     /// Events kept in memory at most while the outbox cannot be written.
     pub memory_queue: usize,
+    /// The node's info document, published retained on `{prefix}/{node}/info`.
+    pub info: Option<InfoFeed>,
 }
 
 impl PublisherOptions {
@@ -130,6 +137,11 @@ impl PublisherOptions {
             "{}/{}/cameras/{camera}/status",
             self.topic_prefix, self.node
         )
+    }
+
+    /// `{prefix}/{node}/info`: retained, what the node runs and watches.
+    pub fn info_topic(&self) -> String {
+        format!("{}/{}/info", self.topic_prefix, self.node)
     }
 
     /// `{prefix}/{node}/cmd/` — commands arrive below it.
@@ -190,5 +202,6 @@ pub(crate) fn test_options(protocol: Protocol) -> PublisherOptions {
         evidence_quality: 80,
         retry: Default::default(),
         memory_queue: 16,
+        info: None,
     }
 }

@@ -21,6 +21,7 @@ use crate::outbox::{Dropped, Outbox};
 /// The `{prefix}/{node}/status` document.
 fn status_payload(state: &str, started_at: SystemTime, now: SystemTime) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
+        "schema": crate::wire::STATUS,
         "state": state,
         "version": env!("CARGO_PKG_VERSION"),
         "started_at": rfc3339(started_at),
@@ -50,6 +51,7 @@ pub struct Status {
     /// The same for evidence JPEGs.
     unannounced_evidence_drops: Option<(u64, u64)>,
     reporter: StatsReporter,
+    info: super::info::InfoState,
 }
 
 impl Status {
@@ -61,6 +63,7 @@ impl Status {
             published_states: HashMap::new(),
             unannounced_drops: None,
             unannounced_evidence_drops: None,
+            info: Default::default(),
         }
     }
 
@@ -73,6 +76,7 @@ impl Status {
     /// have lost retained messages).
     pub fn connected(&mut self, out: &mut Outlet, opts: &PublisherOptions) {
         self.published_states.clear();
+        self.info.connected();
         let payload = status_payload("online", self.started_at, self.clock.wall());
         out.send(Message::json(opts.status_topic(), payload, true));
     }
@@ -87,6 +91,7 @@ impl Status {
         if !out.is_up() {
             return;
         }
+        self.info.publish(out, opts);
         let cameras = opts.cameras.borrow().clone();
         for (id, stats) in &cameras {
             let state = stats.state();
@@ -136,6 +141,7 @@ impl Status {
         let now = self.clock.wall();
         let alert = |name: &str, (count, up_to_seq): (u64, u64), total: u64| {
             let payload = serde_json::json!({
+                "schema": crate::wire::ALERT,
                 "alert": name,
                 "dropped": count,
                 "dropped_total": total.max(count),

@@ -33,6 +33,7 @@
 
 pub mod cameras;
 mod hub;
+pub mod info;
 pub mod options;
 pub mod systemd;
 
@@ -207,6 +208,14 @@ pub async fn run_with(
     let mut pub_opts = options::publisher(&config, list_rx, parts.clock.clone())?;
     pub_opts.control = Some(control_tx);
     let jpeg_budget = pub_opts.jpeg_budget.clone();
+    let facts = info::Facts::gather(
+        &config,
+        infer.model_name(),
+        &labels,
+        infer.execution_provider(),
+    );
+    let info = info::Sender::new(facts, parts.clock.clone(), &config);
+    pub_opts.info = Some(info.tx.subscribe());
 
     let mut status = systemd::Status::new(list_tx.subscribe(), &config.outbox.path);
     let service_options = options::service(&config);
@@ -247,6 +256,7 @@ pub async fn run_with(
         manager: manager.clone(),
         watching: CancellationToken::new(),
         jpeg_budget,
+        info,
     };
     let start = node.set.start_configured(Instant::now());
     node.apply(start).await;
@@ -315,6 +325,8 @@ struct Node {
     watching: CancellationToken,
     /// The largest JPEG the broker takes (evidence and snapshots are made to fit it).
     jpeg_budget: crate::evidence::JpegBudget,
+    /// The info message, made again after a reload.
+    info: info::Sender,
 }
 
 impl Node {
@@ -529,6 +541,7 @@ impl Node {
         let (actions, report) = self.set.reload(new, &self.labels, Instant::now())?;
         self.apply(actions).await;
         self.publish_list();
+        self.info.update(self.set.config());
         tracing::info!(started = ?report.started, stopped = ?report.stopped, restarted = ?report.restarted, "configuration reloaded");
         Ok(serde_json::to_value(report).expect("report encodes"))
     }

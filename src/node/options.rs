@@ -118,12 +118,27 @@ pub fn pipeline(c: &Config, cam: &CameraConfig, labels: &[String]) -> PipelineOp
         scene: scene(&cam.scene),
         gate: gate(&cam.scene),
         zones: cam.zones.clone(),
+        site: site(cam),
         labels: labels.to_vec(),
         rule_env: RuleEnv {
             still: Duration::from_secs_f64(cam.scene.still_s.max(0.0)),
         },
         tz: crate::analytics::time_zone(c.node.timezone.as_deref()),
         timed: source.is_live() || source.realtime,
+    }
+}
+
+/// A camera's configured site, as events carry it.
+pub fn site(cam: &CameraConfig) -> crate::event::Site {
+    crate::event::Site {
+        location: cam.location.map(|l| crate::event::Location {
+            lat: l.lat,
+            lon: l.lon,
+        }),
+        address: cam.address.clone(),
+        grid: cam.grid.clone(),
+        heading_deg: cam.heading_deg,
+        description: cam.description.clone(),
     }
 }
 
@@ -290,6 +305,7 @@ pub fn publisher(
         evidence_quality: c.evidence.quality,
         retry: Default::default(),
         memory_queue: crate::mqtt::DEFAULT_MEMORY_QUEUE,
+        info: None,
     })
 }
 

@@ -302,6 +302,7 @@ pub fn publisher_options(
         evidence_quality: 80,
         retry: Default::default(),
         memory_queue: streetwatch::mqtt::DEFAULT_MEMORY_QUEUE,
+        info: None,
     }
 }
 
@@ -317,6 +318,7 @@ pub fn sample_event(node: &str, camera: &str, n: usize) -> streetwatch::event::E
         node: node.into(),
         camera: camera.into(),
         zone: "crossing".into(),
+        site: Default::default(),
         kind: "congestion".into(),
         phase: Phase::Update,
         incident: uuid::Uuid::now_v7().to_string(),

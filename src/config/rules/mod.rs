@@ -2,7 +2,7 @@
 //! `[camera.tracker]` and `[camera.scene]` tables. Documented key by key in
 //! `docs/rules.md`.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 mod checks;
 
@@ -34,6 +34,12 @@ pub struct ZoneConfig {
     pub outside_business: Option<DwellConfig>,
     #[serde(default)]
     pub piled_materials: Option<PilesConfig>,
+    /// The grid this zone belongs to, when not the camera's (a view across a boundary).
+    #[serde(default)]
+    pub grid: Option<String>,
+    /// The zone's street address, when not the camera's.
+    #[serde(default)]
+    pub address: Option<String>,
 }
 
 fn default_inertia() -> u32 {
@@ -41,7 +47,7 @@ fn default_inertia() -> u32 {
 }
 
 /// `anchor`: which point of a box decides whether the object is in a zone.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Anchor {
     /// Where a person or vehicle touches the ground.
@@ -52,7 +58,7 @@ pub enum Anchor {
 }
 
 /// `litter`: an item that appears on the ground and stays.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LitterConfig {
     /// Detector labels that are litter (a city's litter model has its own).
@@ -110,7 +116,7 @@ fn default_true() -> bool {
 }
 
 /// `levels` / `occupancy`: thresholds of the three congestion levels.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Levels {
     pub light: f64,
@@ -119,7 +125,7 @@ pub struct Levels {
 }
 
 /// `congestion`: too many objects, too much of the zone covered, moving too slowly.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CongestionConfig {
     /// Detector labels that count (people for a crowd; cars, buses, trucks for traffic).
@@ -159,7 +165,7 @@ fn default_update_interval_s() -> f64 {
 }
 
 /// `illegal_parking`: vehicles standing still in a no-parking zone.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParkingConfig {
     #[serde(default = "default_parking_classes")]
@@ -189,7 +195,7 @@ fn default_one() -> u32 {
 }
 
 /// `street_vending` / `outside_business`: people and still objects that stay.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DwellConfig {
     #[serde(default = "default_person")]
@@ -229,7 +235,7 @@ fn default_dwell_update_s() -> f64 {
 }
 
 /// `piled_materials`: a large new still region.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PilesConfig {
     /// Smallest region, fraction of the frame area.

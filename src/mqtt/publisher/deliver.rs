@@ -167,6 +167,13 @@ impl Publisher {
             meta,
             ..Message::json(row.topic, row.payload, false)
         };
+        // The open incident's retained mirror goes first (see `incidents`).
+        if row.part == Part::Event
+            && let Some(m) = crate::mqtt::incidents::mirror(&self.opts.topic_prefix, &msg.payload)
+            && !self.out.send(m)
+        {
+            return false;
+        }
         self.out.send_row(ticket, msg)
     }
 
