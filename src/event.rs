@@ -168,6 +168,34 @@ pub fn json_schema() -> serde_json::Value {
 }
 
 impl Event {
+    /// The `end` of this event's incident, at `now`, for an incident a run left open
+    /// when it died (it could not end it itself): `reason = "stream_ended"`, as when a
+    /// stream ends, with the last `start`/`update`'s site, metrics and words. No
+    /// objects (nothing is seen at this moment) and no evidence.
+    pub fn ended_by_restart(&self, now: std::time::SystemTime) -> Event {
+        let since_epoch = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            since_epoch.as_secs(),
+            since_epoch.subsec_nanos(),
+        );
+        let mut attributes = self.attributes.clone();
+        attributes.insert("reason".into(), "stream_ended".into());
+        Event {
+            id: uuid::Uuid::new_v7(ts).to_string(),
+            seq: 0,
+            phase: Phase::End,
+            ts: rfc3339(now),
+            ended_at: Some(rfc3339(now)),
+            objects: Vec::new(),
+            attributes,
+            evidence: None,
+            ..self.clone()
+        }
+    }
+
     /// `{prefix}/{node}/events/{camera}/{type}`.
     pub fn topic(&self, prefix: &str) -> String {
         format!(

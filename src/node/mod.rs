@@ -185,11 +185,12 @@ pub async fn run_with(
     let infer = parts.detector.open()?;
     let labels = infer.labels().to_vec();
     options::check_classes(&config, infer.model_name(), &labels)?;
-    let outbox = Outbox::open_with(
+    let mut outbox = Outbox::open_with(
         &config.outbox.path,
         options::outbox_limits(&config),
         parts.clock.clone(),
     )?;
+    outbox.end_left_open(&config.mqtt.topic_prefix);
     let pending = outbox.depth()?;
     if pending > 0 {
         tracing::info!(

@@ -30,6 +30,11 @@
 //! moved aside, kept for forensics, and a new outbox started whose `seq` goes
 //! on from what the damaged one still tells ([`Outbox::replaced`]). A seq
 //! counter behind the rows is repaired on open (`schema`).
+//!
+//! Open incidents: the latest `start`/`update` of every incident not yet
+//! ended is kept beside the queue (`open`), in the same transaction as the
+//! event, so a run that died without ending its incidents (power cut,
+//! kill -9) leaves them for the next run to end.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -42,6 +47,7 @@ use crate::event::Event;
 mod damage;
 mod dead;
 mod limits;
+mod open;
 mod schema;
 mod timeline;
 
@@ -413,6 +419,7 @@ impl Outbox {
                     params![event.id, seq, event.evidence_topic(topic_prefix), jpeg, stored_ms],
                 )?;
             }
+            open::record(&tx, &event, &payload)?;
             Ok::<_, rusqlite::Error>(())
         })();
         match result.and_then(|()| tx.commit()) {

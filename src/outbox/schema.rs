@@ -56,6 +56,11 @@ pub(super) fn open(path: &Path) -> rusqlite::Result<(Connection, Counts)> {
                  dead_ms INTEGER NOT NULL,
                  PRIMARY KEY (seq, part)
              );
+             CREATE TABLE IF NOT EXISTS open_incident (
+                 incident TEXT PRIMARY KEY,
+                 camera   TEXT NOT NULL,
+                 event    BLOB NOT NULL
+             );
              CREATE TABLE IF NOT EXISTS counters (
                  name  TEXT PRIMARY KEY,
                  value INTEGER NOT NULL

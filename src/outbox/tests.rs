@@ -7,6 +7,7 @@ use rusqlite::Connection;
 
 use super::*;
 use crate::clock::{Clock, ManualClock};
+use crate::event::Phase;
 
 fn clock() -> ManualClock {
     ManualClock::new(std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000))
@@ -540,4 +541,54 @@ fn skipped_seqs_are_a_counted_gap() {
     assert_eq!(o.skip_seqs(3).unwrap(), 4);
     assert_eq!(o.commit(event("b"), "sw").unwrap().seq, 5);
     assert_eq!(o.dropped_total().unwrap(), 3);
+}
+
+#[test]
+fn incidents_a_dead_run_left_open_are_ended_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.sqlite");
+    let at = |id: &str, incident: &str, phase: Phase| Event {
+        phase,
+        metrics: [("count".to_string(), 9.0)].into(),
+        ..crate::event::sample(id, incident)
+    };
+    {
+        let mut o = Outbox::open(&path).unwrap();
+        o.commit(at("a1", "A", Phase::Start), "sw").unwrap();
+        o.commit(at("b1", "B", Phase::Start), "sw").unwrap();
+        o.commit(at("a2", "A", Phase::Update), "sw").unwrap();
+        o.commit(at("b2", "B", Phase::End), "sw").unwrap();
+        // Delivery does not close an incident: only its end does.
+        for seq in 1..=4 {
+            o.ack(seq).unwrap();
+        }
+        let open = o.open_incidents().unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!((open[0].id.as_str(), open[0].seq), ("a2", 3), "the latest");
+        // The run dies here, A still open.
+    }
+    let clock = clock();
+    let mut o = Outbox::open_with(&path, Limits::default(), clock.shared()).unwrap();
+    assert_eq!(o.end_left_open("sw"), 1);
+    let rows = o.pending_after(Position::default(), 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].topic, "sw/n/events/c/crowding");
+    let end: Event = serde_json::from_slice(&rows[0].payload).unwrap();
+    assert_eq!(
+        (end.phase, end.incident.as_str(), end.seq),
+        (Phase::End, "A", 5)
+    );
+    assert_eq!(end.attributes["reason"], "stream_ended");
+    assert_eq!(end.metrics["count"], 9.0, "the last update's figures");
+    assert_eq!(end.started_at, "2026-01-01T00:00:00.000Z");
+    let now = crate::event::rfc3339(clock.wall());
+    assert_eq!(
+        (end.ts.as_str(), end.ended_at.as_deref()),
+        (now.as_str(), Some(now.as_str()))
+    );
+    assert_ne!(end.id, "a2", "an event of its own");
+    assert!(o.open_incidents().unwrap().is_empty());
+    drop(o);
+    let mut o = Outbox::open(&path).unwrap();
+    assert_eq!(o.end_left_open("sw"), 0, "ended once only");
 }
