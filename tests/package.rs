@@ -253,6 +253,13 @@ fn inspect(deb: &Path, dir: &Path) {
         ("./etc/streetwatch/streetwatch.toml", "-rw-r--r--"),
         ("./usr/lib/systemd/system/streetwatch.service", "-rw-r--r--"),
         ("./usr/share/doc/streetwatch/README.md", "-rw-r--r--"),
+        // What a brain's integrator builds the central side from.
+        ("./usr/share/doc/streetwatch/mqtt.md", "-rw-r--r--"),
+        ("./usr/share/doc/streetwatch/deploy.md", "-rw-r--r--"),
+        ("./usr/share/doc/streetwatch/asyncapi.yaml", "-rw-r--r--"),
+        ("./usr/share/doc/streetwatch/event.schema.json", "-rw-r--r--"),
+        ("./usr/share/doc/streetwatch/info.schema.json", "-rw-r--r--"),
+        ("./usr/share/doc/streetwatch/stats.schema.json", "-rw-r--r--"),
     ] {
         let line = contents
             .lines()
