@@ -117,8 +117,10 @@ impl Brain {
         *last = (*last).max(e.seq);
         match e.phase {
             Phase::Start | Phase::Update => {
-                let new = self.open.insert(e.incident.clone(), e.clone()).is_none();
-                if e.phase == Phase::Start && new {
+                // The retained mirror of a start arrives just before the start itself, so
+                // `open` may know it already: a start is dispatched once, by its id (`seen`).
+                self.open.insert(e.incident.clone(), e.clone());
+                if e.phase == Phase::Start {
                     match self.early_evidence.remove(&e.id) {
                         Some(jpeg) => out = merge(out, self.dispatch(&e, Some(jpeg))),
                         None if e.evidence.is_some() => {
@@ -319,9 +321,14 @@ mod tests {
 
     #[test]
     fn a_start_is_dispatched_once_its_evidence_is_in_whatever_the_order() {
-        for evidence_first in [false, true] {
+        // The node publishes an open incident's retained mirror just before its start.
+        for (mirror_first, evidence_first) in [(false, false), (false, true), (true, false)] {
             let mut b = brain();
             let start = event(1, "e1", "i1", "start", true);
+            if mirror_first {
+                let open = b.handle("sw/pole/incidents/i1", &start);
+                assert_eq!(open.lines.len(), 1, "{:?}", open.lines);
+            }
             let (first, second) = if evidence_first {
                 (
                     b.handle("sw/pole/evidence/e1", b"JPEG"),

@@ -257,9 +257,15 @@ fn inspect(deb: &Path, dir: &Path) {
         ("./usr/share/doc/streetwatch/mqtt.md", "-rw-r--r--"),
         ("./usr/share/doc/streetwatch/deploy.md", "-rw-r--r--"),
         ("./usr/share/doc/streetwatch/asyncapi.yaml", "-rw-r--r--"),
-        ("./usr/share/doc/streetwatch/event.schema.json", "-rw-r--r--"),
+        (
+            "./usr/share/doc/streetwatch/event.schema.json",
+            "-rw-r--r--",
+        ),
         ("./usr/share/doc/streetwatch/info.schema.json", "-rw-r--r--"),
-        ("./usr/share/doc/streetwatch/stats.schema.json", "-rw-r--r--"),
+        (
+            "./usr/share/doc/streetwatch/stats.schema.json",
+            "-rw-r--r--",
+        ),
     ] {
         let line = contents
             .lines()
