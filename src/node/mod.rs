@@ -55,8 +55,7 @@ use crate::mqtt::commands::{Command, ControlRequest, Reply};
 use crate::mqtt::{CommitHook, PublisherReport, run_publisher};
 use crate::outbox::{Handover, Outbox, OutboxError};
 use crate::pipeline::CameraPipeline;
-use crate::pipeline::task::{CameraExit, CameraTask};
-use crate::source::Frame;
+use crate::pipeline::task::{CameraExit, CameraTask, Latest};
 use crate::source::runner::{DefaultOpener, Opener};
 use cameras::{Action, CameraSet};
 use hub::Hub;
@@ -287,7 +286,7 @@ pub async fn run_with(
 /// A camera run in progress.
 struct Live {
     token: CancellationToken,
-    latest: watch::Receiver<Option<Arc<Frame>>>,
+    latest: watch::Receiver<Option<Latest>>,
     generation: u64,
 }
 
@@ -377,6 +376,7 @@ impl Node {
             stop: token.clone(),
             latest: latest_tx,
             evidence: options::evidence(&self.set.config().evidence),
+            tap: None,
         };
         let span = tracing::info_span!("camera", camera = %id);
         let handle = self.tasks.spawn(task.run().instrument(span));
@@ -532,18 +532,22 @@ impl Node {
         if self.set.camera(&camera).is_none() {
             return Err(format!("no camera {camera:?} on this node"));
         }
-        let frame = self
+        let Latest {
+            frame,
+            masked,
+            method,
+        } = self
             .live
             .get(&camera)
             .and_then(|l| l.latest.borrow().clone())
             .ok_or_else(|| format!("camera {camera:?} has no frame yet (not running?)"))?;
         let jpeg = tokio::task::spawn_blocking({
             let frame = frame.clone();
-            move || crate::evidence::jpeg(&frame.data, frame.width, frame.height, 85)
+            move || crate::evidence::snapshot(&frame, &masked, method, 85)
         })
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("JPEG encoding failed: {e}"))?;
+        .map_err(|e| format!("snapshot failed: {e}"))?;
         let suffix = format!("snapshots/{camera}");
         Ok(Reply {
             result: serde_json::json!({

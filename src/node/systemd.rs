@@ -371,6 +371,7 @@ mod tests {
                 metrics: Default::default(),
                 attributes: Default::default(),
                 evidence: None,
+                masked: Vec::new(),
             };
             outbox.commit(ev, "sw").unwrap();
         }

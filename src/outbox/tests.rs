@@ -32,6 +32,7 @@ fn event(id: &str) -> Event {
         metrics: Default::default(),
         attributes: Default::default(),
         evidence: None,
+        masked: Vec::new(),
     }
 }
 
