@@ -45,6 +45,9 @@ pub struct VideoWriter {
     count: i64,
     /// The last picture's time, milliseconds.
     last_ms: Option<i64>,
+    /// A picture's nominal duration, milliseconds: given to packets the encoder
+    /// leaves without one, so the container's edit list keeps the last picture.
+    frame_ms: i64,
 }
 
 impl VideoWriter {
@@ -114,6 +117,7 @@ impl VideoWriter {
             stream_tb,
             count: 0,
             last_ms: None,
+            frame_ms: (1000.0 / fps.max(0.001)).round().max(1.0) as i64,
         })
     }
 
@@ -174,6 +178,9 @@ impl VideoWriter {
         let mut packet = ff::Packet::empty();
         while self.encoder.receive_packet(&mut packet).is_ok() {
             packet.set_stream(0);
+            if packet.duration() <= 0 {
+                packet.set_duration(self.frame_ms);
+            }
             packet.rescale_ts(self.encoder_tb, self.stream_tb);
             packet
                 .write_interleaved(&mut self.out)
