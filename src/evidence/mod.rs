@@ -133,6 +133,8 @@ pub struct Annotation {
     pub camera: String,
     /// Regions masked for privacy.
     pub masked: Vec<Masked>,
+    /// Boxes no mask touches: the subject, unless it is a person ([`privacy::subjects`]).
+    pub kept: Vec<FracBox>,
     pub method: Method,
 }
 
@@ -146,13 +148,9 @@ impl Annotation {
             caption: String::new(),
             camera: String::new(),
             masked: Vec::new(),
+            kept: boxes.to_vec(),
             method: Method::Pixelate,
         }
-    }
-
-    /// The subject boxes, which masks keep out of.
-    fn kept(&self) -> Vec<FracBox> {
-        self.subjects.iter().map(|(b, _)| *b).collect()
     }
 }
 
@@ -185,7 +183,7 @@ pub fn render(
 ) -> Result<Vec<u8>, EvidenceError> {
     let (ow, oh, pixels) = scaled(frame, opts.max_width)?;
     let mut img = image::RgbImage::from_raw(ow, oh, pixels).expect("scaled to its size");
-    privacy::mask(&mut img, &ann.masked, &ann.kept(), ann.method);
+    privacy::mask(&mut img, &ann.masked, &ann.kept, ann.method);
     annotate(&mut img, ann);
     Ok(jpeg(img.as_raw(), ow, oh, opts.quality)?)
 }

@@ -11,8 +11,9 @@
 //! plates, where the model has them). What never is: the subject of the
 //! incident (an event object with no role: the litter item, the parked bike).
 //! Its box is kept out of every mask, pixel for pixel, even where a passer-by's
-//! head overlaps it. A litter `thrower` is masked like everyone else unless
-//! the policy says `mask_thrower = false`.
+//! head overlaps it. People are never such a subject: the heads of a crowd
+//! (congestion) or of a vendor are masked like everyone else's. A litter
+//! `thrower` is masked too unless the policy says `mask_thrower = false`.
 
 use image::RgbImage;
 
@@ -74,7 +75,7 @@ pub fn regions<'a>(
     seen: impl IntoIterator<Item = (&'a str, FracBox)>,
     objects: &[EventObject],
 ) -> Vec<Masked> {
-    let subjects = subjects(objects);
+    let subjects = subjects(policy, objects);
     let throwers: Vec<FracBox> = objects
         .iter()
         .filter(|o| o.role.as_deref() == Some("thrower"))
@@ -123,11 +124,12 @@ pub fn regions<'a>(
     out
 }
 
-/// The boxes no mask may touch: the event's objects that have no role.
-pub fn subjects(objects: &[EventObject]) -> Vec<FracBox> {
+/// The boxes no mask may touch: the event's objects that have no role and are not
+/// of a class whose heads are masked.
+pub fn subjects(policy: &Policy, objects: &[EventObject]) -> Vec<FracBox> {
     objects
         .iter()
-        .filter(|o| o.role.is_none())
+        .filter(|o| o.role.is_none() && !policy.head_classes.contains(&o.class))
         .map(|o| o.bbox)
         .collect()
 }

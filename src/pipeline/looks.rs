@@ -103,6 +103,12 @@ impl CameraPipeline {
             caption: crate::evidence::caption(event, &at),
             camera: self.camera.clone(),
             masked: self.masks(&event.objects),
+            kept: self
+                .looks
+                .privacy
+                .as_ref()
+                .map(|p| privacy::subjects(p, &event.objects))
+                .unwrap_or_default(),
             method: self.mask_method(),
         }
     }

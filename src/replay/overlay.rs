@@ -117,7 +117,7 @@ impl Overlay {
             privacy::mask(
                 &mut img,
                 &masked,
-                &privacy::subjects(&objects),
+                &privacy::subjects(policy, &objects),
                 policy.method,
             );
         }

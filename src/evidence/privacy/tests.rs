@@ -69,11 +69,11 @@ fn what_is_masked_and_what_never_is() {
             vec![(MaskKind::Head, WALKER_HEAD)],
         ),
         (
-            "a subject person (street vending) is not masked",
+            "a person who is the subject (a vendor, a crowd) is masked all the same",
             &policy,
-            vec![("person", [0.1, 0.2, 0.2, 0.61])],
+            vec![("person", [0.1, 0.2, 0.2, 0.6])],
             vec![vendor],
-            vec![],
+            vec![(MaskKind::Head, WALKER_HEAD)],
         ),
         (
             "a thrower is masked by default",

@@ -132,6 +132,7 @@ fn the_evidence_of_an_event_reads_what_where_and_when() {
     assert_eq!(ann.others, vec![(thrower.bbox, "thrower".to_string())]);
     assert_eq!(ann.zone.len(), 4);
     assert_eq!(ann.camera, "gate-cam");
+    assert_eq!(ann.kept, vec![cup().bbox]);
     // A file: the stream time.
     assert_eq!(ann.caption, "litter · static change · 00:12:34");
     assert_eq!(ann.masked.len(), 2, "the passer-by and the thrower");
