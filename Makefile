@@ -19,8 +19,10 @@ setup:
 build: setup
 	@$(CARGO) build --release --quiet --bin streetwatch
 
-## Run the daemon on the sample video against a local mosquitto, printing events.
+## Run the daemon on the sample video against a local mosquitto, printing events and
+## the dispatch lines of the reference consumer (examples/brain.rs).
 demo: build
+	@$(CARGO) build --release --quiet --example brain
 	@deploy/demo.sh
 
 ## The README's pictures (docs/img/): a preview and an evidence image from the demo.

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # `make demo`: a local mosquitto on a free loopback port, a subscriber that
-# prints each event as it arrives, and the daemon on the sample video.
+# prints each event as it arrives, the reference consumer (examples/brain.rs)
+# that prints the dispatch lines a city brain acts on, and the daemon on the
+# sample video.
 # Everything it starts is stopped when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export STREETWATCH_CACHE=${STREETWATCH_CACHE:-$HOME/.cache/streetwatch}
 bin=${STREETWATCH_BIN:-target/release/streetwatch}
+brain=${STREETWATCH_BRAIN:-target/release/examples/brain}
 [[ -x $bin ]] || { echo "demo: $bin is not built (run make demo)" >&2; exit 1; }
+[[ -x $brain ]] || { echo "demo: $brain is not built (run make demo)" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/streetwatch-demo.XXXXXX")
 pids=()
@@ -31,6 +35,14 @@ echo "demo: mosquitto on 127.0.0.1:$port; events on streetwatch/demo-pole/events
 pids+=($!)
 for _ in $(seq 100); do
     grep -q listening "$work/tail.log" 2>/dev/null && break
+    sleep 0.05
+done
+
+"$brain" --url "mqtt://127.0.0.1:$port" --evidence-dir "$work/evidence" \
+    > >(sed -u 's/^/brain: /') 2>"$work/brain.log" &
+pids+=($!)
+for _ in $(seq 100); do
+    grep -q listening "$work/brain.log" 2>/dev/null && break
     sleep 0.05
 done
 

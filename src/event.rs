@@ -6,6 +6,10 @@
 //! its own unique `id` and the node's `seq`, which grows by exactly one for
 //! each event committed to the outbox and survives restarts: the consumer
 //! de-duplicates by `id` and detects loss by a gap in `seq`.
+//!
+//! Consumers ignore fields they do not know (`docs/mqtt.md`, compatibility):
+//! the types here and the schema accept them, so a newer node's optional
+//! additions reach an older consumer unharmed.
 
 use std::collections::BTreeMap;
 
@@ -37,7 +41,6 @@ impl Phase {
 
 /// One detected object that the event is about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct EventObject {
     /// The model's label.
     pub class: String,
@@ -69,7 +72,6 @@ pub enum MaskKind {
 
 /// A region of the evidence JPEG that was pixelated or blurred for privacy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Masked {
     pub what: MaskKind,
     /// `[x0, y0, x1, y1]` as fractions of the frame width and height.
@@ -78,9 +80,51 @@ pub struct Masked {
     pub bbox: FracBox,
 }
 
+/// A WGS-84 position, degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Location {
+    #[schemars(range(min = -90.0, max = 90.0))]
+    pub lat: f64,
+    #[schemars(range(min = -180.0, max = 180.0))]
+    pub lon: f64,
+}
+
+/// Where a camera (or one of its zones) is, as configured: `[[camera]] location`,
+/// `address`, `grid`, `heading_deg`, `description`, with a zone's own `grid` and
+/// `address` over the camera's. Only configured values; nothing is derived.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Site {
+    /// Where the camera stands.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub location: Option<Location>,
+    /// The street address a dispatcher sends someone to.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub address: Option<String>,
+    /// The city's grid (street-management cell) id: whose cleaner or officer goes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub grid: Option<String>,
+    /// Direction the camera looks in, degrees clockwise from north.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schemars(range(min = 0.0, max = 360.0))]
+    pub heading_deg: Option<f64>,
+    /// What the camera sees, in words.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub description: Option<String>,
+}
+
+impl Site {
+    /// This site with a zone's own `grid` and `address` where it names them.
+    pub fn for_zone(&self, grid: Option<&str>, address: Option<&str>) -> Site {
+        Site {
+            grid: grid.map(str::to_owned).or_else(|| self.grid.clone()),
+            address: address.map(str::to_owned).or_else(|| self.address.clone()),
+            ..self.clone()
+        }
+    }
+}
+
 /// An incident event, as published. The outbox assigns `seq` when it stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 #[schemars(title = "streetwatch event", extend("$id" = "https://streetwatch.invalid/event.schema.json"))]
 pub struct Event {
     /// Always `streetwatch.event/1` for this version of the schema.
@@ -95,6 +139,11 @@ pub struct Event {
     pub node: String,
     pub camera: String,
     pub zone: String,
+    /// Where it happened: the camera's configured site, with the zone's `grid` and
+    /// `address` when the zone names its own. Always present; empty when nothing is
+    /// configured.
+    #[serde(default)]
+    pub site: Site,
     /// Rule type: `litter`, `congestion`, `illegal_parking`, `street_vending`,
     /// `outside_business`, `piled_materials`.
     #[serde(rename = "type")]
@@ -171,6 +220,33 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
     }
 }
 
+/// A `crowding` start of camera `c`, zone `z`, node `n` at 2026-01-01, for tests
+/// of the stages that carry events without reading them.
+#[cfg(test)]
+pub(crate) fn sample(id: &str, incident: &str) -> Event {
+    Event {
+        schema: SCHEMA.into(),
+        id: id.into(),
+        seq: 0,
+        node: "n".into(),
+        camera: "c".into(),
+        zone: "z".into(),
+        site: Site::default(),
+        kind: "crowding".into(),
+        phase: Phase::Start,
+        incident: incident.into(),
+        ts: "2026-01-01T00:00:00.000Z".into(),
+        started_at: "2026-01-01T00:00:00.000Z".into(),
+        ended_at: None,
+        stream_time_s: 0.0,
+        objects: vec![],
+        metrics: Default::default(),
+        attributes: Default::default(),
+        evidence: None,
+        masked: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +267,55 @@ mod tests {
     }
 
     #[test]
+    fn a_zone_overrides_grid_and_address_only() {
+        let camera = Site {
+            location: Some(Location {
+                lat: 39.9,
+                lon: 116.4,
+            }),
+            address: Some("12 Jingmi Rd".into()),
+            grid: Some("0231-07".into()),
+            heading_deg: Some(90.0),
+            description: Some("bus stop".into()),
+        };
+        for (grid, address, want_grid, want_address) in [
+            (None, None, Some("0231-07"), Some("12 Jingmi Rd")),
+            (Some("0231-08"), None, Some("0231-08"), Some("12 Jingmi Rd")),
+            (
+                None,
+                Some("14 Jingmi Rd"),
+                Some("0231-07"),
+                Some("14 Jingmi Rd"),
+            ),
+        ] {
+            let got = camera.for_zone(grid, address);
+            assert_eq!(got.grid.as_deref(), want_grid);
+            assert_eq!(got.address.as_deref(), want_address);
+            assert_eq!(
+                (got.location, got.heading_deg),
+                (camera.location, camera.heading_deg)
+            );
+            assert_eq!(got.description, camera.description);
+        }
+        let bare = Site::default().for_zone(Some("g"), None);
+        assert_eq!(
+            bare,
+            Site {
+                grid: Some("g".into()),
+                ..Site::default()
+            }
+        );
+    }
+
+    #[test]
+    fn an_event_stored_before_sites_existed_reads_with_an_empty_site() {
+        let mut v = serde_json::to_value(sample("i", "inc")).unwrap();
+        v.as_object_mut().unwrap().remove("site");
+        let e: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(e.site, Site::default());
+    }
+
+    #[test]
     fn rfc3339_has_millis_and_utc() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123Z");
@@ -205,6 +330,7 @@ mod tests {
             node: "n".into(),
             camera: "c".into(),
             zone: "z".into(),
+            site: Site::default(),
             kind: "crowding".into(),
             phase: Phase::Start,
             incident: "inc".into(),
@@ -232,6 +358,7 @@ mod tests {
         assert!(v.get("attributes").is_none());
         assert!(v["objects"][0].get("role").is_none());
         assert!(v.get("evidence").is_none());
+        assert_eq!(v["site"], serde_json::json!({}));
         assert_eq!(e.topic("sw"), "sw/n/events/c/crowding");
         assert_eq!(e.evidence_topic("sw"), "sw/n/evidence/i");
     }

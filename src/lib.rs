@@ -14,12 +14,13 @@
 //!                                           (owns the outbox)   ◀── PUBACK ──┘
 //!                                               │ commands
 //!                                               ▼
-//!                                             node ─▶ start / stop / reload cameras
+//!                                             node ─▶ start / stop / reload cameras,
+//!                                                     restart dead threads, notify systemd
 //! ```
 //!
 //! | module        | owns                                                                 |
 //! |---------------|----------------------------------------------------------------------|
-//! | [`node`]      | the composition root: reads [`config`], builds and supervises every stage, carries out commands, restarts dead threads |
+//! | [`node`]      | the composition root: reads [`config`], builds and supervises every stage, carries out commands (MQTT and SIGHUP), restarts dead threads, tells systemd it is ready and alive (the watchdog is fed only while the stages' heartbeats move) |
 //! | [`config`]    | the TOML schema, defaults, `${ENV}` expansion, validation (a leaf: imports nothing of the crate) |
 //! | [`source`]    | decoding (FFmpeg, image folders) into RGB frames, analytic-fps sampling, reconnects, the frame slot |
 //! | [`pipeline`]  | one camera's analysis frame by frame, with no I/O, and the async shell that feeds it |
@@ -27,8 +28,9 @@
 //! | [`detect`]    | ONNX Runtime loading, model manifests, pre/post-processing, NMS, the shared detector service |
 //! | [`track`]     | the multi-object tracker (pure)                                      |
 //! | [`analytics`] | zones, rules and the incident lifecycle (pure; time comes from frames) |
-//! | [`event`]     | the event JSON sent to the city brain                                 |
-//! | [`evidence`]  | the JPEG of an incident's first frame, boxes drawn                    |
+//! | [`event`]     | the event JSON sent to the city brain, with the site it happened at   |
+//! | [`wire`]      | every other payload's type and JSON Schema (status, stats, alerts, commands, info) |
+//! | [`evidence`]  | the JPEG of an incident's first frame: heads masked, zone, boxes and caption drawn, within the broker's packet limit |
 //! | [`preview`]   | pictures of what a camera sees: zones, rules, detections, anchor points, legend |
 //! | [`replay`]    | the cameras on their files without broker or outbox: events as JSON lines, an annotated H.264 video |
 //! | [`draw`]      | outlines, polygons and labels on frames (imageproc, ab_glyph, a Debian font) |
@@ -61,6 +63,7 @@ pub mod scene;
 pub mod source;
 pub mod thread;
 pub mod track;
+pub mod wire;
 
 /// Where set-up puts the ONNX Runtime library, the default model and sample media.
 /// `STREETWATCH_CACHE` overrides it; otherwise `~/.cache/streetwatch`.

@@ -275,15 +275,18 @@ fn main() -> ExitCode {
 }
 
 /// Configuration and model problems exit with 2: the box needs fixing, not restarting.
+/// An outbox problem that may pass (a lock held, a full disk) exits with 1, so the
+/// service manager tries again.
 fn is_usage_error(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.is::<streetwatch::config::ConfigError>()
             || e.is::<DetectError>()
             || e.is::<streetwatch::draw::DrawError>()
-            || matches!(
-                e.downcast_ref::<StartError>(),
-                Some(StartError::Config(_) | StartError::Detector(_) | StartError::Outbox(_))
-            )
+            || match e.downcast_ref::<StartError>() {
+                Some(StartError::Config(_) | StartError::Detector(_)) => true,
+                Some(StartError::Outbox(o)) => !o.may_pass(),
+                None => false,
+            }
             || matches!(
                 e.downcast_ref::<ReplayError>(),
                 Some(

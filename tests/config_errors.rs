@@ -1,5 +1,5 @@
 //! A bad configuration refuses to start: exit code 2 and a message naming the
-//! key. `check-config` catches what `run` would trip on: 61 bad configs, one
+//! key. `check-config` catches what `run` would trip on: 67 bad configs, one
 //! table, each with the fragment of the message that names the key (or, for
 //! TOML syntax, the line and column).
 
@@ -457,6 +457,42 @@ const BAD: &[Bad] = &[
         "polygon = [[0, 0]",
         "inertia = 5000\npolygon = [[0, 0]",
         &["`camera[gate].zone[road].inertia`"],
+    ),
+    bad(
+        "camera latitude past the pole",
+        "fps = 2",
+        "fps = 2\nlocation = { lat = 91.0, lon = 116.4 }",
+        &["`camera[gate].location.lat`", "latitude"],
+    ),
+    bad(
+        "camera longitude out of range",
+        "fps = 2",
+        "fps = 2\nlocation = { lat = 39.9, lon = 216.4 }",
+        &["`camera[gate].location.lon`", "longitude"],
+    ),
+    bad(
+        "camera location without lon",
+        "fps = 2",
+        "fps = 2\nlocation = { lat = 39.9 }",
+        &["missing field `lon`", "streetwatch.toml"],
+    ),
+    bad(
+        "camera heading a full turn",
+        "fps = 2",
+        "fps = 2\nheading_deg = 360",
+        &["`camera[gate].heading_deg`"],
+    ),
+    bad(
+        "blank camera grid",
+        "fps = 2",
+        "fps = 2\ngrid = \" \"",
+        &["`camera[gate].grid`", "blank"],
+    ),
+    bad(
+        "blank zone address",
+        "polygon = [[0, 0]",
+        "address = \"\"\npolygon = [[0, 0]",
+        &["`camera[gate].zone[road].address`", "blank"],
     ),
     // [[camera.zone]]
     bad(

@@ -28,26 +28,9 @@ path = "{outbox}"
 max_width = 640
 quality = 75
 
-[[camera]]
-id = "campus"
-url = "{clip}"
-fps = 2
-
-[[camera.zone]]
-id = "plaza"
-polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
-
-[camera.zone.congestion]
-classes = ["person"]
-levels.light = 4
-levels.moderate = 8
-levels.heavy = 12
-min_duration_s = 1
-clear_duration_s = 2
-update_interval_s = 5
-"#,
+{camera}"#,
         outbox = outbox.display(),
-        clip = clip.display()
+        camera = common::plaza_camera(clip)
     )
 }
 

@@ -13,7 +13,8 @@ use serde_json::Value;
 
 /// The litter scenario's zone and rule (tests/scenarios/litter_drop.toml), with the
 /// motion gate, and congestion of people over the whole picture: starts (with
-/// evidence and masks), updates and ends.
+/// evidence and masks), updates and ends. The camera has a site and the pavement
+/// its own grid cell.
 fn config(broker: &str, outbox: &Path, clip: &Path) -> String {
     format!(
         r#"
@@ -34,6 +35,8 @@ max_width = 640
 id = "street"
 url = "{clip}"
 fps = 5
+address = "12 Jingmi Rd"
+grid = "0231-07"
 
 [camera.scene]
 motion_gate = true
@@ -41,6 +44,7 @@ recheck_s = 2.0
 
 [[camera.zone]]
 id = "pavement"
+grid = "0231-08"
 polygon = [[0.3776, 0.4618], [0.6771, 0.4618], [0.6771, 0.6458], [0.5729, 0.5903], [0.4557, 0.5295], [0.3776, 0.4948]]
 [camera.zone.litter]
 classes = ["cup", "bottle"]
@@ -145,6 +149,19 @@ fn replay_writes_the_events_run_publishes_for_the_same_clip() {
             .any(|v| v["masked"].as_array().is_some_and(|m| !m.is_empty())),
         "no event reports masked regions"
     );
+    // Events say where, as `run`'s do: the camera's site, the zone's own grid.
+    for v in &replayed {
+        let grid = if v["zone"] == "pavement" {
+            "0231-08"
+        } else {
+            "0231-07"
+        };
+        assert_eq!(
+            v["site"],
+            serde_json::json!({"address": "12 Jingmi Rd", "grid": grid}),
+            "{v}"
+        );
+    }
     let published: Vec<Value> = published.into_iter().map(comparable).collect();
     let replayed: Vec<Value> = replayed.into_iter().map(comparable).collect();
     assert_eq!(published.len(), replayed.len());

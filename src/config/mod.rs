@@ -16,6 +16,7 @@ mod env;
 mod polygon;
 mod privacy;
 mod rules;
+mod site;
 mod validate;
 mod values;
 
@@ -122,6 +123,10 @@ pub struct MqttConfig {
     /// File holding the password (first line).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// The largest packet the broker takes, bytes; evidence and snapshots are made to
+    /// fit it. Default: what the broker's MQTT 5 CONNACK says, else 256 KiB.
+    #[serde(default)]
+    pub max_packet_bytes: Option<u32>,
 }
 
 fn default_topic_prefix() -> String {
@@ -305,6 +310,29 @@ pub struct CameraConfig {
     pub scene: SceneConfig,
     #[serde(default, rename = "zone")]
     pub zones: Vec<ZoneConfig>,
+    /// Where the camera stands (WGS-84), for the city brain's map.
+    #[serde(default)]
+    pub location: Option<Location>,
+    /// The street address the camera looks at, as a dispatcher reads it.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The city's grid (street-management cell) id the camera's view belongs to.
+    #[serde(default)]
+    pub grid: Option<String>,
+    /// Compass direction the camera looks in, degrees clockwise from north (0..360).
+    #[serde(default)]
+    pub heading_deg: Option<f64>,
+    /// Free text: what the camera sees (`"bus stop, north side"`).
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `[[camera]] location = { lat, lon }`: WGS-84 degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
 }
 
 /// `[[camera]] hwaccel`.

@@ -81,6 +81,14 @@ impl Config {
         if self.mqtt.max_inflight == 0 {
             return Err(self.invalid("mqtt.max_inflight", "must be at least 1"));
         }
+        if let Some(b) = self.mqtt.max_packet_bytes
+            && !(4096..=268_435_455).contains(&b)
+        {
+            return Err(self.invalid(
+                "mqtt.max_packet_bytes",
+                "must be from 4096 bytes to 268435455 (MQTT's largest packet)",
+            ));
+        }
         if let Some(s) = self.model.min_score
             && !(0.0..=1.0).contains(&s)
         {
@@ -152,6 +160,8 @@ impl Config {
                     ));
                 }
             }
+            super::site::check_camera(cam)
+                .map_err(|(k, m)| self.invalid(format!("{key}.{k}"), m))?;
             for r in [cam.tracker.validate(), cam.scene.validate()] {
                 r.map_err(|(k, m)| self.invalid(format!("{key}.{k}"), m))?;
             }
@@ -167,6 +177,8 @@ impl Config {
                 }
                 let zkey = format!("{key}.zone[{}]", zone.id);
                 zone.validate()
+                    .map_err(|(k, m)| self.invalid(format!("{zkey}.{k}"), m))?;
+                super::site::check_zone(zone)
                     .map_err(|(k, m)| self.invalid(format!("{zkey}.{k}"), m))?;
                 if !cam.scene.enabled && zone.uses_static_change() {
                     return Err(self.invalid(

@@ -4,17 +4,23 @@
 //!
 //! In: a decoded RGB frame and an [`Annotation`]: the subject's boxes, other
 //! objects of the event (a thrower), the zone's outline, a caption
-//! (`litter · static change · 00:12:31`), the camera's id, and the regions to
-//! mask for privacy ([`privacy`]). Out: JPEG bytes. The frame is scaled down
-//! to at most `max_width` pixels wide (never up) first, so outlines and text
-//! have the same size whatever the camera's resolution; then people's heads
-//! (and plates) are masked, the subject never; then the drawing is done
-//! ([`crate::draw`]).
+//! (`litter · static change · 00:12:31`), the camera's id (and its site's
+//! address), and the regions to mask for privacy ([`privacy`]). Out: JPEG
+//! bytes. The frame is scaled down to at most `max_width` pixels wide (never
+//! up) first, so outlines and text have the same size whatever the camera's
+//! resolution; then people's heads (and plates) are masked, the subject
+//! never; then the drawing is done ([`crate::draw`]).
+//!
+//! Evidence is made to fit the broker's packet limit (`fit`): encoded again
+//! at lower quality and scaled down, never cropped.
 //!
 //! Encoding a 1080p frame takes tens of milliseconds: callers run
 //! [`render`] on a blocking thread, never on the async runtime.
 
+mod fit;
 pub mod privacy;
+
+pub use fit::{JpegBudget, MIN_WIDTH, refit, render_within};
 
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
 
@@ -36,6 +42,10 @@ pub enum EvidenceError {
     Resize(String),
     #[error("JPEG encoding failed: {0}")]
     Encode(#[from] image::ImageError),
+    #[error(
+        "the JPEG cannot be made to fit {max} bytes (smallest: {bytes} bytes at {MIN_WIDTH} px wide)"
+    )]
+    TooLarge { bytes: usize, max: usize },
 }
 
 /// How evidence is made (`[evidence]`).
@@ -129,7 +139,7 @@ pub struct Annotation {
     pub zone: Vec<[f64; 2]>,
     /// What happened and when, along the bottom: `litter · static change · 00:12:31`.
     pub caption: String,
-    /// The camera, in the top-left corner.
+    /// The camera (and its address), in the top-left corner.
     pub camera: String,
     /// Regions masked for privacy.
     pub masked: Vec<Masked>,
@@ -139,6 +149,15 @@ pub struct Annotation {
 }
 
 impl Annotation {
+    /// Nothing drawn, `masked` masked with `method`: a snapshot.
+    pub fn masks(masked: &[Masked], method: Method) -> Self {
+        Self {
+            masked: masked.to_vec(),
+            method,
+            ..Self::boxes(&[])
+        }
+    }
+
     /// Just outlines: `boxes` as untagged subjects.
     pub fn boxes(boxes: &[FracBox]) -> Self {
         Self {
@@ -226,23 +245,6 @@ pub fn annotate(img: &mut image::RgbImage, ann: &Annotation) {
     if !ann.caption.is_empty() {
         p.corner(Corner::BottomLeft, &ann.caption);
     }
-}
-
-/// A snapshot: the frame as it is, masked, as a JPEG at `quality`.
-pub fn snapshot(
-    frame: &Frame,
-    masked: &[Masked],
-    method: Method,
-    quality: u8,
-) -> Result<Vec<u8>, EvidenceError> {
-    check(frame)?;
-    if masked.is_empty() {
-        return Ok(jpeg(&frame.data, frame.width, frame.height, quality)?);
-    }
-    let mut img = image::RgbImage::from_raw(frame.width, frame.height, frame.data.clone())
-        .expect("checked size");
-    privacy::mask(&mut img, masked, &[], method);
-    Ok(jpeg(img.as_raw(), frame.width, frame.height, quality)?)
 }
 
 fn check(frame: &Frame) -> Result<(), EvidenceError> {

@@ -364,6 +364,7 @@ impl StatsReporter {
         self.last_histograms = histograms;
         let (rss, cpu) = process_usage();
         serde_json::json!({
+            "schema": crate::wire::STATS,
             "ts": crate::event::rfc3339(self.clock.wall()),
             "uptime_s": now.duration_since(self.started).as_secs(),
             "cameras": cams,
@@ -406,6 +407,7 @@ pub fn camera_status_json(state: &CameraState, ts: std::time::SystemTime) -> ser
         _ => None,
     };
     serde_json::json!({
+        "schema": crate::wire::CAMERA_STATUS,
         "state": state.name(),
         "reason": reason,
         "ts": crate::event::rfc3339(ts),

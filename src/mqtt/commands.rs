@@ -4,9 +4,15 @@
 //! error that goes back as a result; nothing is changed by a command that
 //! was not understood.
 //!
+//! Retained messages are never commands: a retained command would run again
+//! after every reconnection (and on every node that subscribes later). They
+//! are ignored, and the reason logged.
+//!
 //! Dispatch: a command that parses goes to the node as a [`ControlRequest`];
 //! each waits for its outcome on its own task (at most 30 s), so a slow
-//! `reload` holds up nothing else. Results (and a snapshot's JPEG, published
+//! `reload` holds up nothing else. At most [`MAX_IN_PROGRESS`] commands are
+//! in progress at once; more are answered at once with an error (a flood of
+//! commands costs a bounded amount of work). Results (and a snapshot's JPEG, published
 //! just before its result) wait here until the link is up, then go out
 //! through the publisher's [`Outlet`] like every other message.
 
@@ -134,8 +140,12 @@ pub struct ControlRequest {
 /// The result document published on `cmd/result`.
 pub fn result_json(id: Option<&str>, verb: &str, outcome: Result<&Value, &str>) -> Value {
     match outcome {
-        Ok(result) => serde_json::json!({"id": id, "verb": verb, "ok": true, "result": result}),
-        Err(error) => serde_json::json!({"id": id, "verb": verb, "ok": false, "error": error}),
+        Ok(result) => serde_json::json!({
+            "schema": crate::wire::COMMAND_RESULT, "id": id, "verb": verb, "ok": true, "result": result,
+        }),
+        Err(error) => serde_json::json!({
+            "schema": crate::wire::COMMAND_RESULT, "id": id, "verb": verb, "ok": false, "error": error,
+        }),
     }
 }
 
@@ -144,6 +154,9 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
 /// Results (and attachments) kept while the link is down, at most; older ones go first.
 const MAX_WAITING: usize = 64;
+
+/// Commands handed to the node and not answered yet, at most.
+pub const MAX_IN_PROGRESS: usize = 8;
 
 /// A command's outcome on its way back to the publisher.
 pub(crate) struct Done {
@@ -161,6 +174,8 @@ pub(crate) struct Dispatch {
     done_rx: mpsc::Receiver<Done>,
     /// Results and attachments not yet handed to the link, oldest first.
     waiting: VecDeque<Message>,
+    /// Commands handed to the node whose outcome has not come back.
+    in_progress: usize,
 }
 
 impl Dispatch {
@@ -171,19 +186,24 @@ impl Dispatch {
             done_tx,
             done_rx,
             waiting: VecDeque::new(),
+            in_progress: 0,
         }
     }
 
     /// A message arrived on `topic`: if it is a command, parse it and hand it to the
-    /// node; a refused one is answered at once.
-    pub fn received(&mut self, opts: &PublisherOptions, topic: &str, payload: &[u8]) {
+    /// node; a refused one is answered at once. Retained messages are ignored.
+    pub fn received(&mut self, opts: &PublisherOptions, topic: &str, payload: &[u8], retain: bool) {
         let Some(verb) = topic.strip_prefix(&opts.command_prefix()) else {
             return;
         };
         if verb == "result" {
             return;
         }
-        let verb = verb.to_string();
+        let verb: String = verb.chars().take(64).collect();
+        if retain {
+            tracing::warn!(verb = %verb, "retained command ignored: it would run again after every reconnection; publish commands without retain (and clear the retained one)");
+            return;
+        }
         let (id, command) = match parse(&verb, payload) {
             Ok(parsed) => parsed,
             Err(refused) => {
@@ -204,6 +224,14 @@ impl Dispatch {
             let outcome = Err("this node takes no commands".into());
             return self.finished(opts, Done { id, verb, outcome });
         };
+        if self.in_progress >= MAX_IN_PROGRESS {
+            tracing::warn!(verb = %verb, "command refused: too many in progress");
+            let outcome = Err(format!(
+                "too many commands in progress ({MAX_IN_PROGRESS}); try again when they are answered"
+            ));
+            return self.finished(opts, Done { id, verb, outcome });
+        }
+        self.in_progress += 1;
         let done_tx = self.done_tx.clone();
         tokio::spawn(async move {
             let (reply, rx) = oneshot::channel();
@@ -221,7 +249,9 @@ impl Dispatch {
 
     /// The next outcome from the node (never `None`: the dispatch holds a sender).
     pub async fn next_done(&mut self) -> Option<Done> {
-        self.done_rx.recv().await
+        let done = self.done_rx.recv().await;
+        self.in_progress = self.in_progress.saturating_sub(1);
+        done
     }
 
     /// Queues the result of `done` (after its attachment, if any).
@@ -307,5 +337,116 @@ mod tests {
         );
         let huge = vec![b' '; MAX_PAYLOAD + 1];
         assert!(parse("reload", &huge).unwrap_err().error.contains("larger"));
+    }
+
+    fn results(d: &Dispatch) -> Vec<Value> {
+        d.waiting
+            .iter()
+            .map(|m| serde_json::from_slice(&m.payload).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_commands_costs_a_bounded_amount_of_work() {
+        let opts = crate::mqtt::test_options(crate::mqtt::Protocol::V311);
+        let (control_tx, mut control_rx) = mpsc::channel(64);
+        let mut d = Dispatch::new(Some(control_tx));
+        for n in 0..20 {
+            let body = format!(r#"{{"id": "c{n}"}}"#);
+            d.received(&opts, "sw/n/cmd/reload", body.as_bytes(), false);
+        }
+        // The node gets MAX_IN_PROGRESS of them; the rest are answered at once.
+        let mut held = Vec::new();
+        for _ in 0..MAX_IN_PROGRESS {
+            held.push(control_rx.recv().await.unwrap());
+        }
+        tokio::task::yield_now().await;
+        assert!(control_rx.try_recv().is_err(), "no more reach the node");
+        let refused = results(&d);
+        assert_eq!(refused.len(), 20 - MAX_IN_PROGRESS);
+        for r in &refused {
+            assert_eq!(r["ok"], false);
+            assert!(
+                r["error"].as_str().unwrap().contains("too many commands"),
+                "{r}"
+            );
+        }
+        assert_eq!(refused[0]["id"], format!("c{MAX_IN_PROGRESS}"));
+
+        // One answered: there is room for one more.
+        let answer = Reply {
+            result: Value::Null,
+            attachment: None,
+        };
+        held.pop().unwrap().reply.send(Ok(answer)).unwrap();
+        let done = d.next_done().await.unwrap();
+        d.finished(&opts, done);
+        d.received(&opts, "sw/n/cmd/reload", br#"{"id": "late"}"#, false);
+        assert_eq!(control_rx.recv().await.unwrap().command, Command::Reload);
+    }
+
+    #[tokio::test]
+    async fn retained_commands_are_ignored() {
+        let opts = crate::mqtt::test_options(crate::mqtt::Protocol::V311);
+        let (control_tx, mut control_rx) = mpsc::channel(4);
+        let mut d = Dispatch::new(Some(control_tx));
+        d.received(
+            &opts,
+            "sw/n/cmd/camera/disable",
+            br#"{"camera": "gate"}"#,
+            true,
+        );
+        tokio::task::yield_now().await;
+        assert!(control_rx.try_recv().is_err(), "not run");
+        assert!(
+            d.waiting.is_empty(),
+            "not answered either: nobody asked just now"
+        );
+        d.received(
+            &opts,
+            "sw/n/cmd/camera/disable",
+            br#"{"camera": "gate"}"#,
+            false,
+        );
+        assert_eq!(
+            control_rx.recv().await.unwrap().command,
+            Command::CameraDisable {
+                camera: "gate".into()
+            }
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_command_payload_parses_or_is_refused(
+            verb in "(reload|snapshot|camera/enable|camera/disable|[a-z/]{0,12})",
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+        ) {
+            let _ = parse(&verb, &payload);
+        }
+
+        #[test]
+        fn json_shaped_payloads_never_panic(
+            verb in "(reload|snapshot|camera/enable|camera/disable)",
+            id in proptest::option::of(".{0,200}"),
+            camera in proptest::option::of(".{0,80}"),
+            extra in proptest::option::of("[a-z]{1,8}"),
+        ) {
+            let mut doc = serde_json::Map::new();
+            if let Some(id) = &id {
+                doc.insert("id".into(), id.clone().into());
+            }
+            if let Some(camera) = &camera {
+                doc.insert("camera".into(), camera.clone().into());
+            }
+            if let Some(extra) = &extra {
+                doc.insert(extra.clone(), Value::Bool(true));
+            }
+            let payload = serde_json::to_vec(&doc).unwrap();
+            match parse(&verb, &payload) {
+                Ok((got, _)) => proptest::prop_assert_eq!(got, id),
+                Err(refused) => proptest::prop_assert!(!refused.error.is_empty()),
+            }
+        }
     }
 }

@@ -13,12 +13,16 @@
 //!
 //! | module         | owns                                                             |
 //! |----------------|------------------------------------------------------------------|
-//! | `publisher`    | the task: its three phases (take events, drain, goodbye)         |
+//! | `publisher`    | the task: its three phases (take events, drain, goodbye); storing, with a memory queue while the outbox fails; delivering within the broker's packet limit |
 //! | `window`       | the delivery window, no I/O: what is out, packet id → row, what a PUBACK acknowledges, what to publish next; why a PUBACK cannot find the wrong row |
 //! | `link`         | rumqttc for MQTT 3.1.1 and 5                                      |
 //! | `link::gate`   | the epoch gate every publish goes through, and the task that polls rumqttc |
+//! | `refusals`     | rows the broker refused (MQTT 5): when to try again, when they are dead letters |
 //! | `status`       | node status, camera states, the stats report, drop alerts        |
+//! | `alerts`       | every other alert (dead letters, outbox errors, an unstable connection) |
 //! | `commands`     | commands: parsing, dispatch to the node, results                 |
+//! | `info`         | the retained info message: on every connection and after reload  |
+//! | `incidents`    | the retained open-incident topics, mirrored from event rows      |
 
 use std::time::Duration;
 
@@ -27,16 +31,28 @@ use tokio::sync::mpsc;
 use crate::clock::SharedClock;
 use crate::event::Event;
 
+mod alerts;
 pub mod commands;
+pub mod incidents;
+mod info;
 mod link;
 mod publisher;
+mod refusals;
 mod status;
 mod window;
 
 pub use crate::config::{BrokerUrl, Protocol};
 use commands::ControlRequest;
+pub use info::InfoFeed;
 pub use link::probe_connection;
 pub use publisher::run_publisher;
+pub use refusals::RetryPolicy;
+
+/// Without `[mqtt] max_packet_bytes` and an MQTT 5 CONNACK that says, the largest packet published.
+pub const DEFAULT_MAX_PACKET: usize = publisher::DEFAULT_MAX_PACKET;
+
+/// How many events wait in memory at most while the outbox cannot be written.
+pub const DEFAULT_MEMORY_QUEUE: usize = publisher::DEFAULT_MEMORY_QUEUE;
 
 /// The cameras whose state and counters are published; replaced on reload.
 pub type CameraList =
@@ -95,6 +111,18 @@ pub struct PublisherOptions {
     pub protocol: Protocol,
     /// Timestamps of status, alerts and stats; capture-to-PUBACK latency.
     pub clock: SharedClock,
+    /// `[mqtt] max_packet_bytes`: the largest packet the broker takes, when known.
+    pub max_packet_bytes: Option<usize>,
+    /// The largest JPEG payload that fits, set here for whoever encodes JPEGs.
+    pub jpeg_budget: crate::evidence::JpegBudget,
+    /// JPEG quality stored evidence starts from when it is made smaller (`[evidence] quality`).
+    pub evidence_quality: u8,
+    /// How rows the broker refused are tried again.
+    pub retry: RetryPolicy,
+    /// Events kept in memory at most while the outbox cannot be written.
+    pub memory_queue: usize,
+    /// The node's info document, published retained on `{prefix}/{node}/info`.
+    pub info: Option<InfoFeed>,
 }
 
 impl PublisherOptions {
@@ -109,6 +137,11 @@ impl PublisherOptions {
             "{}/{}/cameras/{camera}/status",
             self.topic_prefix, self.node
         )
+    }
+
+    /// `{prefix}/{node}/info`: retained, what the node runs and watches.
+    pub fn info_topic(&self) -> String {
+        format!("{}/{}/info", self.topic_prefix, self.node)
     }
 
     /// `{prefix}/{node}/cmd/` — commands arrive below it.
@@ -139,7 +172,36 @@ pub struct PublisherReport {
     pub left_in_outbox: u64,
     /// Evidence JPEGs still in the outbox.
     pub evidence_left: u64,
+    /// Messages moved to the dead letters in this run.
+    pub dead_lettered: u64,
 }
 
 /// Called with every event once it is committed (for logs and the demo's console).
 pub type CommitHook = Box<dyn FnMut(&Event) + Send>;
+
+/// Options for unit tests: a broker nobody listens on, prefix `sw`, node `n`.
+#[cfg(test)]
+pub(crate) fn test_options(protocol: Protocol) -> PublisherOptions {
+    PublisherOptions {
+        broker: crate::config::BrokerUrl::parse("mqtt://127.0.0.1:1").unwrap(),
+        client_id: "gate-test".into(),
+        keep_alive: Duration::from_secs(5),
+        topic_prefix: "sw".into(),
+        node: "n".into(),
+        max_inflight: 4,
+        drain_timeout: Duration::from_secs(1),
+        tls: Default::default(),
+        credentials: None,
+        cameras: tokio::sync::watch::channel(Vec::new()).1,
+        control: None,
+        stats_interval: Duration::from_secs(30),
+        protocol,
+        clock: crate::clock::system(),
+        max_packet_bytes: None,
+        jpeg_budget: crate::evidence::JpegBudget::new(0),
+        evidence_quality: 80,
+        retry: Default::default(),
+        memory_queue: 16,
+        info: None,
+    }
+}

@@ -1,7 +1,8 @@
 //! What the node says about itself: its status (retained `online`, and
 //! `offline` as Last Will and on shutdown), each camera's state (retained,
 //! published when it changes and again after every reconnection), the
-//! periodic stats report, and alerts for what the outbox limits dropped.
+//! periodic stats report, and alerts for what the outbox limits dropped (and
+//! events lost while the outbox could not be written).
 //!
 //! In: the camera list and counters, outbox figures, the drops the outbox
 //! reports. Out: messages through the [`Outlet`].
@@ -20,12 +21,24 @@ use crate::outbox::{Dropped, Outbox};
 /// The `{prefix}/{node}/status` document.
 fn status_payload(state: &str, started_at: SystemTime, now: SystemTime) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
+        "schema": crate::wire::STATUS,
         "state": state,
         "version": env!("CARGO_PKG_VERSION"),
         "started_at": rfc3339(started_at),
         "ts": rfc3339(now),
     }))
     .expect("status encodes")
+}
+
+/// How storing goes, for the stats report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreFigures {
+    /// Commits that failed in this run.
+    pub errors_total: u64,
+    /// Events waiting in memory for the outbox.
+    pub memory_queued: usize,
+    /// The last commit failed.
+    pub failing: bool,
 }
 
 pub struct Status {
@@ -38,6 +51,7 @@ pub struct Status {
     /// The same for evidence JPEGs.
     unannounced_evidence_drops: Option<(u64, u64)>,
     reporter: StatsReporter,
+    info: super::info::InfoState,
 }
 
 impl Status {
@@ -49,6 +63,7 @@ impl Status {
             published_states: HashMap::new(),
             unannounced_drops: None,
             unannounced_evidence_drops: None,
+            info: Default::default(),
         }
     }
 
@@ -61,6 +76,7 @@ impl Status {
     /// have lost retained messages).
     pub fn connected(&mut self, out: &mut Outlet, opts: &PublisherOptions) {
         self.published_states.clear();
+        self.info.connected();
         let payload = status_payload("online", self.started_at, self.clock.wall());
         out.send(Message::json(opts.status_topic(), payload, true));
     }
@@ -75,6 +91,7 @@ impl Status {
         if !out.is_up() {
             return;
         }
+        self.info.publish(out, opts);
         let cameras = opts.cameras.borrow().clone();
         for (id, stats) in &cameras {
             let state = stats.state();
@@ -124,6 +141,7 @@ impl Status {
         let now = self.clock.wall();
         let alert = |name: &str, (count, up_to_seq): (u64, u64), total: u64| {
             let payload = serde_json::json!({
+                "schema": crate::wire::ALERT,
                 "alert": name,
                 "dropped": count,
                 "dropped_total": total.max(count),
@@ -157,6 +175,7 @@ impl Status {
         outbox: &Outbox,
         handover: (usize, usize),
         delivered: &PublisherReport,
+        storing: StoreFigures,
     ) {
         let figures = OutboxFigures {
             depth: outbox.depth().unwrap_or(0),
@@ -168,6 +187,10 @@ impl Status {
         };
         let cameras = opts.cameras.borrow().clone();
         let mut report = self.reporter.report(&cameras, figures);
+        report["outbox"]["errors_total"] = storing.errors_total.into();
+        report["outbox"]["memory_queued"] = storing.memory_queued.into();
+        report["outbox"]["failing"] = storing.failing.into();
+        report["outbox"]["dead_lettered_total"] = outbox.dead_lettered_total().unwrap_or(0).into();
         report["handover"] = serde_json::json!({
             "queued": handover.0,
             "capacity": handover.1,

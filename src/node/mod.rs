@@ -32,7 +32,9 @@
 //! `STOPPING` when the node begins to stop.
 
 pub mod cameras;
+mod commands;
 mod hub;
+pub mod info;
 pub mod options;
 pub mod systemd;
 
@@ -48,10 +50,9 @@ use tracing::Instrument;
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError};
 use crate::detect::{DetectError, Detector, DetectorOptions, DetectorService, Infer};
-use crate::event::rfc3339;
 use crate::monitor::heartbeat::{Beat, Beats};
 use crate::monitor::{CameraSnapshot, CameraState, CameraStats};
-use crate::mqtt::commands::{Command, ControlRequest, Reply};
+use crate::mqtt::commands::ControlRequest;
 use crate::mqtt::{CommitHook, PublisherReport, run_publisher};
 use crate::outbox::{Handover, Outbox, OutboxError};
 use crate::pipeline::CameraPipeline;
@@ -205,6 +206,15 @@ pub async fn run_with(
     let (control_tx, control_rx) = mpsc::channel::<ControlRequest>(8);
     let mut pub_opts = options::publisher(&config, list_rx, parts.clock.clone())?;
     pub_opts.control = Some(control_tx);
+    let jpeg_budget = pub_opts.jpeg_budget.clone();
+    let facts = info::Facts::gather(
+        &config,
+        infer.model_name(),
+        &labels,
+        infer.execution_provider(),
+    );
+    let info = info::Sender::new(facts, parts.clock.clone(), &config);
+    pub_opts.info = Some(info.tx.subscribe());
 
     let mut status = systemd::Status::new(list_tx.subscribe(), &config.outbox.path);
     let service_options = options::service(&config);
@@ -244,6 +254,8 @@ pub async fn run_with(
         parts,
         manager: manager.clone(),
         watching: CancellationToken::new(),
+        jpeg_budget,
+        info,
     };
     let start = node.set.start_configured(Instant::now());
     node.apply(start).await;
@@ -310,6 +322,10 @@ struct Node {
     manager: Arc<systemd::Manager>,
     /// Cancelled when the node begins to stop: the watchdog checks end.
     watching: CancellationToken,
+    /// The largest JPEG the broker takes (evidence and snapshots are made to fit it).
+    jpeg_budget: crate::evidence::JpegBudget,
+    /// The info message, made again after a reload.
+    info: info::Sender,
 }
 
 impl Node {
@@ -377,6 +393,7 @@ impl Node {
             latest: latest_tx,
             evidence: options::evidence(&self.set.config().evidence),
             tap: None,
+            jpeg_budget: self.jpeg_budget.clone(),
         };
         let span = tracing::info_span!("camera", camera = %id);
         let handle = self.tasks.spawn(task.run().instrument(span));
@@ -481,86 +498,6 @@ impl Node {
             live.token.cancel();
         }
         while self.tasks.join_next().await.is_some() {}
-    }
-
-    async fn execute(&mut self, cmd: Command) -> Result<Reply, String> {
-        let reply = |result: serde_json::Value| Reply {
-            result,
-            attachment: None,
-        };
-        match cmd {
-            Command::CameraDisable { camera } => {
-                let (actions, changed) = self.set.disable(&camera)?;
-                self.apply(actions).await;
-                tracing::info!(camera = %camera, "camera disabled by command");
-                Ok(reply(
-                    serde_json::json!({"camera": camera, "enabled": false, "changed": changed}),
-                ))
-            }
-            Command::CameraEnable { camera } => {
-                let (actions, changed) = self.set.enable(&camera, Instant::now())?;
-                self.apply(actions).await;
-                if changed {
-                    tracing::info!(camera = %camera, "camera enabled by command");
-                }
-                Ok(reply(
-                    serde_json::json!({"camera": camera, "enabled": true, "changed": changed}),
-                ))
-            }
-            Command::Snapshot { camera } => self.snapshot(camera).await,
-            Command::Reload => {
-                self.manager.reloading();
-                let outcome = self.reload().await;
-                self.manager.reloaded();
-                outcome.map(reply)
-            }
-        }
-    }
-
-    /// Reads the configuration file again and starts, stops or restarts what changed.
-    async fn reload(&mut self) -> Result<serde_json::Value, String> {
-        let path = self.set.config().source_path.clone();
-        let new = Config::load(&path).map_err(|e| format!("{e}; nothing was changed"))?;
-        let (actions, report) = self.set.reload(new, &self.labels, Instant::now())?;
-        self.apply(actions).await;
-        self.publish_list();
-        tracing::info!(started = ?report.started, stopped = ?report.stopped, restarted = ?report.restarted, "configuration reloaded");
-        Ok(serde_json::to_value(report).expect("report encodes"))
-    }
-
-    async fn snapshot(&mut self, camera: String) -> Result<Reply, String> {
-        if self.set.camera(&camera).is_none() {
-            return Err(format!("no camera {camera:?} on this node"));
-        }
-        let Latest {
-            frame,
-            masked,
-            method,
-        } = self
-            .live
-            .get(&camera)
-            .and_then(|l| l.latest.borrow().clone())
-            .ok_or_else(|| format!("camera {camera:?} has no frame yet (not running?)"))?;
-        let jpeg = tokio::task::spawn_blocking({
-            let frame = frame.clone();
-            move || crate::evidence::snapshot(&frame, &masked, method, 85)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("snapshot failed: {e}"))?;
-        let suffix = format!("snapshots/{camera}");
-        Ok(Reply {
-            result: serde_json::json!({
-                "camera": camera,
-                "topic_suffix": suffix,
-                "width": frame.width,
-                "height": frame.height,
-                "bytes": jpeg.len(),
-                "captured_at": rfc3339(frame.captured_at),
-                "stream_time_s": frame.pts.as_secs_f64(),
-            }),
-            attachment: Some((suffix, jpeg)),
-        })
     }
 }
 

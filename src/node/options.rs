@@ -118,6 +118,7 @@ pub fn pipeline(c: &Config, cam: &CameraConfig, labels: &[String]) -> PipelineOp
         scene: scene(&cam.scene),
         gate: gate(&cam.scene),
         zones: cam.zones.clone(),
+        site: site(cam),
         labels: labels.to_vec(),
         rule_env: RuleEnv {
             still: Duration::from_secs_f64(cam.scene.still_s.max(0.0)),
@@ -141,6 +142,20 @@ pub fn privacy(c: &config::PrivacyConfig) -> Option<crate::evidence::Policy> {
         plate_classes: c.plate_classes.clone(),
         mask_thrower: c.mask_thrower,
     })
+}
+
+/// A camera's configured site, as events carry it.
+pub fn site(cam: &CameraConfig) -> crate::event::Site {
+    crate::event::Site {
+        location: cam.location.map(|l| crate::event::Location {
+            lat: l.lat,
+            lon: l.lon,
+        }),
+        address: cam.address.clone(),
+        grid: cam.grid.clone(),
+        heading_deg: cam.heading_deg,
+        description: cam.description.clone(),
+    }
 }
 
 /// Every class a rule names must be one of the model's labels.
@@ -235,6 +250,17 @@ fn read_pem(
     Ok(bytes)
 }
 
+/// The largest evidence JPEG until the broker says otherwise: `[mqtt] max_packet_bytes`,
+/// or the default packet limit. Replays, which have no broker, keep to it too.
+pub fn jpeg_budget(c: &Config) -> crate::evidence::JpegBudget {
+    crate::evidence::JpegBudget::new(
+        c.mqtt
+            .max_packet_bytes
+            .map(|b| b as usize)
+            .unwrap_or(crate::mqtt::DEFAULT_MAX_PACKET),
+    )
+}
+
 /// The broker connection: `[mqtt]`, with the TLS material and the password read
 /// once, at start-up. `cameras` is what the status and stats topics report on.
 pub fn publisher(
@@ -297,6 +323,12 @@ pub fn publisher(
         stats_interval: Duration::from_secs_f64(m.stats_interval_s),
         protocol: m.protocol,
         clock,
+        max_packet_bytes: m.max_packet_bytes.map(|b| b as usize),
+        jpeg_budget: jpeg_budget(c),
+        evidence_quality: c.evidence.quality,
+        retry: Default::default(),
+        memory_queue: crate::mqtt::DEFAULT_MEMORY_QUEUE,
+        info: None,
     })
 }
 

@@ -353,26 +353,7 @@ mod tests {
         let mut outbox = crate::outbox::Outbox::open(&path).unwrap();
         assert_eq!(depth.read(), Some(0));
         for n in 0..3 {
-            let ev = crate::event::Event {
-                schema: crate::event::SCHEMA.into(),
-                id: format!("e{n}"),
-                seq: 0,
-                node: "n".into(),
-                camera: "c".into(),
-                zone: "z".into(),
-                kind: "congestion".into(),
-                phase: crate::event::Phase::Start,
-                incident: format!("i{n}"),
-                ts: "2026-01-01T00:00:00.000Z".into(),
-                started_at: "2026-01-01T00:00:00.000Z".into(),
-                ended_at: None,
-                stream_time_s: 0.0,
-                objects: vec![],
-                metrics: Default::default(),
-                attributes: Default::default(),
-                evidence: None,
-                masked: Vec::new(),
-            };
+            let ev = crate::event::sample(&format!("e{n}"), &format!("i{n}"));
             outbox.commit(ev, "sw").unwrap();
         }
         assert_eq!(depth.read(), Some(3));

@@ -1,5 +1,6 @@
 //! The outbox's bounds: at most `max_events` undelivered events, none older
-//! than `max_age` (by the wall clock at which each was stored), and at most
+//! than `max_age` (by the wall clock at which each was stored, moved with
+//! the clock's jumps in this run), and at most
 //! `max_evidence_bytes` of evidence JPEGs. Beyond them the oldest go first;
 //! every drop is counted in the `counters` table in the same transaction.
 
@@ -64,8 +65,9 @@ impl Outbox {
     /// Drops the oldest events beyond `max_events` and those older than `max_age`, with
     /// their evidence; then the oldest evidence beyond `max_evidence_bytes`.
     pub fn enforce_limits(&mut self) -> Result<Dropped, OutboxError> {
-        let cutoff = self.now_ms() - self.limits.max_age.as_millis() as i64;
-        let overflow = self.depth.saturating_sub(self.limits.max_events);
+        let cutoff = self.now_ms() - self.limits.max_age.as_millis().min(i64::MAX as u128) as i64;
+        let depth = self.depth;
+        let overflow = depth.saturating_sub(self.limits.max_events);
         let (evidence_bytes, max_evidence_bytes) =
             (self.evidence_bytes, self.limits.max_evidence_bytes);
         let tx = self.conn.transaction().map_err(|e| OutboxError::Sqlite {
@@ -74,12 +76,22 @@ impl Outbox {
         })?;
         let result = (|| {
             let mut dropped = Dropped::default();
-            // Rows are in seq order and stored_ms grows with seq, so every rule drops a prefix.
-            let by_age: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM outbox WHERE stored_ms < ?1",
+            // Every rule drops a prefix in seq order: the rows beyond `max_events`, and the
+            // rows before the first one that is not too old (never a younger one, even
+            // where stored times are out of seq order, as after a clock set back).
+            let young: Option<i64> = tx.query_row(
+                "SELECT MIN(seq) FROM outbox WHERE stored_ms >= ?1",
                 params![cutoff],
                 |r| r.get(0),
             )?;
+            let by_age: i64 = match young {
+                Some(seq) => tx.query_row(
+                    "SELECT COUNT(*) FROM outbox WHERE seq < ?1",
+                    params![seq],
+                    |r| r.get(0),
+                )?,
+                None => depth as i64,
+            };
             let n = (by_age as u64).max(overflow);
             let mut evidence_cut: i64 = 0;
             if n > 0 {
@@ -94,9 +106,14 @@ impl Outbox {
                 evidence_cut = last_seq;
             }
             // Evidence outlives its event until acknowledged: the age rule applies to it too.
-            let old: Option<i64> = tx.query_row(
-                "SELECT MAX(seq) FROM evidence WHERE stored_ms < ?1",
+            let young: Option<i64> = tx.query_row(
+                "SELECT MIN(seq) FROM evidence WHERE stored_ms >= ?1",
                 params![cutoff],
+                |r| r.get(0),
+            )?;
+            let old: Option<i64> = tx.query_row(
+                "SELECT MAX(seq) FROM evidence WHERE seq < ?1",
+                params![young.unwrap_or(i64::MAX)],
                 |r| r.get(0),
             )?;
             evidence_cut = evidence_cut.max(old.unwrap_or(0));

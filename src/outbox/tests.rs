@@ -6,34 +6,14 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::*;
-use crate::clock::ManualClock;
-use crate::event::{Phase, SCHEMA};
+use crate::clock::{Clock, ManualClock};
 
 fn clock() -> ManualClock {
     ManualClock::new(std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000))
 }
 
 fn event(id: &str) -> Event {
-    Event {
-        schema: SCHEMA.into(),
-        id: id.into(),
-        seq: 0,
-        node: "n".into(),
-        camera: "c".into(),
-        zone: "z".into(),
-        kind: "crowding".into(),
-        phase: Phase::Start,
-        incident: "i".into(),
-        ts: "2026-01-01T00:00:00.000Z".into(),
-        started_at: "2026-01-01T00:00:00.000Z".into(),
-        ended_at: None,
-        stream_time_s: 0.0,
-        objects: vec![],
-        metrics: Default::default(),
-        attributes: Default::default(),
-        evidence: None,
-        masked: Vec::new(),
-    }
+    crate::event::sample(id, "i")
 }
 
 fn after(seq: u64, part: Part) -> Position {
@@ -309,4 +289,255 @@ fn an_outbox_from_before_evidence_is_upgraded_in_place() {
     assert_eq!(o.pending_after(Position::default(), 10).unwrap().len(), 3);
     assert_eq!(o.dropped_total().unwrap(), 1);
     assert_eq!(o.evidence_dropped_total().unwrap(), 0);
+    // The dead-letter table came with the upgrade.
+    o.dead_letter(after(7, Part::Event), "test")
+        .unwrap()
+        .unwrap();
+    assert_eq!(o.dead_lettered_total().unwrap(), 1);
+}
+
+#[test]
+fn a_seq_counter_behind_the_stored_events_is_repaired_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.sqlite");
+    {
+        let mut o = Outbox::open(&path).unwrap();
+        for id in ["a", "b", "c"] {
+            o.commit(with_evidence(id, b"j"), "sw").unwrap();
+        }
+        o.ack(3).unwrap();
+    }
+    // Restored from an older backup of the counters, or edited by hand.
+    Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE counters SET value = 1 WHERE name = 'seq'", [])
+        .unwrap();
+    let mut o = Outbox::open(&path).unwrap();
+    assert_eq!(o.last_seq().unwrap(), 3, "evidence 3 is still stored");
+    assert_eq!(o.commit(event("d"), "sw").unwrap().seq, 4);
+}
+
+#[test]
+fn a_dead_letter_leaves_the_queue_and_is_kept_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.sqlite");
+    let mut o = Outbox::open(&path).unwrap();
+    o.commit(event("a"), "sw").unwrap();
+    o.commit(with_evidence("b", &[7; 100]), "sw").unwrap();
+    o.commit(event("c"), "sw").unwrap();
+    let d = o
+        .dead_letter(after(2, Part::Evidence), "too large: 100 bytes")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (d.seq, d.part, d.id.as_str(), d.bytes),
+        (2, Part::Evidence, "b", 100)
+    );
+    assert_eq!(d.topic, "sw/n/evidence/b");
+    assert_eq!((o.evidence_depth(), o.evidence_bytes()), (0, 0));
+    o.dead_letter(after(1, Part::Event), "refused: not authorized (0x87)")
+        .unwrap()
+        .unwrap();
+    assert_eq!(o.depth().unwrap(), 2);
+    assert_eq!(
+        o.dead_letter(after(1, Part::Event), "again").unwrap(),
+        None,
+        "only what is stored"
+    );
+    assert_eq!(
+        pending_parts(&mut o),
+        vec![(2, Part::Event), (3, Part::Event)]
+    );
+    assert_eq!(o.get(after(2, Part::Event)).unwrap().unwrap().seq, 2);
+    assert_eq!(o.get(after(2, Part::Evidence)).unwrap(), None);
+    drop(o);
+    let mut o = Outbox::open(&path).unwrap();
+    assert_eq!(o.dead_lettered_total().unwrap(), 2);
+    let kept = o.dead_letters().unwrap();
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[1].reason, "refused: not authorized (0x87)");
+    let payload: Vec<u8> = Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT payload FROM dead_letter WHERE part = 'evidence'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(payload, vec![7; 100], "the payload is kept for inspection");
+    assert_eq!(o.commit(event("d"), "sw").unwrap().seq, 4);
+}
+
+#[test]
+fn a_damaged_file_is_moved_aside_and_a_new_one_goes_on_from_its_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not a database at all: nothing to salvage.
+    let path = dir.path().join("garbage.sqlite");
+    std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+    let mut o = Outbox::open(&path).unwrap();
+    let r = o.take_replaced().expect("replaced");
+    assert_eq!(r.seq_from, 0);
+    assert!(r.error.contains("not a database"), "{r:?}");
+    assert_eq!(
+        std::fs::read(&r.moved_to).unwrap(),
+        vec![0x5a; 8192],
+        "kept"
+    );
+    assert_eq!(o.take_replaced(), None, "announced once");
+    assert_eq!(o.commit(event("a"), "sw").unwrap().seq, 1);
+
+    // A real outbox whose tables are damaged: the counter is still readable.
+    let path = dir.path().join("torn.sqlite");
+    {
+        let mut o = Outbox::open(&path).unwrap();
+        for i in 0..200 {
+            o.commit(with_evidence(&format!("e{i}"), &[1; 3000]), "sw")
+                .unwrap();
+        }
+        o.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .unwrap();
+    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = 4096;
+    for b in &mut bytes[page * 3..page * 40] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let mut o = Outbox::open(&path).unwrap();
+    let r = o.take_replaced().expect("replaced");
+    assert!(r.error.contains("malformed"), "{r:?}");
+    assert_eq!(r.seq_from, 200, "seq goes on after the damaged file's");
+    assert_eq!(o.commit(event("x"), "sw").unwrap().seq, 201);
+    assert_eq!(o.depth().unwrap(), 1);
+}
+
+#[test]
+fn ages_follow_elapsed_time_when_the_time_of_day_jumps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.sqlite");
+    let limits = Limits {
+        max_age: Duration::from_secs(3600),
+        ..Limits::default()
+    };
+    let year = Duration::from_secs(365 * 86_400);
+    // A box without a real-time clock: it boots a year behind, stores an event, then
+    // NTP steps the clock forward.
+    let clock = clock();
+    let booted = clock.wall();
+    let mut o = Outbox::open_with(&path, limits, clock.shared()).unwrap();
+    o.commit(event("a"), "sw").unwrap();
+    clock.advance(Duration::from_secs(60));
+    clock.set_wall(booted + year);
+    o.commit(event("b"), "sw").unwrap();
+    assert_eq!(o.enforce_limits().unwrap(), Dropped::default());
+    assert_eq!(
+        o.oldest_age().unwrap(),
+        Some(Duration::from_secs(60)),
+        "a minute old, not a year"
+    );
+    // Then it is set back a year: still nothing is younger than an hour of real time.
+    clock.advance(Duration::from_secs(600));
+    clock.set_wall(booted);
+    assert_eq!(o.enforce_limits().unwrap(), Dropped::default());
+    o.commit(event("c"), "sw").unwrap();
+    // Real time passes: a is older than an hour first, then b.
+    clock.advance(Duration::from_secs(3600 - 660 + 1));
+    assert_eq!(
+        o.enforce_limits().unwrap(),
+        Dropped {
+            count: 1,
+            last_seq: 1,
+            ..Dropped::default()
+        }
+    );
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(o.enforce_limits().unwrap().last_seq, 2);
+    assert_eq!(pending_parts(&mut o), vec![(3, Part::Event)]);
+}
+
+#[test]
+fn rows_of_an_earlier_run_keep_their_times_and_nothing_younger_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.sqlite");
+    let limits = Limits {
+        max_age: Duration::from_secs(3600),
+        ..Limits::default()
+    };
+    let clock = clock();
+    let start = clock.wall();
+    {
+        let mut o = Outbox::open_with(&path, limits, clock.shared()).unwrap();
+        o.commit(event("a"), "sw").unwrap();
+    }
+    // The next run starts with its clock a day behind, stores b, then NTP steps forward.
+    clock.set_wall(start - Duration::from_secs(86_400));
+    let mut o = Outbox::open_with(&path, limits, clock.shared()).unwrap();
+    o.commit(event("b"), "sw").unwrap();
+    assert_eq!(
+        o.enforce_limits().unwrap(),
+        Dropped::default(),
+        "a is in the future"
+    );
+    clock.set_wall(start + Duration::from_secs(1800));
+    // b moved with the jump and is young; a was stored half an hour ago.
+    assert_eq!(o.enforce_limits().unwrap(), Dropped::default());
+    clock.advance(Duration::from_secs(1801));
+    // a is now older than an hour; b (stored at about `start`, 1.5 days of its clock
+    // later in real time: moved to `start + 1800 s`) is 30 min old.
+    assert_eq!(o.enforce_limits().unwrap().last_seq, 1);
+    assert_eq!(pending_parts(&mut o), vec![(2, Part::Event)]);
+}
+
+#[test]
+fn errors_say_whether_they_may_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.sqlite");
+    let o = Outbox::open(&path).unwrap();
+    // Another process holds the write lock.
+    let holder = Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+    let mut other = Connection::open(&path).unwrap();
+    other.busy_timeout(Duration::from_millis(10)).unwrap();
+    let locked = other
+        .transaction()
+        .and_then(|tx| tx.execute("UPDATE counters SET value = 0 WHERE name = 'x'", []))
+        .unwrap_err();
+    let e = OutboxError::Sqlite {
+        path: path.clone(),
+        source: locked,
+    };
+    assert!(e.may_pass() && !e.is_damage(), "{e}");
+    drop(o);
+    let garbage = dir.path().join("g.sqlite");
+    std::fs::write(&garbage, vec![1; 4096]).unwrap();
+    let damaged = Connection::open(&garbage)
+        .unwrap()
+        .execute_batch("PRAGMA journal_mode = WAL;")
+        .unwrap_err();
+    let e = OutboxError::Sqlite {
+        path: garbage,
+        source: damaged,
+    };
+    assert!(e.is_damage() && !e.may_pass(), "{e}");
+    let e = OutboxError::Folder {
+        path: path.clone(),
+        source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+    };
+    assert!(e.may_pass());
+    let e = OutboxError::Folder {
+        path,
+        source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+    };
+    assert!(!e.may_pass());
+}
+
+#[test]
+fn skipped_seqs_are_a_counted_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Outbox::open(&dir.path().join("o.sqlite")).unwrap();
+    o.commit(event("a"), "sw").unwrap();
+    assert_eq!(o.skip_seqs(3).unwrap(), 4);
+    assert_eq!(o.commit(event("b"), "sw").unwrap().seq, 5);
+    assert_eq!(o.dropped_total().unwrap(), 3);
 }

@@ -1,5 +1,5 @@
 //! What the pipeline's pictures show and hide: the evidence annotation of an
-//! event (zone outline, subject, caption, camera) and the privacy masks of the
+//! event (zone outline, subject, caption, camera and its address) and the privacy masks of the
 //! last frame, from what the pipeline already knows (labels, zones, the last
 //! detections, the time zone, `[privacy]`). Pure.
 
@@ -101,7 +101,10 @@ impl CameraPipeline {
                 .map(|(_, p)| p.clone())
                 .unwrap_or_default(),
             caption: crate::evidence::caption(event, &at),
-            camera: self.camera.clone(),
+            camera: match &event.site.address {
+                Some(address) => format!("{} · {address}", self.camera),
+                None => self.camera.clone(),
+            },
             masked: self.masks(&event.objects),
             kept: self
                 .looks

@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime};
 use crate::analytics::{CameraRules, Observation, Region, RuleEnv, RuleEvent, TrackedObject};
 use crate::clock::SharedClock;
 use crate::config::ZoneConfig;
-use crate::event::{Event, Phase, SCHEMA, rfc3339};
+use crate::event::{Event, Phase, SCHEMA, Site, rfc3339};
 use crate::evidence::Policy;
 use crate::geom::Detection;
 use crate::monitor::CameraStats;
@@ -66,6 +66,8 @@ pub struct PipelineOptions {
     /// The motion gate; `None` when off (it needs the scene model).
     pub gate: Option<GateOptions>,
     pub zones: Vec<ZoneConfig>,
+    /// The camera's site; a zone's own `grid` and `address` are laid over it.
+    pub site: Site,
     /// The model's labels (rule classes are already checked against them).
     pub labels: Vec<String>,
     pub rule_env: RuleEnv,
@@ -122,6 +124,8 @@ struct Looking {
 pub struct CameraPipeline {
     node: String,
     camera: String,
+    /// Zone id → the zone's effective site, carried by its events.
+    sites: std::collections::HashMap<String, Site>,
     scene: Option<SceneModel>,
     gate: Option<GateOptions>,
     tracker: Tracker,
@@ -147,8 +151,17 @@ impl CameraPipeline {
     pub fn new(opts: PipelineOptions, stats: Arc<CameraStats>, clock: SharedClock) -> Self {
         let gate = opts.gate.filter(|_| opts.scene.is_some());
         let looks = Looks::new(&opts);
+        let sites = opts
+            .zones
+            .iter()
+            .map(|z| {
+                let site = opts.site.for_zone(z.grid.as_deref(), z.address.as_deref());
+                (z.id.clone(), site)
+            })
+            .collect();
         Self {
             looks,
+            sites,
             scene: opts.scene.map(SceneModel::new),
             gate,
             tracker: Tracker::new(opts.tracker),
@@ -301,6 +314,7 @@ impl CameraPipeline {
             seq: 0,
             node: self.node.clone(),
             camera: self.camera.clone(),
+            site: self.sites.get(&ev.zone).cloned().unwrap_or_default(),
             zone: ev.zone,
             kind: ev.kind.to_string(),
             phase: ev.phase,

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::{CameraPipeline, Detected, Outgoing, Step};
 use crate::detect::{DetectOutput, DetectorService, ServiceError};
 use crate::event::Masked;
-use crate::evidence::{Annotation, EvidenceOptions, Method};
+use crate::evidence::{Annotation, EvidenceOptions, JpegBudget, Method};
 use crate::monitor::{CameraState, CameraStats};
 use crate::outbox::Handover;
 use crate::source::runner::{self, Opener, SourceOptions};
@@ -78,6 +78,8 @@ pub struct CameraTask<D: Detect> {
     /// Every analysed frame with what the pipeline made of it (replays draw them);
     /// `None` for the daemon.
     pub tap: Option<mpsc::Sender<Tapped>>,
+    /// The largest JPEG the broker takes (evidence is made to fit it).
+    pub jpeg_budget: JpegBudget,
 }
 
 /// An analysed frame and what the pipeline made of it.
@@ -205,7 +207,7 @@ impl<D: Detect> CameraTask<D> {
                 (true, Some(frame), Some(opts)) => {
                     let ann = self.pipeline.annotation(&event);
                     let masked = ann.masked.clone();
-                    let jpeg = evidence_of(&event, ann, frame, opts).await;
+                    let jpeg = evidence_of(&event, ann, frame, opts, self.jpeg_budget.get()).await;
                     // The event says what its evidence hides; no evidence, nothing hidden.
                     if jpeg.is_some() {
                         event.masked = masked;
@@ -228,18 +230,22 @@ impl<D: Detect> CameraTask<D> {
     }
 }
 
-/// The evidence JPEG of `event`, encoded on a blocking thread; `None` (logged) if it fails.
+/// The evidence JPEG of `event`, at most `max_bytes`, encoded on a blocking thread;
+/// `None` (logged) if it fails.
 async fn evidence_of(
     event: &crate::event::Event,
     ann: Annotation,
     frame: &Arc<Frame>,
     opts: EvidenceOptions,
+    max_bytes: usize,
 ) -> Option<Vec<u8>> {
     let frame = frame.clone();
-    let jpeg = tokio::task::spawn_blocking(move || crate::evidence::render(&frame, &ann, &opts))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+    let jpeg = tokio::task::spawn_blocking(move || {
+        crate::evidence::render_within(&frame, &ann, &opts, max_bytes)
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()));
     jpeg.map_err(
         |e| tracing::warn!(error = %e, event = %event.id, "event published without evidence"),
     )

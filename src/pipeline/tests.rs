@@ -34,6 +34,7 @@ fn options(gate: bool, zones: Vec<ZoneConfig>) -> PipelineOptions {
             recheck: Duration::from_secs(2),
         }),
         zones,
+        site: Default::default(),
         labels: labels(),
         rule_env: RuleEnv {
             still: Duration::from_secs(2),

@@ -2,8 +2,9 @@
 //! outbox, for people who tune rules.
 //!
 //! The real camera tasks run exactly as `run` runs them: the same
-//! [`CameraTask`] (source, pipeline, motion gate, evidence) and the same
-//! detector service, built from the same options. What the tasks hand over is
+//! [`CameraTask`] (source, pipeline, motion gate, evidence within the
+//! configured packet limit) and the same detector service, built from the
+//! same options. What the tasks hand over is
 //! numbered as the outbox numbers it (`seq` from 1, `evidence` set when a JPEG
 //! was made) and given to the caller, event by event, instead of being stored
 //! and published; so the events are the ones `run` publishes for the same
@@ -168,6 +169,7 @@ pub async fn run(plan: Plan, out: Outputs<'_>) -> Result<Summary, ReplayError> {
     let mut tasks = JoinSet::new();
     let mut watched = Vec::new();
     let mut encoder = None;
+    let jpeg_budget = options::jpeg_budget(&config);
     for cam in &cameras {
         let stats = Arc::new(CameraStats::default());
         let (latest_tx, latest_rx) = watch::channel::<Option<Latest>>(None);
@@ -198,6 +200,7 @@ pub async fn run(plan: Plan, out: Outputs<'_>) -> Result<Summary, ReplayError> {
             latest: latest_tx,
             evidence: options::evidence(&config.evidence),
             tap,
+            jpeg_budget: jpeg_budget.clone(),
         };
         let span = tracing::info_span!("camera", camera = %cam.id);
         let id = cam.id.clone();

@@ -107,20 +107,51 @@ impl Sampler {
     }
 }
 
-/// Hides the password in `scheme://user:pass@host/…` so URLs can be logged.
+/// Query parameters whose value is a secret (compared without case).
+const SECRET_PARAMS: [&str; 8] = [
+    "password", "passwd", "pwd", "pass", "secret", "token", "auth", "api_key",
+];
+
+/// Hides the secrets in a camera URL so it can be logged: the password in
+/// `scheme://user:pass@host/…` (also one holding `/` or `@`, as cameras accept) and
+/// the values of `password=`, `pwd=` and the like in the query.
 pub fn mask_credentials(url: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (url, None),
+    };
+    let mut out = mask_userinfo(head);
+    if let Some(query) = query {
+        out.push('?');
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, v))
+                    if !v.is_empty() && SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s)) =>
+                {
+                    format!("{k}=***")
+                }
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// `scheme://user:***@rest`: the user info ends at the last `@` (a password may hold
+/// `/` or `@`); without a `:` before it there is no password.
+fn mask_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
     let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
+    match rest.rfind('@') {
+        Some(at) if rest[..at].contains(':') => {
+            let user = rest[..at].split(':').next().unwrap_or("");
             format!("{}://{}:***@{}", &url[..scheme_end], user, &rest[at + 1..])
         }
-        None => url.to_string(),
+        _ => url.to_string(),
     }
 }
 
@@ -164,5 +195,52 @@ mod tests {
         );
         assert_eq!(mask_credentials("rtsp://cam/x"), "rtsp://cam/x");
         assert_eq!(mask_credentials("/data/a@b.mp4"), "/data/a@b.mp4");
+        for (url, masked) in [
+            (
+                "rtsp://admin:pa/ss@10.0.0.5/live",
+                "rtsp://admin:***@10.0.0.5/live",
+            ),
+            ("rtsp://admin:p@ss@cam:554/1", "rtsp://admin:***@cam:554/1"),
+            (
+                "http://cam/video.cgi?user=admin&password=s3cret&res=hd",
+                "http://cam/video.cgi?user=admin&password=***&res=hd",
+            ),
+            (
+                "http://cam/mjpg?usr=admin&PWD=s3cret",
+                "http://cam/mjpg?usr=admin&PWD=***",
+            ),
+            (
+                "rtsp://u:p@cam/x?token=abc&channel=1",
+                "rtsp://u:***@cam/x?token=***&channel=1",
+            ),
+            ("rtsp://user@cam/x", "rtsp://user@cam/x"),
+            ("http://cam/x?a=1&b", "http://cam/x?a=1&b"),
+        ] {
+            assert_eq!(mask_credentials(url), masked, "{url}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_password_survives_masking(
+            user in "[a-z]{1,8}",
+            pass in "[A-Z][A-Za-z0-9/@:#%!]{3,15}",
+            host in "[a-z0-9.]{1,12}",
+            form in 0..4usize,
+        ) {
+            let url = match form {
+                0 => format!("rtsp://{user}:{pass}@{host}:554/stream"),
+                1 => format!("http://{host}/cgi?user={user}&password={pass}"),
+                2 => format!("http://{host}/cgi?pwd={pass}&user={user}"),
+                _ => format!("rtsp://{user}:{pass}@{host}/s?channel=1&passwd={pass}"),
+            };
+            let masked = mask_credentials(&url);
+            proptest::prop_assert!(!masked.contains(&pass), "{url} -> {masked}");
+        }
+
+        #[test]
+        fn masking_any_text_never_panics(url in ".{0,80}") {
+            let _ = mask_credentials(&url);
+        }
     }
 }

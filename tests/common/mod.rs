@@ -9,6 +9,33 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// Camera `campus` on `clip` at 2 fps, with a congestion rule on zone `plaza`
+/// (the whole frame; light from 4 persons, moderate 8, heavy 12): the config
+/// snippet of the tests that need events from a real video.
+pub fn plaza_camera(clip: &Path) -> String {
+    format!(
+        r#"[[camera]]
+id = "campus"
+url = "{clip}"
+fps = 2
+
+[[camera.zone]]
+id = "plaza"
+polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
+
+[camera.zone.congestion]
+classes = ["person"]
+levels.light = 4
+levels.moderate = 8
+levels.heavy = 12
+min_duration_s = 1
+clear_duration_s = 2
+update_interval_s = 5
+"#,
+        clip = clip.display()
+    )
+}
+
 /// A file set-up put in the cache; a clear failure if it is missing.
 pub fn cached(rel: &str) -> PathBuf {
     let p = streetwatch::cache_dir().join(rel);
@@ -181,9 +208,22 @@ impl Subscriber {
     /// With `persistent`, the session (and messages queued while this subscriber
     /// is away) survives reconnects and broker restarts.
     pub fn connect_with(port: u16, filter: &str, persistent: bool) -> Subscriber {
+        Self::connect_as(port, filter, persistent, None)
+    }
+
+    /// [`Subscriber::connect_with`], logging in with `login` (username, password).
+    pub fn connect_as(
+        port: u16,
+        filter: &str,
+        persistent: bool,
+        login: Option<(&str, &str)>,
+    ) -> Subscriber {
         use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
         let id = format!("test-sub-{}-{}", std::process::id(), free_port());
         let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        if let Some((user, password)) = login {
+            opts.set_credentials(user, password);
+        }
         opts.set_keep_alive(Duration::from_secs(30));
         opts.set_clean_session(!persistent);
         opts.set_max_packet_size(1 << 20, 1 << 20);
@@ -257,6 +297,12 @@ pub fn publisher_options(
         protocol: Default::default(),
         clock: streetwatch::clock::system(),
         stats_interval: Duration::from_secs(30),
+        max_packet_bytes: None,
+        jpeg_budget: streetwatch::evidence::JpegBudget::new(streetwatch::mqtt::DEFAULT_MAX_PACKET),
+        evidence_quality: 80,
+        retry: Default::default(),
+        memory_queue: streetwatch::mqtt::DEFAULT_MEMORY_QUEUE,
+        info: None,
     }
 }
 
@@ -272,6 +318,7 @@ pub fn sample_event(node: &str, camera: &str, n: usize) -> streetwatch::event::E
         node: node.into(),
         camera: camera.into(),
         zone: "crossing".into(),
+        site: Default::default(),
         kind: "congestion".into(),
         phase: Phase::Update,
         incident: uuid::Uuid::now_v7().to_string(),
@@ -583,13 +630,28 @@ pub fn stored_events(outbox: &Path) -> Vec<(i64, String)> {
 
 /// Publishes one message (QoS 1) and returns once the broker acknowledged it.
 pub fn publish(port: u16, topic: &str, payload: &[u8]) {
+    publish_as(port, None, topic, payload, false)
+}
+
+/// [`publish`], logging in with `login` (username, password), retained if `retain`.
+/// (With MQTT 3.1.1 a broker acknowledges a publish its ACL denies, and drops it.)
+pub fn publish_as(
+    port: u16,
+    login: Option<(&str, &str)>,
+    topic: &str,
+    payload: &[u8],
+    retain: bool,
+) {
     use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS};
     let id = format!("test-pub-{}-{}", std::process::id(), free_port());
     let mut opts = MqttOptions::new(id, "127.0.0.1", port);
     opts.set_max_packet_size(8 << 20, 8 << 20);
+    if let Some((user, password)) = login {
+        opts.set_credentials(user, password);
+    }
     let (client, mut conn) = Client::new(opts, 4);
     client
-        .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
+        .publish(topic, QoS::AtLeastOnce, retain, payload.to_vec())
         .unwrap();
     for n in conn.iter() {
         match n {

@@ -95,6 +95,10 @@ pub trait Infer: Send + 'static {
     fn model_name(&self) -> &str;
     /// Class names, index = class id.
     fn labels(&self) -> &[String];
+    /// The execution provider inference runs on (`cpu`, `cuda`, …), for the info message.
+    fn execution_provider(&self) -> &str {
+        "unknown"
+    }
 }
 
 impl<T: Infer + ?Sized> Infer for Box<T> {
@@ -116,6 +120,9 @@ impl<T: Infer + ?Sized> Infer for Box<T> {
     fn labels(&self) -> &[String] {
         (**self).labels()
     }
+    fn execution_provider(&self) -> &str {
+        (**self).execution_provider()
+    }
 }
 
 impl Infer for Detector {
@@ -136,6 +143,9 @@ impl Infer for Detector {
     }
     fn labels(&self) -> &[String] {
         &self.manifest().labels
+    }
+    fn execution_provider(&self) -> &str {
+        self.provider().as_str()
     }
 }
 

@@ -29,7 +29,9 @@
 //! - When the window finds a report that does not match its ticket, the
 //!   outlet asks the poller to drop that epoch's connection ([`Outlet::resync`]).
 //!
-//! Failed connection attempts are retried after a [`Backoff`].
+//! Failed connection attempts are retried after a [`Backoff`]; so are
+//! connections that died young (`flap`): the backoff starts over only after
+//! a connection that lasted.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,7 +39,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Client, Message, Wire, WireLoop, connect};
+use super::flap::Stability;
+use super::{Cause, Client, Message, Wire, WireLoop, connect};
 use crate::backoff::Backoff;
 use crate::mqtt::PublisherOptions;
 use crate::mqtt::window::{Item, Qos, Row, Window};
@@ -45,10 +48,17 @@ use crate::mqtt::window::{Item, Qos, Row, Window};
 /// What the poller tells the publisher.
 #[derive(Debug)]
 pub enum Note {
-    /// Connected (ConnAck, clean session) in `epoch`.
-    Up { epoch: u64 },
+    /// Connected (ConnAck, clean session) in `epoch`; with MQTT 5, the largest packet
+    /// the broker takes, if it says.
+    Up { epoch: u64, max_packet: Option<u32> },
     /// The connection is gone; the link is now down in `epoch`.
-    Down { epoch: u64, reason: String },
+    Down {
+        epoch: u64,
+        reason: String,
+        cause: Cause,
+        /// Accepted connections in a row that died young (see `flap`).
+        short_in_a_row: u32,
+    },
     /// Something happened on the connection of `epoch`.
     Wire { epoch: u64, wire: Wire },
 }
@@ -79,6 +89,11 @@ pub struct Outlet {
     client: Client,
     gate: Gate,
     pub window: Window,
+    /// The largest packet the broker takes, and the protocol to size packets by.
+    limit: usize,
+    protocol: crate::mqtt::Protocol,
+    /// The largest publish handed over in the window's epoch, bytes on the wire.
+    largest: (u64, usize),
 }
 
 impl Outlet {
@@ -96,19 +111,50 @@ impl Outlet {
         gate.connected && gate.epoch == self.window.epoch() && push(&self.client)
     }
 
+    /// Publishes are kept within `limit` bytes on the wire.
+    pub fn set_limit(&mut self, limit: usize, protocol: crate::mqtt::Protocol) {
+        self.limit = limit;
+        self.protocol = protocol;
+    }
+
+    /// The largest publish handed over on the current connection, bytes on the wire.
+    pub fn largest(&self) -> usize {
+        if self.largest.0 == self.window.epoch() {
+            self.largest.1
+        } else {
+            0
+        }
+    }
+
+    fn note_size(&mut self, size: usize) {
+        let epoch = self.window.epoch();
+        if self.largest.0 != epoch {
+            self.largest = (epoch, 0);
+        }
+        self.largest.1 = self.largest.1.max(size);
+    }
+
     /// Publishes a message the outbox does not keep; `false` if the link is down
-    /// or rumqttc's queue is full.
+    /// or rumqttc's queue is full. One over the packet limit is dropped (logged) and
+    /// counts as done: it would never go through.
     pub fn send(&mut self, msg: Message) -> bool {
         let qos = msg.qos;
+        let size = msg.size(self.protocol);
+        if size > self.limit {
+            tracing::error!(topic = %msg.topic, bytes = size, max = self.limit, "message over the broker's packet limit not published");
+            return true;
+        }
         let ok = self.through_gate(|c| c.try_publish(msg));
         if ok {
             self.window.handed(Item::Other(qos));
+            self.note_size(size);
         }
         ok
     }
 
-    /// Publishes an outbox row (QoS 1).
+    /// Publishes an outbox row (QoS 1); the caller keeps it within the packet limit.
     pub fn send_row(&mut self, row: Row, msg: Message) -> bool {
+        let size = msg.size(self.protocol);
         let ok = self.through_gate(|c| {
             c.try_publish(Message {
                 qos: Qos::AtLeastOnce,
@@ -117,6 +163,7 @@ impl Outlet {
         });
         if ok {
             self.window.handed(Item::Row(row));
+            self.note_size(size);
         }
         ok
     }
@@ -156,6 +203,9 @@ pub fn start(
         client,
         gate,
         window: Window::new(opts.max_inflight as usize),
+        limit: usize::MAX,
+        protocol: opts.protocol,
+        largest: (0, 0),
     };
     (outlet, poller)
 }
@@ -169,6 +219,7 @@ async fn poll(
     broker: String,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut stability = Stability::default();
     let mut epoch = 0;
     loop {
         let polled = tokio::select! {
@@ -180,15 +231,18 @@ async fn poll(
                 if !asked {
                     continue;
                 }
-                Err("packet ids out of step with what was published; reconnecting".to_string())
+                Err(super::Failure {
+                    message: "packet ids out of step with what was published; reconnecting".into(),
+                    cause: Cause::Other,
+                })
             }
             p = wire.poll() => p,
         };
         match polled {
-            Ok(Wire::ConnAck) => {
-                backoff.reset();
+            Ok(Wire::ConnAck { max_packet }) => {
+                stability.connected(tokio::time::Instant::now().into_std());
                 gate.lock().connected = true;
-                if notes.send(Note::Up { epoch }).await.is_err() {
+                if notes.send(Note::Up { epoch, max_packet }).await.is_err() {
                     break;
                 }
             }
@@ -212,7 +266,7 @@ async fn poll(
                     .filter(|w| {
                         matches!(
                             w,
-                            Wire::Published(_) | Wire::PubAck(_) | Wire::Message { .. }
+                            Wire::Published(_) | Wire::PubAck { .. } | Wire::Message { .. }
                         )
                     })
                     .map(|w| Note::Wire {
@@ -220,10 +274,16 @@ async fn poll(
                         wire: w,
                     })
                     .collect();
+                let ended = stability.ended(tokio::time::Instant::now().into_std());
+                if ended.reset_backoff {
+                    backoff.reset();
+                }
                 let delay = backoff.next_delay();
                 out.push(Note::Down {
                     epoch,
-                    reason: format!("{broker}: {e}; retrying in {delay:.1?}"),
+                    reason: format!("{broker}: {}; retrying in {delay:.1?}", e.message),
+                    cause: e.cause,
+                    short_in_a_row: ended.short_in_a_row,
                 });
                 for note in out {
                     if notes.send(note).await.is_err() {
@@ -245,22 +305,7 @@ mod tests {
     use crate::mqtt::Protocol;
 
     fn options(protocol: Protocol) -> PublisherOptions {
-        PublisherOptions {
-            broker: crate::config::BrokerUrl::parse("mqtt://127.0.0.1:1").unwrap(),
-            client_id: "gate-test".into(),
-            keep_alive: Duration::from_secs(5),
-            topic_prefix: "sw".into(),
-            node: "n".into(),
-            max_inflight: 4,
-            drain_timeout: Duration::from_secs(1),
-            tls: Default::default(),
-            credentials: None,
-            cameras: tokio::sync::watch::channel(Vec::new()).1,
-            control: None,
-            stats_interval: Duration::from_secs(30),
-            protocol,
-            clock: crate::clock::system(),
-        }
+        crate::mqtt::test_options(protocol)
     }
 
     fn result(n: usize) -> Message {
@@ -290,6 +335,9 @@ mod tests {
                 client,
                 gate: gate.clone(),
                 window: Window::new(4),
+                limit: usize::MAX,
+                protocol,
+                largest: (0, 0),
             };
             assert!(
                 !out.send(result(0)),

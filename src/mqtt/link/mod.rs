@@ -7,7 +7,11 @@
 //! rumqttc but through the gate.
 //!
 //! With MQTT 5 every message carries its content type, and messages that
-//! lose their meaning with time (stats) carry a message expiry.
+//! lose their meaning with time (stats) carry a message expiry. What MQTT 5
+//! tells besides is handed on: the broker's maximum packet size (CONNACK), a
+//! PUBACK's reason code, why the broker closed the connection.
+//! [`packet_size`] is the size a publish has on the wire, to keep it within
+//! the broker's limit.
 
 use std::time::Duration;
 
@@ -16,8 +20,10 @@ use rumqttc::v5;
 use super::window::Qos;
 use super::{Protocol, PublisherOptions, Secret};
 
+mod flap;
 mod gate;
 
+pub use flap::{UNSTABLE_AFTER, likely_cause};
 pub use gate::{Note, Outlet, start};
 
 /// What is published, for its MQTT 5 properties.
@@ -65,16 +71,104 @@ impl Message {
 /// Broker events the publisher cares about, whatever the protocol version.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Wire {
-    ConnAck,
+    /// Connected; with MQTT 5, the largest packet the broker takes, if it says.
+    ConnAck {
+        max_packet: Option<u32>,
+    },
     /// rumqttc wrote a publish with this packet id (0 for QoS 0).
     Published(u16),
-    PubAck(u16),
+    /// The broker acknowledged `pkid` with reason `code` (MQTT 5; always 0 with
+    /// 3.1.1, which has none): 0x80 and above is a refusal.
+    PubAck {
+        pkid: u16,
+        code: u8,
+    },
     Message {
         topic: String,
         payload: Vec<u8>,
+        retain: bool,
     },
     DisconnectSent,
     Other,
+}
+
+/// Why a connection failed or ended, as far as the protocol tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Another client connected with the same client id (MQTT 5 says so).
+    SessionTakenOver,
+    /// The broker says the node is not authorized (bad credentials, an ACL).
+    NotAuthorized,
+    /// A packet over the broker's (or the client's) size limit.
+    PacketTooLarge,
+    /// Anything else: a closed socket, a timeout, an unreachable host.
+    Other,
+}
+
+/// A failed `poll`: the connection is down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    pub cause: Cause,
+}
+
+/// An MQTT 5 PUBACK reason code's name, for logs and alerts.
+pub fn reason_name(code: u8) -> &'static str {
+    match code {
+        0x00 => "success",
+        0x10 => "no matching subscribers",
+        0x80 => "unspecified error",
+        0x83 => "implementation specific error",
+        0x87 => "not authorized",
+        0x90 => "topic name invalid",
+        0x91 => "packet identifier in use",
+        0x97 => "quota exceeded",
+        0x99 => "payload format invalid",
+        _ => "unknown reason",
+    }
+}
+
+/// Bytes a variable byte integer takes.
+fn varint_len(n: usize) -> usize {
+    match n {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    }
+}
+
+/// The size on the wire of a publish of `payload` bytes on a topic of `topic` bytes.
+pub fn packet_size(
+    protocol: Protocol,
+    topic: usize,
+    payload: usize,
+    qos: Qos,
+    meta: Meta,
+) -> usize {
+    let mut rest = 2 + topic + payload;
+    if qos == Qos::AtLeastOnce {
+        rest += 2;
+    }
+    if protocol == Protocol::V5 {
+        // Content type, payload format indicator, and the expiry if any.
+        let props = 3 + meta.content_type.len() + 2 + if meta.expiry_s.is_some() { 5 } else { 0 };
+        rest += varint_len(props) + props;
+    }
+    1 + varint_len(rest) + rest
+}
+
+impl Message {
+    /// Its size on the wire.
+    pub fn size(&self, protocol: Protocol) -> usize {
+        packet_size(
+            protocol,
+            self.topic.len(),
+            self.payload.len(),
+            self.qos,
+            self.meta,
+        )
+    }
 }
 
 /// The client handle.
@@ -148,15 +242,35 @@ impl Client {
 fn wire_v4(ev: rumqttc::Event) -> Wire {
     use rumqttc::{Event, Outgoing, Packet};
     match ev {
-        Event::Incoming(Packet::ConnAck(_)) => Wire::ConnAck,
-        Event::Incoming(Packet::PubAck(a)) => Wire::PubAck(a.pkid),
+        Event::Incoming(Packet::ConnAck(_)) => Wire::ConnAck { max_packet: None },
+        Event::Incoming(Packet::PubAck(a)) => Wire::PubAck {
+            pkid: a.pkid,
+            code: 0,
+        },
         Event::Incoming(Packet::Publish(p)) => Wire::Message {
             topic: p.topic,
             payload: p.payload.to_vec(),
+            retain: p.retain,
         },
         Event::Outgoing(Outgoing::Publish(pkid)) => Wire::Published(pkid),
         Event::Outgoing(Outgoing::Disconnect) => Wire::DisconnectSent,
         _ => Wire::Other,
+    }
+}
+
+/// The reason code of an MQTT 5 PUBACK.
+fn puback_code(r: v5::mqttbytes::v5::PubAckReason) -> u8 {
+    use v5::mqttbytes::v5::PubAckReason as R;
+    match r {
+        R::Success => 0x00,
+        R::NoMatchingSubscribers => 0x10,
+        R::UnspecifiedError => 0x80,
+        R::ImplementationSpecificError => 0x83,
+        R::NotAuthorized => 0x87,
+        R::TopicNameInvalid => 0x90,
+        R::PacketIdentifierInUse => 0x91,
+        R::QuotaExceeded => 0x97,
+        R::PayloadFormatInvalid => 0x99,
     }
 }
 
@@ -165,11 +279,17 @@ fn wire_v5(ev: v5::Event) -> Wire {
     use v5::Event;
     use v5::mqttbytes::v5::Packet;
     match ev {
-        Event::Incoming(Packet::ConnAck(_)) => Wire::ConnAck,
-        Event::Incoming(Packet::PubAck(a)) => Wire::PubAck(a.pkid),
+        Event::Incoming(Packet::ConnAck(c)) => Wire::ConnAck {
+            max_packet: c.properties.and_then(|p| p.max_packet_size),
+        },
+        Event::Incoming(Packet::PubAck(a)) => Wire::PubAck {
+            pkid: a.pkid,
+            code: puback_code(a.reason),
+        },
         Event::Incoming(Packet::Publish(p)) => Wire::Message {
             topic: String::from_utf8_lossy(&p.topic).into_owned(),
             payload: p.payload.to_vec(),
+            retain: p.retain,
         },
         Event::Outgoing(Outgoing::Publish(pkid)) => Wire::Published(pkid),
         Event::Outgoing(Outgoing::Disconnect) => Wire::DisconnectSent,
@@ -177,12 +297,45 @@ fn wire_v5(ev: v5::Event) -> Wire {
     }
 }
 
+fn failure_v4(e: rumqttc::ConnectionError) -> Failure {
+    use rumqttc::{ConnectReturnCode as C, ConnectionError as E};
+    let cause = match &e {
+        E::ConnectionRefused(C::NotAuthorized | C::BadUserNamePassword) => Cause::NotAuthorized,
+        _ if e.to_string().contains("too large") => Cause::PacketTooLarge,
+        _ => Cause::Other,
+    };
+    Failure {
+        message: e.to_string(),
+        cause,
+    }
+}
+
+fn failure_v5(e: v5::ConnectionError) -> Failure {
+    use v5::mqttbytes::v5::{ConnectReturnCode as C, DisconnectReasonCode as D};
+    use v5::{ConnectionError as E, StateError as S};
+    let cause = match &e {
+        E::MqttState(S::ServerDisconnect { reason_code, .. }) => match reason_code {
+            D::SessionTakenOver => Cause::SessionTakenOver,
+            D::NotAuthorized => Cause::NotAuthorized,
+            D::PacketTooLarge => Cause::PacketTooLarge,
+            _ => Cause::Other,
+        },
+        E::MqttState(S::OutgoingPacketTooLarge { .. }) => Cause::PacketTooLarge,
+        E::ConnectionRefused(C::NotAuthorized | C::BadUserNamePassword) => Cause::NotAuthorized,
+        _ => Cause::Other,
+    };
+    Failure {
+        message: e.to_string(),
+        cause,
+    }
+}
+
 impl WireLoop {
     /// The next event; an error means the connection is down (poll again to reconnect).
-    pub async fn poll(&mut self) -> Result<Wire, String> {
+    pub async fn poll(&mut self) -> Result<Wire, Failure> {
         match self {
-            WireLoop::V4(el) => el.poll().await.map(wire_v4).map_err(|e| e.to_string()),
-            WireLoop::V5(el) => el.poll().await.map(wire_v5).map_err(|e| e.to_string()),
+            WireLoop::V4(el) => el.poll().await.map(wire_v4).map_err(failure_v4),
+            WireLoop::V5(el) => el.poll().await.map(wire_v5).map_err(failure_v5),
         }
     }
 
@@ -299,9 +452,9 @@ pub async fn probe_connection(opts: &PublisherOptions, timeout: Duration) -> Res
     let attempt = async {
         loop {
             match wire.poll().await {
-                Ok(Wire::ConnAck) => return Ok(()),
+                Ok(Wire::ConnAck { .. }) => return Ok(()),
                 Ok(_) => {}
-                Err(e) => return Err(format!("cannot connect to {target}: {e}")),
+                Err(e) => return Err(format!("cannot connect to {target}: {}", e.message)),
             }
         }
     };
@@ -322,4 +475,58 @@ pub async fn probe_connection(opts: &PublisherOptions, timeout: Duration) -> Res
 /// Seconds a stats report stays meaningful: two intervals.
 pub fn stats_expiry(interval: Duration) -> Option<u32> {
     Some((interval.as_secs() * 2).clamp(2, u32::MAX as u64) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packet_sizes_are_what_rumqttc_writes() {
+        for (topic, payload, qos, meta) in [
+            ("a/b", 0, Qos::AtLeastOnce, Meta::JSON),
+            (
+                "sw/pole-1/evidence/0190",
+                30_000,
+                Qos::AtLeastOnce,
+                Meta::JPEG,
+            ),
+            (
+                "sw/n/stats",
+                1500,
+                Qos::AtMostOnce,
+                Meta {
+                    expiry_s: Some(60),
+                    ..Meta::JSON
+                },
+            ),
+            ("t", 200_000, Qos::AtLeastOnce, Meta::JSON),
+            ("t", 16_370, Qos::AtLeastOnce, Meta::JPEG),
+        ] {
+            let body = vec![0u8; payload];
+            let (q4, q5) = match qos {
+                Qos::AtLeastOnce => (rumqttc::QoS::AtLeastOnce, v5::mqttbytes::QoS::AtLeastOnce),
+                Qos::AtMostOnce => (rumqttc::QoS::AtMostOnce, v5::mqttbytes::QoS::AtMostOnce),
+            };
+            let mut p4 = rumqttc::Publish::new(topic, q4, body.clone());
+            p4.pkid = 1;
+            assert_eq!(
+                packet_size(Protocol::V311, topic.len(), payload, qos, meta),
+                p4.size()
+            );
+            let props = v5::mqttbytes::v5::PublishProperties {
+                content_type: Some(meta.content_type.to_string()),
+                message_expiry_interval: meta.expiry_s,
+                payload_format_indicator: Some(1),
+                ..Default::default()
+            };
+            let mut p5 = v5::mqttbytes::v5::Publish::new(topic, q5, body, Some(props));
+            p5.pkid = 1;
+            assert_eq!(
+                packet_size(Protocol::V5, topic.len(), payload, qos, meta),
+                p5.size(),
+                "{topic} {payload}"
+            );
+        }
+    }
 }

@@ -39,9 +39,16 @@
 //! - When an epoch ends or a new one starts, every ticket of an older epoch is
 //!   discarded and every row not acknowledged is due again, from the oldest.
 //!
-//! Every PUBACK counts as a delivery. An MQTT 5 PUBACK also carries a reason
-//! code; telling a refusal (≥ 0x80) from a delivery belongs in
-//! [`Window::puback`], where the row leaves flight.
+//! An MQTT 5 PUBACK also carries a reason code. Below 0x80 it is a delivery;
+//! 0x80 and above (not authorized, quota exceeded, payload format invalid, …)
+//! is a refusal: the row leaves flight but is not acknowledged
+//! ([`Acked::Refused`]); the publisher keeps it and tries it again later
+//! (`refusals`). MQTT 3.1.1 has no reason codes: every PUBACK is a delivery.
+//!
+//! The publisher may pass over rows ([`Window::skip_to`]: rows the outbox
+//! dropped, rows waiting out a refusal) and hand a row again out of order (a
+//! refused row whose wait is over): the next fetch still starts after the
+//! last row handed or passed.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::SystemTime;
@@ -97,11 +104,16 @@ pub struct Fetch {
     pub limit: usize,
 }
 
+/// The lowest MQTT 5 reason code that means the broker refused a publish.
+pub const REFUSED: u8 = 0x80;
+
 /// What a PUBACK acknowledged.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Acked {
     /// A row: the broker has it; delete it from the outbox.
     Row(Row),
+    /// A row the broker refused with reason `code` (≥ 0x80): it stays in the outbox.
+    Refused { row: Row, code: u8 },
     /// A QoS 1 message the outbox does not keep.
     Other,
     /// Nothing in flight in this epoch had that packet id.
@@ -228,9 +240,15 @@ impl Window {
         });
     }
 
-    /// The outbox dropped every row up to `pos` (its limits): fetch after them.
-    pub fn dropped_up_to(&mut self, pos: Position) {
+    /// Every row up to `pos` is passed over (dropped by the outbox limits, or left for
+    /// later): fetch after them.
+    pub fn skip_to(&mut self, pos: Position) {
         self.resume = self.resume.max(pos);
+    }
+
+    /// Whether a row may be handed over now: the link is up and the window has room.
+    pub fn has_room(&self) -> bool {
+        self.up && self.rows_out < self.max_inflight
     }
 
     /// The client wrote the next publish handed over in `epoch` with `pkid`.
@@ -271,15 +289,19 @@ impl Window {
         }
     }
 
-    /// The broker acknowledged `pkid` in `epoch`.
-    pub fn puback(&mut self, epoch: u64, pkid: u16) -> Acked {
+    /// The broker acknowledged `pkid` in `epoch` with reason `code` (0 with MQTT 3.1.1).
+    pub fn puback(&mut self, epoch: u64, pkid: u16, code: u8) -> Acked {
         if epoch != self.epoch || !self.up {
             return Acked::Unknown;
         }
         match self.inflight.remove(&pkid) {
             Some(Item::Row(row)) => {
                 self.rows_out -= 1;
-                Acked::Row(row)
+                if code >= REFUSED {
+                    Acked::Refused { row, code }
+                } else {
+                    Acked::Row(row)
+                }
             }
             Some(Item::Other(_)) => Acked::Other,
             None => Acked::Unknown,

@@ -18,6 +18,12 @@
 //! | `write N`, `write` | the client writes N (all) requests it may take |
 //! | `ack P`         | the broker acknowledges packet id P |
 //! | `ack`, `ack rev`| the broker acknowledges everything in flight, lowest (highest) id first |
+//! | `refuse P`      | the broker refuses packet id P (MQTT 5, reason 0x87): the packet id is free again, a publish held on it stays held (as rumqttc does) |
+//! | `retry`         | the publisher hands every refused row again (while the window has room) |
+//!
+//! A publish held on a packet id that was refused is never released: rumqttc
+//! drops the connection when its pings find it still held; delivering
+//! whatever is left does the same.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -87,6 +93,13 @@ impl Client {
         Some(Some(pkid))
     }
 
+    /// The broker refused `pkid`: what it was. A publish held on it stays held.
+    fn refuse(&mut self, pkid: u16) -> Sent {
+        self.outgoing
+            .remove(&pkid)
+            .expect("the broker refuses what it got")
+    }
+
     /// The broker acknowledged `pkid`: what it was, and the held publish now written, if any.
     fn ack(&mut self, pkid: u16) -> (Sent, Option<u16>) {
         let sent = self
@@ -130,6 +143,8 @@ pub struct Sim {
     pub held: Vec<String>,
     /// Non-row QoS 1 messages acknowledged, by name.
     pub others_acked: Vec<String>,
+    /// Rows the broker refused, still stored, to hand again.
+    pub refused: Vec<Position>,
 }
 
 pub fn row(pos: Position) -> Row {
@@ -152,6 +167,7 @@ impl Sim {
             delivered: HashMap::new(),
             held: Vec::new(),
             others_acked: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -192,12 +208,30 @@ impl Sim {
 
     pub fn fill(&mut self) {
         while let Some(f) = self.window.fetch() {
+            // Refused rows wait for their retry: passed over.
+            let refused = self.refused.clone();
             let rows: Vec<Position> = self
                 .outbox
                 .iter()
                 .filter(|p| **p > f.after)
                 .take(f.limit)
                 .copied()
+                .collect();
+            let waiting: Vec<Position> = rows
+                .iter()
+                .copied()
+                .take_while(|p| refused.contains(p))
+                .collect();
+            if let Some(last) = waiting.last() {
+                if !self.gate_open() {
+                    return;
+                }
+                self.window.skip_to(*last);
+                continue;
+            }
+            let rows: Vec<Position> = rows
+                .into_iter()
+                .take_while(|p| !refused.contains(p))
                 .collect();
             if rows.is_empty() || !self.gate_open() {
                 return;
@@ -224,6 +258,29 @@ impl Sim {
         self.window.handed(Item::Other(qos));
     }
 
+    /// The publisher hands refused rows again, oldest first, while the window has room.
+    pub fn retry(&mut self) {
+        while self.gate_open() && self.window.has_room() && !self.refused.is_empty() {
+            let pos = self.refused.remove(0);
+            self.client.channel.push_back(Sent::Row(pos));
+            self.window.handed(Item::Row(row(pos)));
+        }
+    }
+
+    /// The broker refuses `pkid`: the window must name the row and keep it stored.
+    pub fn refuse(&mut self, pkid: u16) {
+        let sent = self.client.refuse(pkid);
+        match (&sent, self.window.puback(self.epoch, pkid, 0x87)) {
+            (Sent::Row(pos), Acked::Refused { row: r, code: 0x87 }) if r.pos == *pos => {
+                assert!(self.outbox.contains(pos), "a refused row stays stored");
+                self.refused.push(*pos);
+                self.refused.sort();
+            }
+            (Sent::Other(_, Qos::AtLeastOnce), Acked::Other) => {}
+            (sent, acked) => panic!("refused {pkid} is {sent:?}, the window says {acked:?}"),
+        }
+    }
+
     fn flush_held(&mut self) {
         for name in std::mem::take(&mut self.held) {
             self.send(&name, Qos::AtLeastOnce);
@@ -247,7 +304,7 @@ impl Sim {
     /// The broker acknowledges `pkid`: the window must name what the client wrote with it.
     pub fn ack(&mut self, pkid: u16) {
         let (sent, released) = self.client.ack(pkid);
-        match (&sent, self.window.puback(self.epoch, pkid)) {
+        match (&sent, self.window.puback(self.epoch, pkid, 0)) {
             (Sent::Row(pos), Acked::Row(r)) if r.pos == *pos => {
                 self.outbox.remove(pos);
                 *self.delivered.entry(*pos).or_default() += 1;
@@ -291,6 +348,8 @@ impl Sim {
             "write" => self.write(n()),
             "ack" if arg.is_empty() || arg == "rev" => self.ack_all(arg == "rev"),
             "ack" => self.ack(arg.parse().expect("ack takes a packet id")),
+            "refuse" => self.refuse(arg.parse().expect("refuse takes a packet id")),
+            "retry" => self.retry(),
             other => panic!("unknown step {other:?}"),
         }
     }
@@ -305,6 +364,12 @@ impl Sim {
             if self.outbox.is_empty() && self.client.outgoing.is_empty() {
                 return;
             }
+            if self.client.collision.is_some() && self.client.outgoing.is_empty() {
+                // Held on a refused packet id: rumqttc's pings give up on it.
+                self.down();
+                self.up();
+            }
+            self.retry();
             self.fill();
             self.write(usize::MAX);
             self.ack_all(false);

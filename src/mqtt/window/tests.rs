@@ -62,6 +62,26 @@ fn every_script_delivers_each_row_once_and_maps_every_puback() {
             "store 3; up; send online; fill; write 4; ack 2; store 2; fill; write 9;
              down; up; fill; write 9; ack rev",
         ),
+        (
+            "refused rows are passed over and handed again out of order",
+            4,
+            8,
+            "store 6; up; fill; write 4; refuse 1; ack 2; refuse 3; fill; write; retry; write;
+             ack; retry; write; refuse 8",
+        ),
+        (
+            "a refused row across a reconnect",
+            3,
+            6,
+            "store 4; up; fill; write 3; refuse 2; down; up; fill; write; ack; retry; write",
+        ),
+        (
+            "a publish held on a packet id that is then refused",
+            4,
+            4,
+            "store 3; up; send online; fill; write 4; ack 4; ack 2; ack 3; store 3; fill;
+             write 9; refuse 1",
+        ),
     ];
     for (name, max_inflight, max_pkid, script) in scripts {
         let sim = run(*max_inflight, *max_pkid, script);
@@ -103,7 +123,7 @@ fn after_a_reconnect_every_unacknowledged_row_is_due_from_the_oldest() {
     assert_eq!(sim.window.fetch(), None, "nothing goes out while down");
     assert_eq!((sim.window.queued(), sim.window.rows_in_flight()), (0, 0));
     // A PUBACK of the old connection acknowledges nothing any more.
-    assert_eq!(sim.window.puback(0, 1), Acked::Unknown);
+    assert_eq!(sim.window.puback(0, 1, 0), Acked::Unknown);
     sim.up();
     assert_eq!(
         sim.window.fetch(),
@@ -140,15 +160,15 @@ fn a_puback_for_an_unknown_packet_id_acknowledges_nothing() {
     sim.fill();
     sim.send("online", Qos::AtLeastOnce);
     sim.write(usize::MAX);
-    assert_eq!(sim.window.puback(sim.epoch, 77), Acked::Unknown);
-    assert_eq!(sim.window.puback(sim.epoch, 0), Acked::Unknown);
+    assert_eq!(sim.window.puback(sim.epoch, 77, 0), Acked::Unknown);
+    assert_eq!(sim.window.puback(sim.epoch, 0, 0), Acked::Unknown);
     assert_eq!(sim.window.rows_in_flight(), 3);
     // The rows in flight are still acknowledged by their own PUBACKs.
     sim.ack_all(true);
     assert_eq!(sim.delivered.len(), 3);
     assert_eq!(sim.others_acked, vec!["online"]);
     // Acknowledged once: the same packet id again is unknown.
-    assert_eq!(sim.window.puback(sim.epoch, 1), Acked::Unknown);
+    assert_eq!(sim.window.puback(sim.epoch, 1, 0), Acked::Unknown);
 }
 
 #[test]
@@ -184,7 +204,7 @@ fn a_report_that_does_not_match_its_ticket_stops_the_epoch() {
         assert!(!w.is_up(), "{name}: nothing more goes out in this epoch");
         assert_eq!(w.fetch(), None, "{name}");
         assert_eq!(
-            w.puback(3, 1),
+            w.puback(3, 1, 0),
             Acked::Unknown,
             "{name}: acks are not trusted"
         );
@@ -218,10 +238,10 @@ fn reports_and_acks_of_an_epoch_that_is_over_are_ignored() {
     w.handed(Item::Row(row(pos(1))));
     // Epoch 0's report and PUBACK touch nothing of epoch 1.
     assert_eq!(w.published(0, 5), Ok(()));
-    assert_eq!(w.puback(0, 1), Acked::Unknown);
+    assert_eq!(w.puback(0, 1, 0), Acked::Unknown);
     assert_eq!(w.queued(), 1);
     w.published(1, 2).unwrap();
-    assert_eq!(w.puback(1, 2), Acked::Row(row(pos(1))));
+    assert_eq!(w.puback(1, 2, 0), Acked::Row(row(pos(1))));
     // An older epoch announced late changes nothing.
     w.link_down(0);
     assert!(w.is_up());
@@ -232,7 +252,7 @@ fn rows_the_outbox_dropped_are_not_fetched() {
     let mut w = Window::new(8);
     w.link_up(0);
     w.handed(Item::Row(row(pos(1))));
-    w.dropped_up_to(Position {
+    w.skip_to(Position {
         seq: 30,
         part: Part::Evidence,
     });

@@ -28,6 +28,7 @@ fn options(privacy: Option<Policy>, timed: bool) -> PipelineOptions {
         scene: None,
         gate: None,
         zones: vec![zone],
+        site: Default::default(),
         labels: ["person", "bicycle", "cup"].map(String::from).to_vec(),
         rule_env: crate::analytics::RuleEnv {
             still: Duration::from_secs(2),
@@ -83,6 +84,7 @@ fn litter_start(objects: Vec<EventObject>) -> Event {
         node: "pole".into(),
         camera: "gate-cam".into(),
         zone: "kerb".into(),
+        site: Default::default(),
         kind: "litter".into(),
         phase: Phase::Start,
         incident: "i".into(),
@@ -140,6 +142,10 @@ fn the_evidence_of_an_event_reads_what_where_and_when() {
     let live = analysed(Some(Policy::default()), true);
     let ann = live.annotation(&litter_start(vec![cup()]));
     assert_eq!(ann.caption, "litter · static change · 16:00:05");
+    // Where the event's site has an address, the corner gives it beside the camera.
+    let mut at_kerb = litter_start(vec![cup()]);
+    at_kerb.site.address = Some("12 Jingmi Rd".into());
+    assert_eq!(p.annotation(&at_kerb).camera, "gate-cam · 12 Jingmi Rd");
     // Privacy off: nothing masked.
     let ann = analysed(None, false).annotation(&litter_start(vec![cup()]));
     assert!(ann.masked.is_empty());

@@ -7,6 +7,12 @@
 //! apply the outbox limits, and publish camera states, stats, alerts and
 //! command results. Drain: deliver what is stored (and announce drops) for
 //! at most `drain_timeout`. Goodbye: publish `offline` and disconnect.
+//!
+//! | module    | owns |
+//! |-----------|------|
+//! | this one  | the phases, the link's notes |
+//! | `store`   | committing to the outbox; a memory queue while the outbox cannot be written |
+//! | `deliver` | handing rows to the link within the broker's packet limit; acks, refusals, dead letters |
 
 use std::time::{Duration, Instant};
 
@@ -14,12 +20,20 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use super::alerts::Alerts;
 use super::commands::Dispatch;
-use super::link::{self, Message, Meta, Note, Outlet, Wire};
+use super::link::{self, Note, Outlet, Wire};
+use super::refusals::Refusals;
 use super::status::Status;
-use super::window::{Acked, Row};
 use super::{CommitHook, PublisherOptions, PublisherReport};
-use crate::outbox::{Handover, Outbox, Part};
+use crate::outbox::{Handover, Outbox, Pending};
+
+mod deliver;
+mod store;
+
+pub use deliver::{DEFAULT_MAX_PACKET, PacketLimit};
+pub use store::DEFAULT_MEMORY_QUEUE;
+use store::Spill;
 
 /// After shutdown is asked, how long cameras have to hand over their last events.
 const CAMERA_WIND_DOWN: Duration = Duration::from_secs(5);
@@ -41,8 +55,14 @@ pub async fn run_publisher(
     let (note_tx, mut notes) = mpsc::channel::<Note>(256);
     let poll_stop = CancellationToken::new();
     let (out, poller) = link::start(&opts, status.will(), note_tx, poll_stop.clone());
+    let limit = PacketLimit::new(opts.max_packet_bytes);
     let mut p = Publisher {
         commands: Dispatch::new(opts.control.clone()),
+        alerts: Alerts::new(opts.clock.clone()),
+        refusals: Refusals::new(opts.retry),
+        spill: Spill::new(opts.memory_queue),
+        limit,
+        to_refit: None,
         opts,
         outbox,
         out,
@@ -51,11 +71,14 @@ pub async fn run_publisher(
         was_down: false,
         on_commit,
     };
+    p.limit_changed();
+    p.outbox_replaced();
     p.take_events(&mut events, &mut notes, &shutdown).await;
     p.drain(&mut notes).await;
     p.goodbye(&mut notes).await;
     poll_stop.cancel();
     let _ = poller.await;
+    p.spill.give_up();
     p.report.left_in_outbox = p.outbox.depth().unwrap_or(0);
     p.report.evidence_left = p.outbox.evidence_depth();
     p.report
@@ -63,16 +86,34 @@ pub async fn run_publisher(
 
 struct Publisher {
     opts: PublisherOptions,
-    /// The source of truth: rows leave it only on their PUBACK or by its limits.
+    /// The source of truth: rows leave it only on their PUBACK, by its limits or as
+    /// dead letters.
     outbox: Outbox,
     /// Every publish goes out here; its window maps packet ids to rows.
     out: Outlet,
     status: Status,
+    alerts: Alerts,
     commands: Dispatch,
+    /// Rows the broker refused, waiting to be tried again.
+    refusals: Refusals,
+    /// Events waiting in memory while the outbox cannot be written.
+    spill: Spill,
+    /// The largest packet the broker takes.
+    limit: PacketLimit,
+    /// Stored evidence over the packet limit, to be made smaller before it goes out.
+    to_refit: Option<Pending>,
     report: PublisherReport,
     /// The broker was unreachable at the last attempt (to log an outage once).
     was_down: bool,
     on_commit: CommitHook,
+}
+
+/// Sleeps until `at`, or for ever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Publisher {
@@ -95,6 +136,8 @@ impl Publisher {
         let mut stats_timer = every(self.opts.stats_interval.max(Duration::from_secs(1)));
         let mut wind_down: Option<tokio::time::Instant> = None;
         loop {
+            let retry_at = self.refusals.next_due();
+            let spill_at = self.spill.next_try();
             tokio::select! {
                 _ = shutdown.cancelled(), if wind_down.is_none() => {
                     wind_down = Some(tokio::time::Instant::now() + CAMERA_WIND_DOWN);
@@ -113,21 +156,29 @@ impl Publisher {
                 _ = status_timer.tick() => {
                     self.status.publish_camera_states(&mut self.out, &self.opts);
                 }
+                _ = sleep_until(retry_at) => {}
+                _ = sleep_until(spill_at) => self.retry_spill(),
                 Some(done) = self.commands.next_done() => self.commands.finished(&self.opts, done),
                 _ = stats_timer.tick() => {
                     let handover = (events.len(), events.max_capacity());
-                    self.status
-                        .publish_stats(&mut self.out, &self.opts, &self.outbox, handover, &self.report);
+                    self.status.publish_stats(
+                        &mut self.out,
+                        &self.opts,
+                        &self.outbox,
+                        handover,
+                        &self.report,
+                        self.spill.figures(),
+                    );
                 }
             }
-            self.publish();
+            self.publish().await;
         }
         // Whatever the cameras already handed over is committed, never dropped.
         events.close();
         while let Ok(ev) = events.try_recv() {
             self.commit(ev);
         }
-        self.publish();
+        self.publish().await;
     }
 
     /// Phase 2: delivers what is stored (and announces drops), for `drain_timeout` at most.
@@ -135,14 +186,18 @@ impl Publisher {
         let deadline = Instant::now() + self.opts.drain_timeout;
         while self.undelivered() && Instant::now() < deadline {
             let left = deadline.saturating_duration_since(Instant::now());
+            let retry_at = self.refusals.next_due();
+            let spill_at = self.spill.next_try();
             tokio::select! {
                 note = notes.recv() => match note {
                     Some(n) => self.on_note(n),
                     None => break,
                 },
+                _ = sleep_until(retry_at) => {}
+                _ = sleep_until(spill_at) => self.retry_spill(),
                 _ = tokio::time::sleep(left) => break,
             }
-            self.publish();
+            self.publish().await;
         }
     }
 
@@ -170,41 +225,50 @@ impl Publisher {
         }
     }
 
-    fn commit(&mut self, ev: Handover) {
-        match self.outbox.commit(ev, &self.opts.topic_prefix) {
-            Ok(ev) => {
-                self.report.committed += 1;
-                (self.on_commit)(&ev);
-                if self.outbox.over_capacity() {
-                    self.enforce_limits();
-                }
-            }
-            // The event cannot be stored: nothing else can keep it; say so loudly.
-            Err(e) => tracing::error!(error = %e, "event lost: outbox write failed"),
-        }
-    }
-
-    /// Whether something stored or announced is still to be delivered.
+    /// Whether something stored, waiting in memory or announced is still to be delivered.
     fn undelivered(&self) -> bool {
         self.outbox.depth().unwrap_or(0) > 0
             || self.outbox.evidence_depth() > 0
             || self.status.drops_unannounced()
+            || self.alerts.pending()
+            || !self.spill.is_empty()
     }
 
     fn on_note(&mut self, note: Note) {
         match note {
-            Note::Down { epoch, reason } => {
+            Note::Down {
+                epoch,
+                reason,
+                cause,
+                short_in_a_row,
+            } => {
                 if self.out.is_up() || !self.was_down {
                     tracing::warn!(broker = %reason, "MQTT broker unreachable; events are kept in the outbox");
                 } else {
                     tracing::debug!(broker = %reason, "MQTT reconnect failed");
                 }
+                if short_in_a_row == link::UNSTABLE_AFTER {
+                    let cause = link::likely_cause(cause, &self.opts.client_id, self.out.largest());
+                    tracing::error!(disconnects = short_in_a_row, likely_cause = %cause, "the MQTT broker keeps closing the connection soon after accepting it; reconnects are backed off");
+                    self.alerts.raise(
+                        "connection_unstable",
+                        serde_json::json!({
+                            "disconnects": short_in_a_row,
+                            "last_error": reason,
+                            "likely_cause": cause,
+                        }),
+                    );
+                }
                 self.was_down = true;
                 self.out.window.link_down(epoch);
+                self.refusals.link_down(Instant::now());
             }
-            Note::Up { epoch } => {
+            Note::Up { epoch, max_packet } => {
                 tracing::info!(protocol = ?self.opts.protocol, "connected to MQTT broker");
                 self.was_down = false;
+                if self.limit.broker_says(max_packet.map(|m| m as usize)) {
+                    self.limit_changed();
+                }
                 // rumqttc forgot everything unacknowledged: start over from the outbox.
                 self.out.window.link_up(epoch);
                 // Subscriptions do not survive a clean session: ask again every time.
@@ -227,50 +291,18 @@ impl Publisher {
             }
             Note::Wire {
                 epoch,
-                wire: Wire::PubAck(pkid),
-            } => match self.out.window.puback(epoch, pkid) {
-                Acked::Row(row) => self.acknowledged(row),
-                Acked::Other => {}
-                Acked::Unknown => tracing::debug!(epoch, pkid, "PUBACK for no publish in flight"),
-            },
+                wire: Wire::PubAck { pkid, code },
+            } => self.puback(epoch, pkid, code),
             Note::Wire {
-                wire: Wire::Message { topic, payload },
+                wire:
+                    Wire::Message {
+                        topic,
+                        payload,
+                        retain,
+                    },
                 ..
-            } => self.commands.received(&self.opts, &topic, &payload),
+            } => self.commands.received(&self.opts, &topic, &payload, retain),
             Note::Wire { .. } => {}
-        }
-    }
-
-    /// The broker has a stored message: delete it; for an event, count it and its latency.
-    fn acknowledged(&mut self, row: Row) {
-        let seq = row.pos.seq;
-        match row.pos.part {
-            Part::Event => match self.outbox.ack(seq) {
-                Ok(true) => {
-                    self.report.acked += 1;
-                    let now = self.opts.clock.wall();
-                    let latency = row
-                        .captured_at
-                        .map(|t| now.duration_since(t).unwrap_or_default());
-                    if let Some(camera) = &row.camera
-                        && let Some((_, stats)) = self
-                            .opts
-                            .cameras
-                            .borrow()
-                            .iter()
-                            .find(|(id, _)| id == camera)
-                    {
-                        stats.record_published(latency);
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, seq, "cannot delete acknowledged event"),
-            },
-            Part::Evidence => match self.outbox.ack_evidence(seq) {
-                Ok(true) => self.report.evidence_acked += 1,
-                Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, seq, "cannot delete acknowledged evidence"),
-            },
         }
     }
 
@@ -279,10 +311,12 @@ impl Publisher {
             Ok(d) => {
                 if d.count > 0 {
                     // Anything out for those rows is moot; resume after them.
-                    self.out.window.dropped_up_to(crate::outbox::Position {
+                    let up_to = crate::outbox::Position {
                         seq: d.last_seq,
-                        part: Part::Evidence,
-                    });
+                        part: crate::outbox::Part::Evidence,
+                    };
+                    self.out.window.skip_to(up_to);
+                    self.refusals.forget_up_to(up_to);
                 }
                 self.status.dropped(&d);
             }
@@ -290,43 +324,16 @@ impl Publisher {
         }
     }
 
-    /// Everything that waits for the link: drop alerts, command results, stored rows.
-    fn publish(&mut self) {
+    /// Everything that waits for the link: alerts, command results, stored rows.
+    async fn publish(&mut self) {
         self.status
             .announce_drops(&mut self.out, &self.outbox, &self.opts);
+        self.alerts.flush(&mut self.out, &self.opts);
         self.commands.flush(&mut self.out);
         self.fill();
-    }
-
-    /// Hands stored events and evidence to the link while the window has room.
-    fn fill(&mut self) {
-        let Some(fetch) = self.out.window.fetch() else {
-            return;
-        };
-        let rows = match self.outbox.pending_after(fetch.after, fetch.limit) {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the outbox");
-                return;
-            }
-        };
-        for row in rows {
-            let meta = match row.part {
-                Part::Event => Meta::JSON,
-                Part::Evidence => Meta::JPEG,
-            };
-            let ticket = Row {
-                pos: row.position(),
-                camera: row.camera,
-                captured_at: row.captured_at,
-            };
-            let msg = Message {
-                meta,
-                ..Message::json(row.topic, row.payload, false)
-            };
-            if !self.out.send_row(ticket, msg) {
-                break;
-            }
+        while let Some(row) = self.to_refit.take() {
+            self.refit(row).await;
+            self.fill();
         }
     }
 }
