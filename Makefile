@@ -1,6 +1,7 @@
 # streetwatch — two commands do everything on a fresh Debian/Ubuntu machine:
 #   make demo   set up, build, run the daemon on the sample video, print events
 #   make test   set up, then run every test
+#   make pictures  regenerate the README's pictures (docs/img/) from the demo
 SHELL := /bin/bash
 export STREETWATCH_CACHE ?= $(HOME)/.cache/streetwatch
 CARGO ?= cargo
@@ -8,7 +9,7 @@ CARGO ?= cargo
 # Debian architecture of `make deb`: this machine's, or arm64 (cross-built).
 ARCH ?= $(shell dpkg --print-architecture)
 
-.PHONY: setup build demo test lint bench clean-cache deb check-arm64
+.PHONY: setup build demo test lint bench clean-cache deb check-arm64 pictures
 
 ## Install Debian packages, ONNX Runtime, the default model and sample media (idempotent).
 setup:
@@ -23,6 +24,10 @@ build: setup
 demo: build
 	@$(CARGO) build --release --quiet --example brain
 	@deploy/demo.sh
+
+## The README's pictures (docs/img/): a preview and an evidence image from the demo.
+pictures: build
+	@deploy/pictures.sh
 
 ## Everything the tests need, then all tests.
 test: setup

@@ -60,6 +60,26 @@ pub struct EventObject {
     pub role: Option<String>,
 }
 
+/// What a masked region hid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskKind {
+    /// The top part of a person's box.
+    Head,
+    /// A licence plate (models that detect plates).
+    Plate,
+}
+
+/// A region of the evidence JPEG that was pixelated or blurred for privacy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Masked {
+    pub what: MaskKind,
+    /// `[x0, y0, x1, y1]` as fractions of the frame width and height.
+    #[serde(rename = "box")]
+    #[schemars(extend("items" = {"type": "number", "minimum": 0.0, "maximum": 1.0}))]
+    pub bbox: FracBox,
+}
+
 /// A WGS-84 position, degrees.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Location {
@@ -160,6 +180,11 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     #[schemars(regex(pattern = r"^evidence/[0-9A-Za-z-]+$"))]
     pub evidence: Option<String>,
+    /// The regions of the evidence JPEG that were masked for privacy (`[privacy]`):
+    /// people's heads and licence plates. Never the incident's subject. Only on events
+    /// that carry evidence; absent when nothing was masked.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub masked: Vec<Masked>,
 }
 
 /// The JSON Schema of [`Event`], as committed in `docs/event.schema.json`.
@@ -246,6 +271,7 @@ pub(crate) fn sample(id: &str, incident: &str) -> Event {
         metrics: Default::default(),
         attributes: Default::default(),
         evidence: None,
+        masked: Vec::new(),
     }
 }
 
@@ -350,6 +376,7 @@ mod tests {
             metrics: BTreeMap::from([("count".to_string(), 3.0)]),
             attributes: BTreeMap::new(),
             evidence: None,
+            masked: Vec::new(),
         };
         let v: serde_json::Value = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "crowding");

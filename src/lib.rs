@@ -30,7 +30,10 @@
 //! | [`analytics`] | zones, rules and the incident lifecycle (pure; time comes from frames) |
 //! | [`event`]     | the event JSON sent to the city brain, with the site it happened at   |
 //! | [`wire`]      | every other payload's type and JSON Schema (status, stats, alerts, commands, info) |
-//! | [`evidence`]  | the JPEG of an incident's first frame, boxes drawn                    |
+//! | [`evidence`]  | the JPEG of an incident's first frame: heads masked, zone, boxes and caption drawn, within the broker's packet limit |
+//! | [`preview`]   | pictures of what a camera sees: zones, rules, detections, anchor points, legend |
+//! | [`replay`]    | the cameras on their files without broker or outbox: events as JSON lines, an annotated H.264 video |
+//! | [`draw`]      | outlines, polygons and labels on frames (imageproc, ab_glyph, a Debian font) |
 //! | [`outbox`]    | the durable SQLite queue and per-node sequence numbers               |
 //! | [`mqtt`]      | the broker connection: the delivery window (packet id → outbox row, pure), publishing from the outbox, acks, status, stats, commands in |
 //! | [`monitor`]   | per-camera counters, camera states, the stats report, the stages' heartbeats |
@@ -44,6 +47,7 @@ pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod detect;
+pub mod draw;
 pub mod event;
 pub mod evidence;
 pub mod geom;
@@ -53,6 +57,8 @@ pub mod mqtt;
 pub mod node;
 pub mod outbox;
 pub mod pipeline;
+pub mod preview;
+pub mod replay;
 pub mod scene;
 pub mod source;
 pub mod thread;

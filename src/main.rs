@@ -4,13 +4,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use streetwatch::config::Config;
-use streetwatch::detect::{self, DetectError, Detector, DetectorOptions, RgbView};
+use streetwatch::detect::{self, DetectError, DetectorOptions};
 use streetwatch::logs::{self, say};
 use streetwatch::mqtt::commands::{Command as NodeCommand, ControlRequest};
 use streetwatch::node::{self, Hooks, StartError, options, systemd};
+use streetwatch::replay::ReplayError;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -43,7 +46,7 @@ enum LogFormat {
     Json,
 }
 
-/// The configuration file of `run` and `check-config`.
+/// The configuration file of `run`, `check-config`, `preview` and `replay`.
 #[derive(clap::Args)]
 struct ConfigFile {
     /// The configuration file.
@@ -90,6 +93,44 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also write the image with the detections drawn (heads masked) as this JPEG.
+        #[arg(long, value_name = "OUT.jpg")]
+        annotate: Option<PathBuf>,
+    },
+    /// Draw a camera's zones, rules and detections on one of its frames (a JPEG).
+    Preview {
+        #[command(flatten)]
+        config: ConfigFile,
+        /// The camera (its `id`).
+        #[arg(long)]
+        camera: String,
+        /// Where to write the JPEG (default: preview-<camera>.jpg).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Draw on this image instead of a frame from the camera's source.
+        #[arg(long, value_name = "IMAGE")]
+        frame: Option<PathBuf>,
+    },
+    /// Run the cameras on their files with no broker and no outbox: the events `run`
+    /// would publish, as JSON lines, and optionally an annotated H.264 video.
+    Replay {
+        #[command(flatten)]
+        config: ConfigFile,
+        /// Only this camera (default: every enabled one).
+        #[arg(long)]
+        camera: Option<String>,
+        /// Read this file instead of the camera's `url` (one camera).
+        #[arg(long, value_name = "FILE")]
+        clip: Option<PathBuf>,
+        /// Write the events here (default: stdout), one JSON object a line.
+        #[arg(long, value_name = "FILE")]
+        events_out: Option<PathBuf>,
+        /// Also write each event's evidence JPEG here, as `<event id>.jpg`.
+        #[arg(long, value_name = "DIR")]
+        evidence_dir: Option<PathBuf>,
+        /// Draw every analysed frame into this H.264 video (one camera).
+        #[arg(long, value_name = "OUT.mp4")]
+        annotate: Option<PathBuf>,
     },
     /// Describe a model: inputs, outputs, detected format, labels, execution providers, speed.
     ProbeModel {
@@ -177,7 +218,34 @@ fn main() -> ExitCode {
             config,
             model,
             json,
-        } => cmd_detect(image, config, model, json),
+            annotate,
+        } => cli::detect::run(image, config, model, json, annotate),
+        Command::Preview {
+            config,
+            camera,
+            output,
+            frame,
+        } => cli::preview::run(cli::preview::Args {
+            config: config.config,
+            camera,
+            output,
+            frame,
+        }),
+        Command::Replay {
+            config,
+            camera,
+            clip,
+            events_out,
+            evidence_dir,
+            annotate,
+        } => cli::replay::run(cli::replay::Args {
+            config: config.config,
+            camera,
+            clip,
+            events_out,
+            evidence_dir,
+            annotate,
+        }),
         Command::ProbeModel {
             path,
             manifest,
@@ -213,11 +281,19 @@ fn is_usage_error(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.is::<streetwatch::config::ConfigError>()
             || e.is::<DetectError>()
+            || e.is::<streetwatch::draw::DrawError>()
             || match e.downcast_ref::<StartError>() {
                 Some(StartError::Config(_) | StartError::Detector(_)) => true,
                 Some(StartError::Outbox(o)) => !o.may_pass(),
                 None => false,
             }
+            || matches!(
+                e.downcast_ref::<ReplayError>(),
+                Some(
+                    ReplayError::Config(_)
+                        | ReplayError::Start(StartError::Config(_) | StartError::Detector(_))
+                )
+            )
     })
 }
 
@@ -405,72 +481,6 @@ fn cmd_check(config_path: PathBuf, connect: bool) -> anyhow::Result<()> {
         detector.plan().format().as_str(),
         detector.provider()
     );
-    Ok(())
-}
-
-fn cmd_detect(
-    image: PathBuf,
-    config: Option<PathBuf>,
-    model: Option<PathBuf>,
-    json: bool,
-) -> anyhow::Result<()> {
-    let mut opts = match &config {
-        Some(p) => options::detector(&Config::load(p)?),
-        None => DetectorOptions::for_model(detect::manifest::default_model_path()),
-    };
-    if let Some(m) = model {
-        opts.model = m;
-    }
-    let mut detector = Detector::open(&opts)?;
-    let img = detect::load_image(&image)?;
-    let out = detector.detect(RgbView {
-        width: img.width(),
-        height: img.height(),
-        data: img.as_raw(),
-    })?;
-    if json {
-        let dets: Vec<serde_json::Value> = out
-            .detections
-            .iter()
-            .map(|d| {
-                serde_json::json!({
-                    "class": detector.label(d.class_id),
-                    "class_id": d.class_id,
-                    "score": (d.score * 1000.0).round() / 1000.0,
-                    "box": d.bbox.0.map(|v| (v * 10.0).round() / 10.0),
-                })
-            })
-            .collect();
-        let doc = serde_json::json!({
-            "image": image.display().to_string(),
-            "width": img.width(),
-            "height": img.height(),
-            "model": detector.manifest().name,
-            "inference_ms": (out.elapsed.as_secs_f64() * 10000.0).round() / 10.0,
-            "detections": dets,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        println!(
-            "{} ({}x{}), model {}, {:.1} ms",
-            image.display(),
-            img.width(),
-            img.height(),
-            detector.manifest().name,
-            out.elapsed.as_secs_f64() * 1000.0
-        );
-        for d in &out.detections {
-            println!(
-                "  {:<14} {:.3}  [{:.0}, {:.0}, {:.0}, {:.0}]",
-                detector.label(d.class_id),
-                d.score,
-                d.bbox[0],
-                d.bbox[1],
-                d.bbox[2],
-                d.bbox[3]
-            );
-        }
-    }
     Ok(())
 }
 

@@ -58,7 +58,9 @@ fn evidence_jpeg() -> Vec<u8> {
     };
     streetwatch::evidence::render(
         &frame,
-        &[streetwatch::geom::FracBox([0.1, 0.2, 0.3, 0.4])],
+        &streetwatch::evidence::Annotation::boxes(&[streetwatch::geom::FracBox([
+            0.1, 0.2, 0.3, 0.4,
+        ])]),
         &opts,
     )
     .unwrap()

@@ -14,12 +14,14 @@ use serde::Deserialize;
 
 mod env;
 mod polygon;
+mod privacy;
 mod rules;
 mod site;
 mod validate;
 mod values;
 
 pub use env::expand_env;
+pub use privacy::{PrivacyConfig, PrivacyMethod};
 pub use rules::{
     Anchor, CongestionConfig, DwellConfig, Levels, LitterConfig, ParkingConfig, PilesConfig,
     SceneConfig, TimeWindow, TrackerConfig, ZoneConfig,
@@ -57,6 +59,8 @@ pub struct Config {
     pub outbox: OutboxConfig,
     #[serde(default)]
     pub evidence: EvidenceConfig,
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
     #[serde(default, rename = "camera")]
     pub cameras: Vec<CameraConfig>,
     /// The file this was read from; relative paths were resolved against its folder.

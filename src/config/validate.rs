@@ -108,6 +108,9 @@ impl Config {
         self.evidence
             .check()
             .map_err(|(key, message)| self.invalid(key, message))?;
+        self.privacy
+            .check()
+            .map_err(|(key, message)| self.invalid(key, message))?;
         if self.detector.providers.is_empty() {
             return Err(self.invalid(
                 "detector.providers",

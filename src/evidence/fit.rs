@@ -3,8 +3,9 @@
 //! A broker takes packets up to a size (AWS IoT Core 128 KB, Mosquitto's
 //! `max_packet_size`, …); a 1080p JPEG easily exceeds it. A JPEG over the
 //! budget is encoded again at lower quality, then scaled down a quarter at
-//! a time (boxes drawn again at each size, so they stay visible; nothing is
-//! cropped) until it fits or would be narrower than [`MIN_WIDTH`].
+//! a time (masked and drawn again at each size, so outlines, labels and
+//! privacy masks stay as they were; nothing is cropped) until it fits or
+//! would be narrower than [`MIN_WIDTH`].
 //!
 //! The budget is the largest JPEG payload the broker takes, shared as a
 //! [`JpegBudget`]: the publisher sets it from the limit it knows (the
@@ -15,8 +16,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{EvidenceError, EvidenceOptions, jpeg, output_size, render};
-use crate::geom::FracBox;
+use super::{Annotation, EvidenceError, EvidenceOptions, jpeg, output_size, render, scaled};
 use crate::source::Frame;
 
 /// Narrower than this, evidence would show nothing useful: it is not made.
@@ -84,7 +84,7 @@ fn shrink_until(
 /// [`render`], made smaller until the JPEG is at most `max_bytes`.
 pub fn render_within(
     frame: &Frame,
-    boxes: &[FracBox],
+    ann: &Annotation,
     opts: &EvidenceOptions,
     max_bytes: usize,
 ) -> Result<Vec<u8>, EvidenceError> {
@@ -92,7 +92,7 @@ pub fn render_within(
     shrink_until(width, opts.quality, max_bytes, |w, q| {
         render(
             frame,
-            boxes,
+            ann,
             &EvidenceOptions {
                 max_width: w,
                 quality: q,
@@ -101,7 +101,7 @@ pub fn render_within(
     })
 }
 
-/// A stored JPEG (its boxes already drawn) made smaller until it is at most `max_bytes`.
+/// A stored JPEG (already masked and drawn) made smaller until it is at most `max_bytes`.
 pub fn refit(stored: &[u8], quality: u8, max_bytes: usize) -> Result<Vec<u8>, EvidenceError> {
     let img = image::load_from_memory_with_format(stored, image::ImageFormat::Jpeg)?.to_rgb8();
     let frame = Frame {
@@ -114,24 +114,16 @@ pub fn refit(stored: &[u8], quality: u8, max_bytes: usize) -> Result<Vec<u8>, Ev
     };
     let width = frame.width;
     shrink_until(width, quality, max_bytes, |w, q| {
-        if w == frame.width {
-            return Ok(jpeg(&frame.data, frame.width, frame.height, q)?);
-        }
-        render(
-            &frame,
-            &[],
-            &EvidenceOptions {
-                max_width: w,
-                quality: q,
-            },
-        )
+        let (w, h, pixels) = scaled(&frame, w)?;
+        Ok(jpeg(&pixels, w, h, q)?)
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::BOX_COLOUR;
+    use crate::evidence::{BOX_COLOUR, Method};
+    use crate::geom::FracBox;
 
     /// A busy picture (noise compresses badly), as a street scene does.
     fn noisy(width: u32, height: u32) -> Frame {
@@ -165,7 +157,7 @@ mod tests {
             max_width: 1280,
             quality: 80,
         };
-        let boxes = [FracBox([0.25, 0.25, 0.75, 0.75])];
+        let boxes = Annotation::boxes(&[FracBox([0.25, 0.25, 0.75, 0.75])]);
         let full = render(&frame, &boxes, &opts).unwrap();
         for max in [full.len(), full.len() / 2, 30_000, 12_000] {
             let jpeg = render_within(&frame, &boxes, &opts, max).unwrap();
@@ -195,6 +187,46 @@ mod tests {
         );
     }
 
+    /// The variance of the grey level inside `b` (fractions of the image).
+    fn variance(img: &image::RgbImage, b: [f64; 4]) -> f64 {
+        let (w, h) = (img.width() as f64, img.height() as f64);
+        let v: Vec<f64> = (((b[1] * h) as u32)..((b[3] * h) as u32))
+            .flat_map(|y| (((b[0] * w) as u32)..((b[2] * w) as u32)).map(move |x| (x, y)))
+            .map(|(x, y)| img.get_pixel(x, y).0.iter().map(|c| *c as f64).sum::<f64>() / 3.0)
+            .collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        v.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / v.len() as f64
+    }
+
+    #[test]
+    fn heads_stay_masked_at_every_size_evidence_is_made_to_fit() {
+        use crate::event::{MaskKind, Masked};
+        let frame = noisy(1280, 720);
+        let opts = EvidenceOptions {
+            max_width: 1280,
+            quality: 80,
+        };
+        let head = Masked {
+            what: MaskKind::Head,
+            bbox: FracBox([0.1, 0.1, 0.4, 0.5]),
+        };
+        for method in [Method::Pixelate, Method::Blur] {
+            let ann = Annotation::masks(std::slice::from_ref(&head), method);
+            let full = render(&frame, &ann, &opts).unwrap();
+            for max in [full.len(), full.len() / 2, 30_000, 12_000] {
+                let img = decode(&render_within(&frame, &ann, &opts, max).unwrap());
+                // Well inside the mask, and a patch of street as large elsewhere.
+                let masked = variance(&img, [0.15, 0.15, 0.35, 0.45]);
+                let street = variance(&img, [0.6, 0.5, 0.8, 0.8]);
+                assert!(
+                    masked * 10.0 < street,
+                    "{method:?} within {max} bytes, {:?}: masked {masked:.1}, street {street:.1}",
+                    img.dimensions()
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_stored_jpeg_is_refitted_smaller() {
         let frame = noisy(960, 540);
@@ -202,7 +234,8 @@ mod tests {
             max_width: 960,
             quality: 90,
         };
-        let stored = render(&frame, &[FracBox([0.1, 0.1, 0.9, 0.9])], &opts).unwrap();
+        let boxes = Annotation::boxes(&[FracBox([0.1, 0.1, 0.9, 0.9])]);
+        let stored = render(&frame, &boxes, &opts).unwrap();
         let smaller = refit(&stored, 90, stored.len() / 3).unwrap();
         assert!(smaller.len() <= stored.len() / 3);
         let img = decode(&smaller);

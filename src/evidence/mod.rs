@@ -1,11 +1,15 @@
-//! Evidence: the frame an incident started on, as a JPEG with the event's
-//! object boxes drawn, published on `{prefix}/{node}/evidence/{event_id}`
-//! after the `start` event.
+//! Evidence: the frame an incident started on, as a JPEG anyone can read,
+//! published on `{prefix}/{node}/evidence/{event_id}` after the `start`
+//! event; and on-demand snapshots.
 //!
-//! In: a decoded RGB frame and the event's boxes (fractions of the frame,
-//! `[x0, y0, x1, y1]`). Out: JPEG bytes. The frame is scaled down to at most
-//! `max_width` pixels wide (never up) first, so the outlines have the same
-//! thickness whatever the camera's resolution.
+//! In: a decoded RGB frame and an [`Annotation`]: the subject's boxes, other
+//! objects of the event (a thrower), the zone's outline, a caption
+//! (`litter · static change · 00:12:31`), the camera's id (and its site's
+//! address), and the regions to mask for privacy ([`privacy`]). Out: JPEG
+//! bytes. The frame is scaled down to at most `max_width` pixels wide (never
+//! up) first, so outlines and text have the same size whatever the camera's
+//! resolution; then people's heads (and plates) are masked, the subject
+//! never; then the drawing is done ([`crate::draw`]).
 //!
 //! Evidence is made to fit the broker's packet limit (`fit`): encoded again
 //! at lower quality and scaled down, never cropped.
@@ -14,13 +18,17 @@
 //! [`render`] on a blocking thread, never on the async runtime.
 
 mod fit;
+pub mod privacy;
 
 pub use fit::{JpegBudget, MIN_WIDTH, refit, render_within};
 
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
 
+use crate::draw::{Corner, Painter, colour};
+use crate::event::Masked;
 use crate::geom::FracBox;
 use crate::source::Frame;
+pub use privacy::{Method, Policy};
 
 /// The outline colour: a saturated yellow, bright enough to survive JPEG's
 /// chroma subsampling on grey streets and dark asphalt.
@@ -119,12 +127,127 @@ pub fn output_size(width: u32, height: u32, max_width: u32) -> (u32, u32) {
     (max_width, h.max(1))
 }
 
-/// The evidence JPEG of `frame` with `boxes` outlined.
+/// What an evidence picture shows over its frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Annotation {
+    /// The incident's subject: outlined in yellow, tagged with the text when it is not
+    /// empty. Never masked.
+    pub subjects: Vec<(FracBox, String)>,
+    /// Other objects of the event (a thrower): outlined in magenta and tagged.
+    pub others: Vec<(FracBox, String)>,
+    /// The zone's polygon (fractions of the frame); empty: none drawn.
+    pub zone: Vec<[f64; 2]>,
+    /// What happened and when, along the bottom: `litter · static change · 00:12:31`.
+    pub caption: String,
+    /// The camera (and its address), in the top-left corner.
+    pub camera: String,
+    /// Regions masked for privacy.
+    pub masked: Vec<Masked>,
+    /// Boxes no mask touches: the subject, unless it is a person ([`privacy::subjects`]).
+    pub kept: Vec<FracBox>,
+    pub method: Method,
+}
+
+impl Annotation {
+    /// Nothing drawn, `masked` masked with `method`: a snapshot.
+    pub fn masks(masked: &[Masked], method: Method) -> Self {
+        Self {
+            masked: masked.to_vec(),
+            method,
+            ..Self::boxes(&[])
+        }
+    }
+
+    /// Just outlines: `boxes` as untagged subjects.
+    pub fn boxes(boxes: &[FracBox]) -> Self {
+        Self {
+            subjects: boxes.iter().map(|b| (*b, String::new())).collect(),
+            others: Vec::new(),
+            zone: Vec::new(),
+            caption: String::new(),
+            camera: String::new(),
+            masked: Vec::new(),
+            kept: boxes.to_vec(),
+            method: Method::Pixelate,
+        }
+    }
+}
+
+/// `litter · static change · 00:12:31`: the event's type, its cause or level or source
+/// when it has one, and `at`.
+pub fn caption(event: &crate::event::Event, at: &str) -> String {
+    let words = |s: &str| s.replace('_', " ");
+    let mut parts = vec![words(&event.kind)];
+    for key in ["level", "source", "cause"] {
+        if let Some(v) = event.attributes.get(key) {
+            parts.push(words(v));
+            break;
+        }
+    }
+    parts.push(at.to_string());
+    parts.join(" · ")
+}
+
+/// `HH:MM:SS` of a duration (stream time).
+pub fn clock(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// The evidence JPEG of `frame`: scaled down, masked, annotated.
 pub fn render(
     frame: &Frame,
-    boxes: &[FracBox],
+    ann: &Annotation,
     opts: &EvidenceOptions,
 ) -> Result<Vec<u8>, EvidenceError> {
+    let (ow, oh, pixels) = scaled(frame, opts.max_width)?;
+    let mut img = image::RgbImage::from_raw(ow, oh, pixels).expect("scaled to its size");
+    privacy::mask(&mut img, &ann.masked, &ann.kept, ann.method);
+    annotate(&mut img, ann);
+    Ok(jpeg(img.as_raw(), ow, oh, opts.quality)?)
+}
+
+/// Draws `ann` (all but the masks) on `img`. Without a font, only the outlines.
+pub fn annotate(img: &mut image::RgbImage, ann: &Annotation) {
+    let font = match crate::draw::font() {
+        Ok(f) => f,
+        Err(e) => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| tracing::warn!(error = %e, "evidence drawn without labels"));
+            let (w, h) = img.dimensions();
+            let boxes: Vec<FracBox> = ann
+                .subjects
+                .iter()
+                .chain(&ann.others)
+                .map(|(b, _)| *b)
+                .collect();
+            draw_boxes(img, w, h, &boxes, line_width(w), BOX_COLOUR);
+            return;
+        }
+    };
+    let mut p = Painter::new(img, &font);
+    if ann.zone.len() >= 3 {
+        p.polygon(&ann.zone, colour::ORANGE);
+    }
+    for (b, tag) in &ann.others {
+        p.tagged(b, tag, colour::MAGENTA);
+    }
+    for (b, tag) in &ann.subjects {
+        if tag.is_empty() {
+            p.rect(b, colour::YELLOW);
+        } else {
+            p.tagged(b, tag, colour::YELLOW);
+        }
+    }
+    if !ann.camera.is_empty() {
+        p.corner(Corner::TopLeft, &ann.camera);
+    }
+    if !ann.caption.is_empty() {
+        p.corner(Corner::BottomLeft, &ann.caption);
+    }
+}
+
+fn check(frame: &Frame) -> Result<(), EvidenceError> {
     let (w, h) = (frame.width, frame.height);
     if frame.data.len() != w as usize * h as usize * 3 || w == 0 || h == 0 {
         return Err(EvidenceError::Frame {
@@ -133,21 +256,25 @@ pub fn render(
             len: frame.data.len(),
         });
     }
-    let (ow, oh) = output_size(w, h, opts.max_width);
-    let mut pixels = if (ow, oh) == (w, h) {
-        frame.data.clone()
-    } else {
-        let src = fast_image_resize::images::ImageRef::new(w, h, &frame.data, PixelType::U8x3)
-            .map_err(|e| EvidenceError::Resize(e.to_string()))?;
-        let mut dst = Image::new(ow, oh, PixelType::U8x3);
-        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-        Resizer::new()
-            .resize(&src, &mut dst, &options)
-            .map_err(|e| EvidenceError::Resize(e.to_string()))?;
-        dst.into_vec()
-    };
-    draw_boxes(&mut pixels, ow, oh, boxes, line_width(ow), BOX_COLOUR);
-    Ok(jpeg(&pixels, ow, oh, opts.quality)?)
+    Ok(())
+}
+
+/// The frame's pixels scaled down to `max_width` (never up), with their size.
+fn scaled(frame: &Frame, max_width: u32) -> Result<(u32, u32, Vec<u8>), EvidenceError> {
+    check(frame)?;
+    let (w, h) = (frame.width, frame.height);
+    let (ow, oh) = output_size(w, h, max_width);
+    if (ow, oh) == (w, h) {
+        return Ok((w, h, frame.data.clone()));
+    }
+    let src = fast_image_resize::images::ImageRef::new(w, h, &frame.data, PixelType::U8x3)
+        .map_err(|e| EvidenceError::Resize(e.to_string()))?;
+    let mut dst = Image::new(ow, oh, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| EvidenceError::Resize(e.to_string()))?;
+    Ok((ow, oh, dst.into_vec()))
 }
 
 /// JPEG of packed RGB8 pixels at `quality` (1–100): evidence and on-demand snapshots.
@@ -323,7 +450,8 @@ mod tests {
             quality: 80,
         };
         let boxes = [FracBox([0.25, 0.25, 0.75, 0.75])];
-        let img = decode(&render(&gradient(1920, 1080), &boxes, &opts).unwrap());
+        let img =
+            decode(&render(&gradient(1920, 1080), &Annotation::boxes(&boxes), &opts).unwrap());
         assert_eq!(img.dimensions(), (640, 360));
         // The outline is at the box's edge in the scaled image, 2 px wide, still yellow.
         let p = img.get_pixel(160, 180).0;
@@ -331,7 +459,8 @@ mod tests {
         let inside = img.get_pixel(170, 180).0;
         assert!(inside[2] > 40 && inside[1] < 170, "{inside:?}");
         // Not enlarged.
-        let small = decode(&render(&gradient(320, 240), &boxes, &opts).unwrap());
+        let small =
+            decode(&render(&gradient(320, 240), &Annotation::boxes(&boxes), &opts).unwrap());
         assert_eq!(small.dimensions(), (320, 240));
     }
 
@@ -342,7 +471,7 @@ mod tests {
         let size = |quality| {
             render(
                 &frame,
-                &boxes,
+                &Annotation::boxes(&boxes),
                 &EvidenceOptions {
                     max_width: 1280,
                     quality,
@@ -360,7 +489,7 @@ mod tests {
         f.data.truncate(100);
         let err = render(
             &f,
-            &[],
+            &Annotation::boxes(&[]),
             &EvidenceOptions {
                 max_width: 1280,
                 quality: 80,

@@ -125,7 +125,23 @@ pub fn pipeline(c: &Config, cam: &CameraConfig, labels: &[String]) -> PipelineOp
         },
         tz: crate::analytics::time_zone(c.node.timezone.as_deref()),
         timed: source.is_live() || source.realtime,
+        privacy: privacy(&c.privacy),
     }
+}
+
+/// `[privacy]`: what pictures leaving the box mask; `None` when it is off.
+pub fn privacy(c: &config::PrivacyConfig) -> Option<crate::evidence::Policy> {
+    use crate::evidence::Method;
+    c.enabled.then(|| crate::evidence::Policy {
+        method: match c.method {
+            config::PrivacyMethod::Pixelate => Method::Pixelate,
+            config::PrivacyMethod::Blur => Method::Blur,
+        },
+        head_classes: c.head_classes.clone(),
+        head_fraction: c.head_fraction as f32,
+        plate_classes: c.plate_classes.clone(),
+        mask_thrower: c.mask_thrower,
+    })
 }
 
 /// A camera's configured site, as events carry it.
@@ -234,6 +250,17 @@ fn read_pem(
     Ok(bytes)
 }
 
+/// The largest evidence JPEG until the broker says otherwise: `[mqtt] max_packet_bytes`,
+/// or the default packet limit. Replays, which have no broker, keep to it too.
+pub fn jpeg_budget(c: &Config) -> crate::evidence::JpegBudget {
+    crate::evidence::JpegBudget::new(
+        c.mqtt
+            .max_packet_bytes
+            .map(|b| b as usize)
+            .unwrap_or(crate::mqtt::DEFAULT_MAX_PACKET),
+    )
+}
+
 /// The broker connection: `[mqtt]`, with the TLS material and the password read
 /// once, at start-up. `cameras` is what the status and stats topics report on.
 pub fn publisher(
@@ -297,11 +324,7 @@ pub fn publisher(
         protocol: m.protocol,
         clock,
         max_packet_bytes: m.max_packet_bytes.map(|b| b as usize),
-        jpeg_budget: crate::evidence::JpegBudget::new(
-            m.max_packet_bytes
-                .map(|b| b as usize)
-                .unwrap_or(crate::mqtt::DEFAULT_MAX_PACKET),
-        ),
+        jpeg_budget: jpeg_budget(c),
         evidence_quality: c.evidence.quality,
         retry: Default::default(),
         memory_queue: crate::mqtt::DEFAULT_MEMORY_QUEUE,
@@ -371,6 +394,37 @@ mod tests {
         }
         let err = parse("[evidence]\nblur = true\n").unwrap_err().to_string();
         assert!(err.contains("unknown field `blur`"), "{err}");
+    }
+
+    #[test]
+    fn privacy_is_on_by_default_and_checked() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            privacy(&c.privacy),
+            Some(crate::evidence::Policy::default())
+        );
+        let off = parse("[privacy]\nenabled = false\n").unwrap();
+        assert_eq!(privacy(&off.privacy), None);
+        let blur = parse("[privacy]\nmethod = \"blur\"\nmask_thrower = false\n").unwrap();
+        let p = privacy(&blur.privacy).unwrap();
+        assert_eq!(p.method, crate::evidence::Method::Blur);
+        assert!(!p.mask_thrower);
+        for (extra, key) in [
+            ("[privacy]\nhead_fraction = 0\n", "privacy.head_fraction"),
+            ("[privacy]\nhead_fraction = 1.5\n", "privacy.head_fraction"),
+            ("[privacy]\nhead_classes = [\"\"]\n", "privacy.head_classes"),
+            (
+                "[privacy]\nplate_classes = [\" \"]\n",
+                "privacy.plate_classes",
+            ),
+        ] {
+            let err = parse(extra).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        let err = parse("[privacy]\nmethod = \"smudge\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("smudge"), "{err}");
     }
 
     #[test]

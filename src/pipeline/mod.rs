@@ -28,6 +28,7 @@
 //! Counters go into the camera's [`CameraStats`]; wall-clock time (latency,
 //! event ids) comes from the injected [`Clock`].
 
+mod looks;
 pub mod task;
 
 use std::sync::Arc;
@@ -37,11 +38,13 @@ use crate::analytics::{CameraRules, Observation, Region, RuleEnv, RuleEvent, Tra
 use crate::clock::SharedClock;
 use crate::config::ZoneConfig;
 use crate::event::{Event, Phase, SCHEMA, Site, rfc3339};
+use crate::evidence::Policy;
 use crate::geom::Detection;
 use crate::monitor::CameraStats;
 use crate::scene::{SceneConfig, SceneModel, StaticRegion};
 use crate::source::Frame;
 use crate::track::{Track, Tracker, TrackerConfig};
+use looks::Looks;
 
 /// The motion gate: skip the detector while nothing moves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,6 +76,8 @@ pub struct PipelineOptions {
     /// Capture times are wall-clock times (a live source, or a file played at stream
     /// speed), so capture-to-detection latency is measured and events carry it.
     pub timed: bool,
+    /// What pictures leaving the box mask (`[privacy]`); `None`: nothing.
+    pub privacy: Option<Policy>,
 }
 
 /// What to do with a frame after [`CameraPipeline::frame`].
@@ -138,11 +143,14 @@ pub struct CameraPipeline {
     last: Option<(SystemTime, Duration)>,
     /// Scratch: the confirmed tracks of the current frame.
     tracks: Vec<TrackedObject>,
+    /// What pictures show and hide: see [`CameraPipeline::annotation`].
+    looks: Looks,
 }
 
 impl CameraPipeline {
     pub fn new(opts: PipelineOptions, stats: Arc<CameraStats>, clock: SharedClock) -> Self {
         let gate = opts.gate.filter(|_| opts.scene.is_some());
+        let looks = Looks::new(&opts);
         let sites = opts
             .zones
             .iter()
@@ -152,6 +160,7 @@ impl CameraPipeline {
             })
             .collect();
         Self {
+            looks,
             sites,
             scene: opts.scene.map(SceneModel::new),
             gate,
@@ -249,6 +258,11 @@ impl CameraPipeline {
         }
     }
 
+    /// The last detector result (source pixels), which the rules see until the next.
+    pub fn detections(&self) -> &[Detection] {
+        &self.detections
+    }
+
     /// The confirmed tracks as the rules saw them on the last frame.
     pub fn tracks(&self) -> &[TrackedObject] {
         &self.tracks
@@ -269,6 +283,7 @@ impl CameraPipeline {
         };
         let evs = self.rules.observe(&obs);
         self.last = Some((frame.captured_at, frame.pts));
+        self.looks.size = (frame.width, frame.height);
         self.outgoing(evs)
     }
 
@@ -312,6 +327,7 @@ impl CameraPipeline {
             metrics: ev.metrics,
             attributes: ev.attributes,
             evidence: None,
+            masked: Vec::new(),
         }
     }
 }

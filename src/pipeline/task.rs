@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CameraPipeline, Detected, Outgoing, Step};
 use crate::detect::{DetectOutput, DetectorService, ServiceError};
-use crate::evidence::{EvidenceOptions, JpegBudget};
+use crate::event::Masked;
+use crate::evidence::{Annotation, EvidenceOptions, JpegBudget, Method};
 use crate::monitor::{CameraState, CameraStats};
 use crate::outbox::Handover;
 use crate::source::runner::{self, Opener, SourceOptions};
@@ -43,6 +44,14 @@ impl Detect for DetectorService {
     }
 }
 
+/// The latest analysed frame and what a snapshot of it masks.
+#[derive(Debug, Clone)]
+pub struct Latest {
+    pub frame: Arc<Frame>,
+    pub masked: Vec<Masked>,
+    pub method: Method,
+}
+
 /// How a camera task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CameraExit {
@@ -63,11 +72,28 @@ pub struct CameraTask<D: Detect> {
     pub stats: Arc<CameraStats>,
     pub stop: CancellationToken,
     /// The latest analysed frame, for snapshots.
-    pub latest: watch::Sender<Option<Arc<Frame>>>,
+    pub latest: watch::Sender<Option<Latest>>,
     /// How evidence of start events is made; `None`: no evidence.
     pub evidence: Option<EvidenceOptions>,
+    /// Every analysed frame with what the pipeline made of it (replays draw them);
+    /// `None` for the daemon.
+    pub tap: Option<mpsc::Sender<Tapped>>,
     /// The largest JPEG the broker takes (evidence is made to fit it).
     pub jpeg_budget: JpegBudget,
+}
+
+/// An analysed frame and what the pipeline made of it.
+#[derive(Debug, Clone)]
+pub struct Tapped {
+    pub frame: Arc<Frame>,
+    /// The detections the rules saw (source pixels).
+    pub detections: Vec<crate::geom::Detection>,
+    /// The confirmed tracks.
+    pub tracks: Vec<crate::analytics::TrackedObject>,
+    /// The motion gate held the frame: the detector did not run on it.
+    pub held: bool,
+    /// The events of this frame.
+    pub events: Vec<crate::event::Event>,
 }
 
 impl<D: Detect> CameraTask<D> {
@@ -96,13 +122,16 @@ impl<D: Detect> CameraTask<D> {
         let mut died: Option<String> = None;
         while let Some(frame) = slot.take().await {
             let frame = Arc::new(frame);
-            let out = match self.pipeline.frame(&frame) {
-                Step::Done(out) => out,
+            let (out, held) = match self.pipeline.frame(&frame) {
+                Step::Done(out) => (out, true),
                 Step::Detect => match self.detector.detect(frame.clone()).await {
-                    Ok(found) => self.pipeline.detected(Detected::Found {
-                        detections: found.detections,
-                        inference: found.elapsed,
-                    }),
+                    Ok(found) => (
+                        self.pipeline.detected(Detected::Found {
+                            detections: found.detections,
+                            inference: found.elapsed,
+                        }),
+                        false,
+                    ),
                     Err(ServiceError::Died(reason)) => {
                         died = Some(format!("the detector thread died: {reason}"));
                         break;
@@ -115,7 +144,23 @@ impl<D: Detect> CameraTask<D> {
                     }
                 },
             };
-            self.latest.send_replace(Some(frame.clone()));
+            self.latest.send_replace(Some(Latest {
+                frame: frame.clone(),
+                masked: self.pipeline.masks(&[]),
+                method: self.pipeline.mask_method(),
+            }));
+            if let Some(tap) = &self.tap {
+                let tapped = Tapped {
+                    frame: frame.clone(),
+                    detections: self.pipeline.detections().to_vec(),
+                    tracks: self.pipeline.tracks().to_vec(),
+                    held,
+                    events: out.iter().map(|o| o.event.clone()).collect(),
+                };
+                if tap.send(tapped).await.is_err() {
+                    self.tap = None;
+                }
+            }
             if !self.emit(out, Some(&frame)).await {
                 break;
             }
@@ -153,10 +198,21 @@ impl<D: Detect> CameraTask<D> {
     async fn emit(&mut self, out: Vec<Outgoing>, frame: Option<&Arc<Frame>>) -> bool {
         let timed = self.pipeline.timed();
         let captured_at = frame.filter(|_| timed).map(|f| f.captured_at);
-        for Outgoing { event, evidence } in out {
+        for Outgoing {
+            mut event,
+            evidence,
+        } in out
+        {
             let evidence = match (evidence, frame, self.evidence) {
                 (true, Some(frame), Some(opts)) => {
-                    evidence_of(&event, frame, opts, self.jpeg_budget.get()).await
+                    let ann = self.pipeline.annotation(&event);
+                    let masked = ann.masked.clone();
+                    let jpeg = evidence_of(&event, ann, frame, opts, self.jpeg_budget.get()).await;
+                    // The event says what its evidence hides; no evidence, nothing hidden.
+                    if jpeg.is_some() {
+                        event.masked = masked;
+                    }
+                    jpeg
                 }
                 _ => None,
             };
@@ -178,14 +234,14 @@ impl<D: Detect> CameraTask<D> {
 /// `None` (logged) if it fails.
 async fn evidence_of(
     event: &crate::event::Event,
+    ann: Annotation,
     frame: &Arc<Frame>,
     opts: EvidenceOptions,
     max_bytes: usize,
 ) -> Option<Vec<u8>> {
-    let boxes: Vec<_> = event.objects.iter().map(|o| o.bbox).collect();
     let frame = frame.clone();
     let jpeg = tokio::task::spawn_blocking(move || {
-        crate::evidence::render_within(&frame, &boxes, &opts, max_bytes)
+        crate::evidence::render_within(&frame, &ann, &opts, max_bytes)
     })
     .await
     .map_err(|e| e.to_string())

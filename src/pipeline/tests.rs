@@ -41,6 +41,7 @@ fn options(gate: bool, zones: Vec<ZoneConfig>) -> PipelineOptions {
         },
         tz: jiff::tz::TimeZone::UTC,
         timed: false,
+        privacy: Some(crate::evidence::Policy::default()),
     }
 }
 

@@ -339,6 +339,7 @@ pub fn sample_event(node: &str, camera: &str, n: usize) -> streetwatch::event::E
             "moderate".to_string(),
         )]),
         evidence: None,
+        masked: Vec::new(),
     }
 }
 
