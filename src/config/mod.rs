@@ -300,6 +300,10 @@ pub struct CameraConfig {
     /// RTSP over TCP (interleaved, the default: survives NAT and loss) or UDP.
     #[serde(default)]
     pub rtsp_transport: RtspTransport,
+    /// Largest frame (width × height) the camera may announce; a stream with larger
+    /// frames is refused before any frame of that size is decoded.
+    #[serde(default = "default_max_pixels")]
+    pub max_pixels: i64,
     #[serde(default)]
     pub tracker: TrackerConfig,
     #[serde(default)]
@@ -361,6 +365,11 @@ fn default_stall_timeout_s() -> f64 {
 }
 fn default_reconnect_max_s() -> f64 {
     30.0
+}
+/// 4K UHD, 3840 × 2160.
+pub const DEFAULT_MAX_PIXELS: i64 = 3840 * 2160;
+fn default_max_pixels() -> i64 {
+    DEFAULT_MAX_PIXELS
 }
 fn default_true() -> bool {
     true

@@ -138,6 +138,23 @@ fn source_options_parse_and_are_checked() {
 }
 
 #[test]
+fn max_pixels_defaults_to_4k_and_must_be_positive() {
+    assert_eq!(parse(GOOD).unwrap().cameras[0].max_pixels, 3840 * 2160);
+    let text = GOOD.replace("fps = 4", "fps = 4\nmax_pixels = 921600");
+    assert_eq!(parse(&text).unwrap().cameras[0].max_pixels, 1280 * 720);
+    for bad in ["0", "-5"] {
+        let text = GOOD.replace("fps = 4", &format!("fps = 4\nmax_pixels = {bad}"));
+        let err = parse(&text).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "camera[gate].max_pixels"),
+            "{bad}: {err}"
+        );
+    }
+    let err = parse(&GOOD.replace("fps = 4", "fps = 4\nmax_pixels = \"4k\"")).unwrap_err();
+    assert!(err.to_string().contains("max_pixels"), "{err}");
+}
+
+#[test]
 fn batching_keys_default_to_off_and_are_checked() {
     let c = parse(GOOD).unwrap();
     assert_eq!((c.detector.max_batch, c.detector.max_wait_ms), (1, 5));
