@@ -20,6 +20,7 @@ use crate::monitor::CameraStats;
 
 mod hw;
 mod input;
+pub mod timestamps;
 mod watchdog;
 
 use hw::{is_hw_format, open_decoder};
@@ -199,11 +200,7 @@ impl FfmpegSource {
             })?;
         let stream_index = stream.index();
         let tb = stream.time_base();
-        let time_base = if tb.denominator() != 0 {
-            tb.numerator() as f64 / tb.denominator() as f64
-        } else {
-            0.0
-        };
+        let time_base = timestamps::time_base(tb.numerator(), tb.denominator()).unwrap_or(0.0);
         let rate = stream.avg_frame_rate();
         let fallback_interval = if rate.numerator() > 0 && rate.denominator() > 0 {
             rate.denominator() as f64 / rate.numerator() as f64
@@ -257,15 +254,13 @@ impl FfmpegSource {
         if let Some(since) = self.wall_clock_since.as_mut() {
             return since.get_or_insert_with(Instant::now).elapsed();
         }
-        let fallback = self.frames_seen as f64 * self.fallback_interval;
-        let secs = match self.decoded.timestamp().or(self.decoded.pts()) {
+        match self.decoded.timestamp().or(self.decoded.pts()) {
             Some(ts) if self.time_base > 0.0 => {
                 let first = *self.first_pts.get_or_insert(ts);
-                (ts - first) as f64 * self.time_base
+                timestamps::since_first(ts, first, self.time_base)
             }
-            _ => fallback,
-        };
-        Duration::from_secs_f64(secs.max(0.0))
+            _ => timestamps::clamp_secs(self.frames_seen as f64 * self.fallback_interval),
+        }
     }
 
     /// Converts `self.decoded` to packed RGB.
@@ -496,7 +491,7 @@ impl FrameSource for FfmpegSource {
     }
 
     fn frame_interval(&self) -> Duration {
-        Duration::from_secs_f64(self.fallback_interval)
+        timestamps::clamp_secs(self.fallback_interval)
     }
 }
 
