@@ -118,6 +118,50 @@ fn unset_environment_variable_exits_2_naming_it() {
 }
 
 #[test]
+fn unset_variable_exits_2_naming_the_key_path() {
+    assert_refused(
+        &["check-config"],
+        &GOOD.replace(
+            "url = \"mqtt://127.0.0.1:1\"",
+            "url = \"mqtt://127.0.0.1:1\"\nusername = \"${SW_TEST_SURELY_UNSET_USER}\"",
+        ),
+        &[
+            "`mqtt.username`",
+            "environment variable SW_TEST_SURELY_UNSET_USER is not set",
+        ],
+    );
+}
+
+#[test]
+fn a_variable_cannot_inject_keys_and_comments_are_not_expanded() {
+    common::default_model();
+    let dir = tempfile::tempdir().unwrap();
+    let config = GOOD
+        .replace(
+            "url = \"mqtt://127.0.0.1:1\"",
+            "url = \"mqtt://127.0.0.1:1\"\nusername = \"${SW_TEST_USER}\"",
+        )
+        .replace(
+            "[outbox]",
+            "# the password comes from ${SW_TEST_SURELY_UNSET_IN_COMMENT}\n[outbox]",
+        );
+    let path = common::write_config(dir.path(), &config);
+    let out = Command::new(common::bin())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        // Expanded into the text, this would end the string, start a second [mqtt]
+        // table (refused as a duplicate) and point the node at another broker.
+        .env(
+            "SW_TEST_USER",
+            "x\"\n]\n[mqtt]\nurl = \"mqtt://evil:1\"\n[node]\nid = \"evil\"",
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
 fn class_the_model_does_not_know_exits_2_naming_the_key() {
     common::default_model();
     assert_refused(

@@ -42,6 +42,9 @@ fn values() -> impl Strategy<Value = String> {
         Just("[]".to_string()),
         Just("{}".to_string()),
         Just("true".to_string()),
+        "\"[a-z/:]{0,8}\\$\\{SW_TEST_SURELY_UNSET_[A-Z]{1,4}\\}[a-z]{0,4}\"",
+        "\"[a-z]{0,8}\\$\\$\\{[A-Z]{0,4}\\}\"",
+        "\"\\$\\{[^}\"\\\\\n]{0,12}\"",
     ]
 }
 
@@ -71,6 +74,11 @@ proptest! {
             let field = key.rsplit('.').next().unwrap();
             let message = e.to_string();
             prop_assert!(message.contains(field) || message.contains("streetwatch.toml"), "{key} = {value}: {message}");
+            // `camera.url` is set twice by `config_with`: that duplicate is the error.
+            if value.contains("${SW_TEST_SURELY_UNSET_") && key != "camera.url" {
+                // An unset variable is named with the key that refers to it.
+                prop_assert!(message.contains(&format!("`{}`", key.replace("camera.", "camera[c1]."))), "{message}");
+            }
         }
     }
 }

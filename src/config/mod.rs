@@ -20,7 +20,7 @@ mod site;
 mod validate;
 mod values;
 
-pub use env::expand_env;
+use env::expand_env;
 pub use privacy::{PrivacyConfig, PrivacyMethod};
 pub use rules::{
     Anchor, CongestionConfig, DwellConfig, Levels, LitterConfig, ParkingConfig, PilesConfig,
@@ -304,6 +304,10 @@ pub struct CameraConfig {
     /// RTSP over TCP (interleaved, the default: survives NAT and loss) or UDP.
     #[serde(default)]
     pub rtsp_transport: RtspTransport,
+    /// Largest frame (width × height) the camera may announce; a stream with larger
+    /// frames is refused before any frame of that size is decoded.
+    #[serde(default = "default_max_pixels")]
+    pub max_pixels: i64,
     #[serde(default)]
     pub tracker: TrackerConfig,
     #[serde(default)]
@@ -366,6 +370,11 @@ fn default_stall_timeout_s() -> f64 {
 fn default_reconnect_max_s() -> f64 {
     30.0
 }
+/// 4K UHD, 3840 × 2160.
+pub const DEFAULT_MAX_PIXELS: i64 = 3840 * 2160;
+fn default_max_pixels() -> i64 {
+    DEFAULT_MAX_PIXELS
+}
 fn default_true() -> bool {
     true
 }
@@ -382,13 +391,28 @@ impl Config {
 
     /// Parses `text` as if it had been read from `path` (used for relative paths and messages).
     pub fn from_str_at(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Self::parse_with_env(text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::from_str_at`], with environment references looked up by `env`.
+    fn parse_with_env(text: &str, path: &Path, env: env::Lookup) -> Result<Config, ConfigError> {
         let parse_err = |message: String| ConfigError::Parse {
             path: path.to_owned(),
             message,
         };
-        let text = expand_env(text).map_err(parse_err)?;
-        let mut config: Config =
-            toml::from_str(&text).map_err(|e| parse_err(e.to_string().trim_end().to_owned()))?;
+        let mut doc = toml::de::DeTable::parse(text)
+            .map_err(|e| parse_err(e.to_string().trim_end().to_owned()))?;
+        expand_env(doc.get_mut(), env).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: e.key,
+            message: e.message,
+        })?;
+        let mut config =
+            Config::deserialize(toml::de::Deserializer::from(doc)).map_err(|mut e| {
+                // Spans point into `text`: the message quotes the line as written.
+                e.set_input(Some(text));
+                parse_err(e.to_string().trim_end().to_owned())
+            })?;
         config.source_path = path.to_owned();
         config.resolve_paths();
         config.validate()?;

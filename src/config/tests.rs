@@ -138,6 +138,23 @@ fn source_options_parse_and_are_checked() {
 }
 
 #[test]
+fn max_pixels_defaults_to_4k_and_must_be_positive() {
+    assert_eq!(parse(GOOD).unwrap().cameras[0].max_pixels, 3840 * 2160);
+    let text = GOOD.replace("fps = 4", "fps = 4\nmax_pixels = 921600");
+    assert_eq!(parse(&text).unwrap().cameras[0].max_pixels, 1280 * 720);
+    for bad in ["0", "-5"] {
+        let text = GOOD.replace("fps = 4", &format!("fps = 4\nmax_pixels = {bad}"));
+        let err = parse(&text).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "camera[gate].max_pixels"),
+            "{bad}: {err}"
+        );
+    }
+    let err = parse(&GOOD.replace("fps = 4", "fps = 4\nmax_pixels = \"4k\"")).unwrap_err();
+    assert!(err.to_string().contains("max_pixels"), "{err}");
+}
+
+#[test]
 fn batching_keys_default_to_off_and_are_checked() {
     let c = parse(GOOD).unwrap();
     assert_eq!((c.detector.max_batch, c.detector.max_wait_ms), (1, 5));
@@ -162,4 +179,73 @@ fn duplicate_camera_ids_are_refused() {
     let text = format!("{GOOD}\n[[camera]]\nid = \"gate\"\nurl = \"other.mp4\"\n");
     let err = parse(&text).unwrap_err();
     assert!(err.to_string().contains("used twice"), "{err}");
+}
+
+/// `GOOD` with `username` set in `[mqtt]`, parsed with `env` as the environment.
+fn parse_env(username: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let text = GOOD.replace(
+        "url = \"mqtt://127.0.0.1:1883\"",
+        &format!("url = \"mqtt://127.0.0.1:1883\"\nusername = \"{username}\""),
+    );
+    Config::parse_with_env(&text, Path::new("/etc/streetwatch/test.toml"), env)
+}
+
+#[test]
+fn environment_values_stay_one_string_whatever_they_hold() {
+    for value in [
+        "pole\"17",
+        "line1\nline2",
+        "x\"\n]\n[mqtt]\nurl = \"mqtt://evil:1\"\n[node]\nid = \"evil\"",
+        "a = 1 # not a comment",
+        "${NOT_EXPANDED_TWICE}",
+    ] {
+        let v = value.to_string();
+        let c = parse_env("${SW_USER}", &move |n| (n == "SW_USER").then(|| v.clone()))
+            .unwrap_or_else(|e| panic!("{value:?}: {e}"));
+        assert_eq!(c.mqtt.username.as_deref(), Some(value));
+        assert_eq!(c.mqtt.url, "mqtt://127.0.0.1:1883");
+        assert_eq!(c.node.id, "pole-17");
+    }
+    let c = parse_env("${SW_USER:-guest}-$${literal}", &|_| None).unwrap();
+    assert_eq!(c.mqtt.username.as_deref(), Some("guest-${literal}"));
+}
+
+#[test]
+fn references_in_comments_are_not_expanded_and_unset_ones_name_the_key() {
+    let text = GOOD.replace(
+        "[outbox]",
+        "# password from ${SW_SURELY_UNSET_IN_COMMENT}\n[outbox]",
+    );
+    let c = Config::parse_with_env(&text, Path::new("/x.toml"), &|_| None).unwrap();
+    assert_eq!(c.node.id, "pole-17");
+    let err = parse_env("${MQTT_USER}", &|_| None).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { key, message, .. }
+            if key == "mqtt.username" && message.contains("MQTT_USER is not set")),
+        "{err}"
+    );
+    let err = GOOD.replace("url = \"clip.mp4\"", "url = \"${CAM_URL}\"");
+    let err = Config::parse_with_env(&err, Path::new("/x.toml"), &|_| None).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { key, .. } if key == "camera[gate].url"),
+        "{err}"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Whatever a variable holds, the config has the same keys: the value is one string.
+    #[test]
+    fn any_environment_value_is_one_string(value in "(?s).{1,80}") {
+        let v = value.clone();
+        match parse_env("${SW_USER}", &move |n| (n == "SW_USER").then(|| v.clone())) {
+            Ok(c) => {
+                proptest::prop_assert_eq!(c.mqtt.username.as_deref(), Some(value.as_str()));
+                proptest::prop_assert_eq!(c.cameras.len(), 1);
+                proptest::prop_assert_eq!(&c.node.id, "pole-17");
+            }
+            Err(e) => proptest::prop_assert!(false, "{value:?}: {e}"),
+        }
+    }
 }

@@ -160,6 +160,12 @@ impl Config {
                     ));
                 }
             }
+            if cam.max_pixels <= 0 {
+                return Err(self.invalid(
+                    format!("{key}.max_pixels"),
+                    "must be a positive number of pixels (width × height)",
+                ));
+            }
             super::site::check_camera(cam)
                 .map_err(|(k, m)| self.invalid(format!("{key}.{k}"), m))?;
             for r in [cam.tracker.validate(), cam.scene.validate()] {

@@ -75,6 +75,7 @@ pub fn source(cam: &CameraConfig) -> SourceOptions {
         reconnect_max,
         hwaccel: cam.hwaccel,
         rtsp_transport: cam.rtsp_transport,
+        max_pixels: cam.max_pixels.unsigned_abs(),
     }
 }
 

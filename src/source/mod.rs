@@ -47,6 +47,43 @@ pub enum SourceError {
     Read { camera: String, message: String },
     #[error("camera {camera}: stalled: no frame for {:.1} s", after.as_secs_f64())]
     Stalled { camera: String, after: Duration },
+    #[error(
+        "camera {camera}: the stream announces {width}x{height} frames ({} pixels), more than [[camera]] max_pixels = {max_pixels}; refused",
+        u64::from(*width) * u64::from(*height)
+    )]
+    TooLarge {
+        camera: String,
+        width: u32,
+        height: u32,
+        max_pixels: u64,
+    },
+}
+
+impl SourceError {
+    /// The source can never work with this camera's configuration (reconnecting will
+    /// not help): the camera goes to `error`.
+    pub fn is_config(&self) -> bool {
+        matches!(self, SourceError::TooLarge { .. })
+    }
+}
+
+/// Refuses a frame size over `max_pixels` (width × height) before anything of that size
+/// is allocated. A size not known yet (0) passes.
+pub fn check_frame_size(
+    camera: &str,
+    width: u32,
+    height: u32,
+    max_pixels: u64,
+) -> Result<(), SourceError> {
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(SourceError::TooLarge {
+            camera: camera.to_string(),
+            width,
+            height,
+            max_pixels,
+        });
+    }
+    Ok(())
 }
 
 /// Something that yields frames. `Ok(None)` means the stream ended.
@@ -185,6 +222,29 @@ mod tests {
         let mut s = Sampler::new(5.0);
         assert!(s.take(ms(10_000)));
         assert!(s.take(ms(0)));
+    }
+
+    #[test]
+    fn frames_over_max_pixels_are_refused_naming_camera_size_and_key() {
+        let uhd = 3840 * 2160;
+        for (w, h, max, ok) in [
+            (3840, 2160, uhd, true),
+            (3841, 2160, uhd, false),
+            (0, 0, uhd, true),
+            (u32::MAX, u32::MAX, u64::MAX, true),
+            (u32::MAX, 2, u64::from(u32::MAX), false),
+            (768, 576, 640 * 480, false),
+        ] {
+            let r = check_frame_size("gate", w, h, max);
+            assert_eq!(r.is_ok(), ok, "{w}x{h} / {max}");
+            if let Err(e) = r {
+                assert!(e.is_config());
+                let m = e.to_string();
+                for part in ["camera gate", &format!("{w}x{h}"), "max_pixels"] {
+                    assert!(m.contains(part), "{m}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct SourceOptions {
     pub reconnect_max: Duration,
     pub hwaccel: HwAccel,
     pub rtsp_transport: RtspTransport,
+    /// Frames larger than this (width × height) are refused: the camera goes to `error`.
+    pub max_pixels: u64,
 }
 
 impl SourceOptions {
@@ -62,6 +64,7 @@ impl SourceOptions {
             stall_timeout: self.stall_timeout,
             hwaccel: self.hwaccel,
             rtsp_transport: self.rtsp_transport,
+            max_pixels: self.max_pixels,
         }
     }
 }
@@ -173,7 +176,7 @@ pub fn run_with(
                 if stop.is_cancelled() {
                     break;
                 }
-                if !live {
+                if !live || e.is_config() {
                     stats.set_state(cam, CameraState::Error(e.to_string()), "cannot open");
                     break;
                 }
@@ -212,7 +215,7 @@ pub fn run_with(
                 }
                 break;
             }
-            Ended::Failed(e) if !live => {
+            Ended::Failed(e) if !live || e.is_config() => {
                 stats.set_state(cam, CameraState::Error(e.to_string()), "read failed");
                 break;
             }

@@ -707,6 +707,7 @@ pub fn source_options(
         reconnect_max: Duration::from_secs(2),
         hwaccel: streetwatch::config::HwAccel::None,
         rtsp_transport: streetwatch::config::RtspTransport::Tcp,
+        max_pixels: 3840 * 2160,
     }
 }
 

@@ -59,7 +59,52 @@ pub fn frame_of_batch<'a>(
 
 /// Decodes `tensors` (in [`Plan::output_names`] order) into candidates in input pixels.
 /// `thresholds[c]` is class `c`'s minimum score.
+///
+/// Whatever the tensors hold, the result is candidates with finite boxes (corners in
+/// order) and scores in `0..=1`, or an error saying what does not fit: a candidate
+/// with a NaN or infinite box or score is dropped.
 pub fn decode(
+    plan: &Plan,
+    tensors: &[Tensor<'_>],
+    thresholds: &[f32],
+    input: (u32, u32),
+) -> Result<Vec<Detection>, String> {
+    let wanted = plan.output_names().len();
+    if tensors.len() < wanted {
+        return Err(format!(
+            "the model gave {} outputs, {wanted} are needed",
+            tensors.len()
+        ));
+    }
+    if thresholds.is_empty() {
+        return Err("no classes to score".into());
+    }
+    let mut out = decode_raw(plan, tensors, thresholds, input)?;
+    out.retain(|d| d.score.is_finite() && d.bbox.0.iter().all(|v| v.is_finite()));
+    for d in &mut out {
+        let [x0, y0, x1, y1] = d.bbox.0;
+        d.bbox = PxBox([x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1)]);
+        d.score = d.score.clamp(0.0, 1.0);
+    }
+    Ok(out)
+}
+
+/// The model's class id `raw` (a float in the tensor) minus `offset`, as a label index.
+fn class_index(raw: f32, offset: i64, classes: usize, what: &str) -> Result<usize, String> {
+    let class = raw
+        .is_finite()
+        .then(|| (raw as i64).checked_sub(offset))
+        .flatten()
+        .and_then(|c| usize::try_from(c).ok())
+        .filter(|&c| c < classes);
+    class.ok_or_else(|| {
+        format!(
+            "{what}: class id {raw} is outside the {classes} labels (output.class_offset = {offset})"
+        )
+    })
+}
+
+fn decode_raw(
     plan: &Plan,
     tensors: &[Tensor<'_>],
     thresholds: &[f32],
@@ -152,6 +197,9 @@ pub fn decode(
                 return Err(format!("output {:?} is not [1, N, {cols}]", t.shape));
             }
             let grid = match plan {
+                Plan::Yolox { strides, .. } if strides.contains(&0) => {
+                    return Err(format!("yolox strides {strides:?} hold a zero"));
+                }
                 Plan::Yolox { strides, .. } => Some(yolox_grid(strides, input)),
                 _ => None,
             };
@@ -187,14 +235,7 @@ pub fn decode(
         }
         Plan::EndToEnd { class_offset, .. } => {
             for r in tensors[0].data.chunks_exact(6) {
-                let class = r[5] as i64 - class_offset;
-                if class < 0 || class as usize >= classes {
-                    return Err(format!(
-                        "end_to_end: class id {} is outside the {classes} labels",
-                        r[5]
-                    ));
-                }
-                let class = class as usize;
+                let class = class_index(r[5], *class_offset, classes, "end_to_end")?;
                 if r[4] >= thresholds[class] {
                     out.push(Detection {
                         class_id: class,
@@ -207,19 +248,13 @@ pub fn decode(
         Plan::TfOd { class_offset, .. } => {
             let (boxes, scores, ids) = (tensors[0].data, tensors[1].data, tensors[2].data);
             let mut k = scores.len().min(ids.len()).min(boxes.len() / 4);
-            if let Some(count) = tensors.get(3).and_then(|t| t.data.first()) {
-                k = k.min(*count as usize);
+            if let Some(&count) = tensors.get(3).and_then(|t| t.data.first()) {
+                // A NaN or negative count is no detection (`as` saturates).
+                k = k.min(count as usize);
             }
             let (w, h) = (input.0 as f32, input.1 as f32);
             for i in 0..k {
-                let class = ids[i] as i64 - class_offset;
-                if class < 0 || class as usize >= classes {
-                    return Err(format!(
-                        "tf_od: class id {} is outside the {classes} labels (output.class_offset = {class_offset})",
-                        ids[i]
-                    ));
-                }
-                let class = class as usize;
+                let class = class_index(ids[i], *class_offset, classes, "tf_od")?;
                 if scores[i] >= thresholds[class] {
                     let b = &boxes[i * 4..i * 4 + 4];
                     out.push(Detection {

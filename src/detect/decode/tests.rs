@@ -351,3 +351,147 @@ fn per_class_thresholds_apply() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].class_id, 0);
 }
+
+/// Values a broken or hostile model may put in a tensor.
+fn any_value() -> impl proptest::strategy::Strategy<Value = f32> {
+    use proptest::prelude::*;
+    prop_oneof![
+        -2.0f32..2.0,
+        Just(f32::NAN),
+        Just(f32::INFINITY),
+        Just(f32::NEG_INFINITY),
+        Just(f32::MAX),
+        Just(f32::MIN),
+        Just(1e30),
+        Just(0.0),
+        any::<f32>(),
+    ]
+}
+
+fn any_plan() -> impl proptest::strategy::Strategy<Value = Plan> {
+    use proptest::prelude::*;
+    let level = |stride, grid_w, grid_h| GflLevel {
+        stride,
+        grid_w,
+        grid_h,
+        scores: "s".into(),
+        regression: "r".into(),
+    };
+    prop_oneof![
+        Just(Plan::BoxesScores {
+            boxes: "b".into(),
+            scores: "s".into()
+        }),
+        (0usize..4, 0usize..4, 0usize..8).prop_map(move |(w, h, reg_max)| Plan::NanodetRaw {
+            levels: vec![level(8, w, h), level(16, h, w)],
+            reg_max,
+        }),
+        Just(Plan::Yolov8 { output: "o".into() }),
+        Just(Plan::Yolov5 { output: "o".into() }),
+        proptest::collection::vec(0u32..40, 0..3).prop_map(|strides| Plan::Yolox {
+            output: "o".into(),
+            strides,
+        }),
+        any::<i64>().prop_map(|class_offset| Plan::EndToEnd {
+            output: "o".into(),
+            class_offset,
+        }),
+        (any::<bool>(), -2i64..3).prop_map(|(count, class_offset)| Plan::TfOd {
+            boxes: "b".into(),
+            scores: "s".into(),
+            classes: "c".into(),
+            count: count.then(|| "n".into()),
+            class_offset,
+        }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+    /// Any plan over outputs of any shape and content: candidates with finite, ordered
+    /// boxes and scores in 0..=1 of a known class, or an error that says something.
+    #[test]
+    fn any_output_decodes_to_sane_candidates_or_an_error(
+        plan in any_plan(),
+        tensors in proptest::collection::vec(
+            (
+                proptest::collection::vec(proptest::prelude::any::<i64>(), 0..4),
+                proptest::collection::vec(any_value(), 0..120),
+            ),
+            0..6,
+        ),
+        thresholds in proptest::collection::vec(0.0f32..1.0, 0..5),
+        input in (0u32..64, 0u32..64),
+    ) {
+        let views: Vec<Tensor<'_>> = tensors
+            .iter()
+            .map(|(shape, data)| Tensor { shape, data })
+            .collect();
+        match decode(&plan, &views, &thresholds, input) {
+            Ok(dets) => {
+                for d in dets {
+                    proptest::prop_assert!(d.class_id < thresholds.len());
+                    proptest::prop_assert!((0.0..=1.0).contains(&d.score), "{d:?}");
+                    let [x0, y0, x1, y1] = d.bbox.0;
+                    proptest::prop_assert!(d.bbox.0.iter().all(|v| v.is_finite()), "{d:?}");
+                    proptest::prop_assert!(x0 <= x1 && y0 <= y1, "{d:?}");
+                }
+            }
+            Err(e) => proptest::prop_assert!(!e.is_empty()),
+        }
+    }
+
+    /// Any output shapes, any class count: a plan or an error, never a panic.
+    #[test]
+    fn any_output_shapes_resolve_or_are_refused(
+        shapes in proptest::collection::vec(
+            proptest::collection::vec(
+                proptest::prop_oneof![
+                    -1i64..5000,
+                    proptest::prelude::Just(0i64),
+                    proptest::prelude::any::<i64>(),
+                ],
+                0..5,
+            ),
+            0..7,
+        ),
+        classes in 0usize..100,
+        input in (0u32..2000, 0u32..2000),
+    ) {
+        let names = ["boxes", "scores", "output0", "cls_pred_stride_8", "reg_pred_stride_8", "x"];
+        let outputs: Vec<OutputInfo> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| info(names[i % names.len()], s))
+            .collect();
+        if let Ok(plan) = Plan::resolve(&OutputSpec::default(), &outputs, classes, input) {
+            let _ = batch_refusal(&info("images", &[-1, 3, 416, 416]), &outputs, &plan);
+        }
+    }
+
+    /// A batch is split only when every output starts with it; each frame's slice lies
+    /// inside its tensor.
+    #[test]
+    fn batches_split_inside_their_tensors(
+        tensors in proptest::collection::vec(
+            (
+                proptest::collection::vec(-2i64..6, 0..4),
+                proptest::collection::vec(0.0f32..1.0, 0..40),
+            ),
+            0..4,
+        ),
+        n in 0usize..6,
+    ) {
+        let views: Vec<Tensor<'_>> = tensors
+            .iter()
+            .map(|(shape, data)| Tensor { shape, data })
+            .collect();
+        if let Ok(parts) = split_batch(&views, n) {
+            for k in 0..n {
+                let frame = frame_of_batch(&views, &parts, k);
+                proptest::prop_assert_eq!(frame.len(), views.len());
+            }
+        }
+    }
+}

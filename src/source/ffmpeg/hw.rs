@@ -30,12 +30,21 @@ fn hw_name(h: HwAccel) -> &'static str {
     }
 }
 
+/// Makes the decoder refuse (before allocating it) any picture over `max_pixels`. Set
+/// before opening: frame threads copy the context when it opens.
+fn limit_pixels(ctx: &mut ff::codec::context::Context, max_pixels: u64) {
+    // SAFETY: a plain field of a valid, not yet opened codec context.
+    unsafe { (*ctx.as_mut_ptr()).max_pixels = i64::try_from(max_pixels).unwrap_or(i64::MAX) };
+}
+
 /// Opens a decoder for `parameters`, trying `hwaccel` first. A hardware decoder that
 /// cannot be used is logged with its reason and software decoding is used instead.
+/// The decoder refuses pictures over `max_pixels`.
 pub(super) fn open_decoder(
     camera: &str,
     parameters: &ff::codec::Parameters,
     hwaccel: HwAccel,
+    max_pixels: u64,
 ) -> Result<(ff::decoder::Video, Option<&'static str>), ff::Error> {
     let tries: &[HwAccel] = match hwaccel {
         HwAccel::None => &[],
@@ -46,7 +55,7 @@ pub(super) fn open_decoder(
     };
     let mut reasons = Vec::new();
     for &h in tries {
-        match open_hw_decoder(parameters, h) {
+        match open_hw_decoder(parameters, h, max_pixels) {
             Ok(d) => {
                 tracing::info!(camera = %camera, hwaccel = hw_name(h), "hardware decoding");
                 return Ok((d, Some(hw_name(h))));
@@ -64,6 +73,7 @@ pub(super) fn open_decoder(
     }
     let mut ctx = ff::codec::context::Context::from_parameters(parameters.clone())?;
     ctx.set_threading(threading_config());
+    limit_pixels(&mut ctx, max_pixels);
     Ok((ctx.decoder().video()?, None))
 }
 
@@ -79,6 +89,7 @@ fn threading_config() -> ff::codec::threading::Config {
 fn open_hw_decoder(
     parameters: &ff::codec::Parameters,
     h: HwAccel,
+    max_pixels: u64,
 ) -> Result<ff::decoder::Video, String> {
     let codec_id = parameters.id();
     if h == HwAccel::V4l2m2m {
@@ -93,6 +104,7 @@ fn open_hw_decoder(
         let mut ctx = ff::codec::context::Context::new_with_codec(codec);
         ctx.set_parameters(parameters.clone())
             .map_err(|e| e.to_string())?;
+        limit_pixels(&mut ctx, max_pixels);
         return ctx
             .decoder()
             .open_as(codec)
@@ -138,5 +150,6 @@ fn open_hw_decoder(
         (*ctx.as_mut_ptr()).hw_device_ctx = ffi::av_buffer_ref(device);
         ffi::av_buffer_unref(&mut device);
     }
+    limit_pixels(&mut ctx, max_pixels);
     ctx.decoder().video().map_err(|e| e.to_string())
 }

@@ -5,7 +5,6 @@
 //! stall timeout, or when the camera is stopped, so a peer that goes silent
 //! without closing the connection cannot hang the decode thread.
 
-use std::ffi::{CString, c_void};
 use std::sync::Arc;
 use std::sync::Once;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,16 +14,19 @@ use ff::software::scaling;
 use ffmpeg_next as ff;
 use ffmpeg_next::ffi;
 
-use super::{Frame, FrameSource, Sampler, SourceError, mask_credentials};
+use super::{Frame, FrameSource, Sampler, SourceError, check_frame_size, mask_credentials};
 use crate::config::{HwAccel, RtspTransport};
 use crate::monitor::CameraStats;
 
 mod hw;
+mod input;
+pub mod timestamps;
 mod watchdog;
 
 use hw::{is_hw_format, open_decoder};
+pub use input::forced_demuxer;
+use input::{OpenFail, announced_size, open_input};
 pub use watchdog::Watchdog;
-use watchdog::interrupt_cb;
 
 static INIT: Once = Once::new();
 
@@ -59,6 +61,8 @@ pub struct FfmpegOptions {
     pub stall_timeout: Duration,
     pub hwaccel: HwAccel,
     pub rtsp_transport: RtspTransport,
+    /// Frames larger than this (width × height) are refused before they are decoded.
+    pub max_pixels: u64,
 }
 
 impl FfmpegOptions {
@@ -68,68 +72,8 @@ impl FfmpegOptions {
             stall_timeout: Duration::from_secs(10),
             hwaccel: HwAccel::None,
             rtsp_transport: RtspTransport::Tcp,
+            max_pixels: crate::config::DEFAULT_MAX_PIXELS.unsigned_abs(),
         }
-    }
-}
-
-/// The demuxer to force for `url`: V4L2 for `/dev/video*` (a device is not probed
-/// like a file), none otherwise.
-fn input_format(url: &str) -> *const ffi::AVInputFormat {
-    static REGISTER: Once = Once::new();
-    if !url.starts_with("/dev/video") {
-        return std::ptr::null();
-    }
-    // SAFETY: registration is idempotent and guarded; the lookup returns a static or null.
-    unsafe {
-        REGISTER.call_once(|| ffi::avdevice_register_all());
-        ffi::av_find_input_format(c"video4linux2".as_ptr())
-    }
-}
-
-/// Name of the demuxer forced for `url` (`video4linux2,v4l2` for `/dev/video*`), if any.
-pub fn forced_demuxer(url: &str) -> Option<String> {
-    let f = input_format(url);
-    // SAFETY: a non-null AVInputFormat is static and its name a static C string.
-    (!f.is_null()).then(|| unsafe {
-        std::ffi::CStr::from_ptr((*f).name)
-            .to_string_lossy()
-            .into_owned()
-    })
-}
-
-/// `avformat_open_input` + `avformat_find_stream_info` with an interrupt callback and options.
-fn open_input(
-    url: &str,
-    opts: ff::Dictionary,
-    dog: &Arc<Watchdog>,
-) -> Result<ff::format::context::Input, ff::Error> {
-    let path = CString::new(url).map_err(|_| ff::Error::InvalidData)?;
-    // SAFETY: the same sequence as `ffmpeg_next::format::input_with_dictionary`, plus an
-    // interrupt callback whose opaque pointer outlives the context (see `FfmpegSource`).
-    unsafe {
-        let mut ps = ffi::avformat_alloc_context();
-        if ps.is_null() {
-            return Err(ff::Error::Other {
-                errno: ff::util::error::ENOMEM,
-            });
-        }
-        (*ps).interrupt_callback = ffi::AVIOInterruptCB {
-            callback: Some(interrupt_cb),
-            opaque: Arc::as_ptr(dog) as *mut c_void,
-        };
-        let mut dict = opts.disown();
-        let res = ffi::avformat_open_input(&mut ps, path.as_ptr(), input_format(url), &mut dict);
-        ff::Dictionary::own(dict);
-        if res < 0 {
-            // avformat_open_input frees the context on failure.
-            return Err(ff::Error::from(res));
-        }
-        let res = ffi::avformat_find_stream_info(ps, std::ptr::null_mut());
-        if res < 0 {
-            ffi::avformat_close_input(&mut ps);
-            return Err(ff::Error::from(res));
-        }
-        Ok(ff::format::context::Input::wrap(ps))
     }
 }
 
@@ -145,6 +89,7 @@ pub struct FfmpegSource {
     time_base: f64,
     live: bool,
     stall_timeout: Duration,
+    max_pixels: u64,
     sampler: Sampler,
     stats: Arc<CameraStats>,
     scaler: Option<(Pixel, u32, u32, scaling::Context)>,
@@ -220,7 +165,17 @@ impl FfmpegSource {
         } else {
             watchdog.disarm();
         }
-        let input = open_input(url, opts, &watchdog).map_err(|e| {
+        let too_large = |(width, height)| SourceError::TooLarge {
+            camera: camera.to_string(),
+            width,
+            height,
+            max_pixels: options.max_pixels,
+        };
+        let input = open_input(url, opts, &watchdog, options.max_pixels).map_err(|e| {
+            let e = match e {
+                OpenFail::TooLarge(w, h) => return too_large((w, h)),
+                OpenFail::Ff(e) => e,
+            };
             if watchdog.is_stopped() {
                 open_err("stopped".into())
             } else if watchdog.fired() {
@@ -245,11 +200,7 @@ impl FfmpegSource {
             })?;
         let stream_index = stream.index();
         let tb = stream.time_base();
-        let time_base = if tb.denominator() != 0 {
-            tb.numerator() as f64 / tb.denominator() as f64
-        } else {
-            0.0
-        };
+        let time_base = timestamps::time_base(tb.numerator(), tb.denominator()).unwrap_or(0.0);
         let rate = stream.avg_frame_rate();
         let fallback_interval = if rate.numerator() > 0 && rate.denominator() > 0 {
             rate.denominator() as f64 / rate.numerator() as f64
@@ -260,9 +211,13 @@ impl FfmpegSource {
         // numbers such a demuxer makes up, a live stream's real clock is the wall clock.
         // SAFETY: `input` owns a valid, opened format context.
         let no_timestamps = live && unsafe { (*(*input.as_ptr()).iformat).flags } & 0x0080 != 0;
+        // SAFETY: the stream belongs to `input`, open.
+        let (w, h) = unsafe { announced_size(stream.as_ptr()) };
+        check_frame_size(camera, w, h, options.max_pixels)?;
         let parameters = stream.parameters();
-        let (decoder, hwaccel) = open_decoder(camera, &parameters, options.hwaccel)
-            .map_err(|e| open_err(format!("no decoder: {e}")))?;
+        let (decoder, hwaccel) =
+            open_decoder(camera, &parameters, options.hwaccel, options.max_pixels)
+                .map_err(|e| open_err(format!("no decoder: {e}")))?;
         Ok(Self {
             camera: camera.to_string(),
             input,
@@ -272,6 +227,7 @@ impl FfmpegSource {
             time_base,
             live,
             stall_timeout: options.stall_timeout,
+            max_pixels: options.max_pixels,
             sampler: Sampler::new(options.fps),
             stats,
             scaler: None,
@@ -298,15 +254,13 @@ impl FfmpegSource {
         if let Some(since) = self.wall_clock_since.as_mut() {
             return since.get_or_insert_with(Instant::now).elapsed();
         }
-        let fallback = self.frames_seen as f64 * self.fallback_interval;
-        let secs = match self.decoded.timestamp().or(self.decoded.pts()) {
+        match self.decoded.timestamp().or(self.decoded.pts()) {
             Some(ts) if self.time_base > 0.0 => {
                 let first = *self.first_pts.get_or_insert(ts);
-                (ts - first) as f64 * self.time_base
+                timestamps::since_first(ts, first, self.time_base)
             }
-            _ => fallback,
-        };
-        Duration::from_secs_f64(secs.max(0.0))
+            _ => timestamps::clamp_secs(self.frames_seen as f64 * self.fallback_interval),
+        }
     }
 
     /// Converts `self.decoded` to packed RGB.
@@ -369,6 +323,23 @@ impl FfmpegSource {
         })
     }
 
+    /// Refuses a stream whose size changed past the limit: the demuxer's parameters or the
+    /// decoder's (a decoder refuses such a picture itself, but may keep the size it saw).
+    fn check_size_now(&self) -> Result<(), SourceError> {
+        // SAFETY: the stream index is one of `input`'s; the decoder context is open.
+        let (pw, ph) =
+            unsafe { announced_size(*(*self.input.as_ptr()).streams.add(self.stream_index)) };
+        check_frame_size(&self.camera, pw, ph, self.max_pixels)?;
+        // SAFETY: reading plain fields of the open decoder context.
+        let (w, h, cw, ch) = unsafe {
+            let c = &*self.decoder.as_ptr();
+            (c.width, c.height, c.coded_width, c.coded_height)
+        };
+        let dim = |v: i32| v.max(0) as u32;
+        check_frame_size(&self.camera, dim(w), dim(h), self.max_pixels)?;
+        check_frame_size(&self.camera, dim(cw), dim(ch), self.max_pixels)
+    }
+
     /// The error for a read that failed: a stall if the watchdog fired.
     fn read_error(&self, e: ff::Error) -> SourceError {
         if self.watchdog.fired() && !self.watchdog.is_stopped() {
@@ -401,7 +372,9 @@ impl FfmpegSource {
                         // The demuxer saw damage (e.g. lost TS packets): the decoder conceals it.
                         CameraStats::add(&self.stats.decode_errors, 1);
                     }
+                    self.check_size_now()?;
                     if let Err(e) = self.decoder.send_packet(&packet) {
+                        self.check_size_now()?;
                         CameraStats::add(&self.stats.decode_errors, 1);
                         tracing::debug!(camera = %self.camera, error = %e, "undecodable packet skipped");
                         continue;
@@ -461,6 +434,13 @@ impl FrameSource for FfmpegSource {
                     if damaged {
                         CameraStats::add(&self.stats.decode_errors, 1);
                     }
+                    // Checked before the frame is copied off a device or converted.
+                    check_frame_size(
+                        &self.camera,
+                        self.decoded.width(),
+                        self.decoded.height(),
+                        self.max_pixels,
+                    )?;
                     self.frames_seen += 1;
                     CameraStats::add(&self.stats.frames_decoded, 1);
                     if !self.sampler.take(pts) {
@@ -490,7 +470,8 @@ impl FrameSource for FfmpegSource {
                     }
                 }
                 Err(e) => {
-                    // A broken frame: skip it.
+                    // A broken frame (or one over the size limit: refused): skip it.
+                    self.check_size_now()?;
                     CameraStats::add(&self.stats.decode_errors, 1);
                     tracing::debug!(camera = %self.camera, error = %e, "decode error");
                     if self.eof_sent {
@@ -510,7 +491,7 @@ impl FrameSource for FfmpegSource {
     }
 
     fn frame_interval(&self) -> Duration {
-        Duration::from_secs_f64(self.fallback_interval)
+        timestamps::clamp_secs(self.fallback_interval)
     }
 }
 

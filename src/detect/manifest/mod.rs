@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::DetectError;
 
 /// The manifest of the default model (`models/nanodet-m-416.toml`).
-pub const DEFAULT_MANIFEST: &str = include_str!("../../models/nanodet-m-416.toml");
+pub const DEFAULT_MANIFEST: &str = include_str!("../../../models/nanodet-m-416.toml");
 /// File name of the default model in the cache.
 pub const DEFAULT_MODEL_FILE: &str = "nanodet-m-416.onnx";
 
@@ -217,6 +217,11 @@ fn default_nms_iou() -> f32 {
     0.5
 }
 
+/// Largest model input side a manifest may ask for.
+const MAX_INPUT_SIDE: u32 = 8192;
+/// Largest GFL distribution size (NanoDet uses 7, GFL 16).
+const MAX_REG_MAX: u32 = 256;
+
 impl Manifest {
     /// Parses a manifest; `origin` is its path (relative `labels_file` is resolved against it).
     pub fn parse(text: &str, origin: &Path) -> Result<Manifest, DetectError> {
@@ -229,6 +234,11 @@ impl Manifest {
         let i = f.input;
         if i.width == 0 || i.height == 0 {
             return Err(bad("input.width and input.height must be > 0".into()));
+        }
+        if i.width > MAX_INPUT_SIDE || i.height > MAX_INPUT_SIDE {
+            return Err(bad(format!(
+                "input.width and input.height must be ≤ {MAX_INPUT_SIDE}"
+            )));
         }
         let (mean, std) = match (i.scale, i.mean, i.std) {
             (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
@@ -246,6 +256,15 @@ impl Manifest {
         };
         if std.contains(&0.0) {
             return Err(bad("input.std must not contain 0".into()));
+        }
+        if !mean.iter().chain(&std).all(|v| v.is_finite()) {
+            return Err(bad("input.mean and input.std must be finite numbers".into()));
+        }
+        if f.output.strides.as_ref().is_some_and(|s| s.contains(&0)) {
+            return Err(bad("output.strides must be > 0".into()));
+        }
+        if f.output.reg_max.is_some_and(|r| r > MAX_REG_MAX) {
+            return Err(bad(format!("output.reg_max must be ≤ {MAX_REG_MAX}")));
         }
         if i.pad_value.is_some() && i.resize != ResizeMode::Letterbox {
             return Err(bad(
@@ -457,115 +476,11 @@ pub fn default_model_path() -> PathBuf {
 
 /// The sha256 the default model is pinned to (`models/nanodet-m-416.sha256`).
 pub fn default_model_sha256() -> &'static str {
-    include_str!("../../models/nanodet-m-416.sha256")
+    include_str!("../../../models/nanodet-m-416.sha256")
         .lines()
         .find_map(|l| l.strip_suffix(DEFAULT_MODEL_FILE))
         .map_or("", str::trim)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn built_in_manifest_parses_with_80_coco_labels() {
-        let m = Manifest::parse(DEFAULT_MANIFEST, Path::new("x")).unwrap();
-        assert_eq!(m.labels.len(), 80);
-        assert_eq!(m.labels[0], "person");
-        assert_eq!(m.labels[5], "bus");
-        assert_eq!(m.labels[79], "toothbrush");
-        assert_eq!(m.input.color, ColorOrder::Bgr);
-        assert_eq!((m.input.width, m.input.height), (416, 416));
-        assert_eq!(m.output.format, Some(OutputFormat::BoxesScores));
-    }
-
-    #[test]
-    fn default_model_file_uses_built_in_manifest() {
-        let m = Manifest::locate(Path::new("/nowhere/nanodet-m-416.onnx"), None)
-            .unwrap()
-            .unwrap();
-        assert_eq!(m.name, "nanodet-m-416");
-        assert!(
-            Manifest::locate(Path::new("/nowhere/other.onnx"), None)
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    const SMALL: &str = r#"
-name = "m"
-labels = ["a", "b"]
-[input]
-layout = "nhwc"
-width = 640
-height = 480
-color = "rgb"
-resize = "letterbox"
-scale = 0.00392156862745098
-[output]
-format = "yolov8"
-[detection]
-class_min_score = { b = 0.6 }
-"#;
-
-    #[test]
-    fn scale_letterbox_and_class_thresholds() {
-        let m = Manifest::parse(SMALL, Path::new("m.toml")).unwrap();
-        assert_eq!(m.input.resize, ResizeMode::Letterbox);
-        assert_eq!(m.input.pad_value, 114);
-        assert_eq!(m.input.mean, [0.0; 3]);
-        assert!((m.input.std[0] - 255.0).abs() < 1e-3);
-        assert_eq!(m.output.format, Some(OutputFormat::Yolov8));
-        assert_eq!(m.thresholds(0.3), vec![0.3, 0.6]);
-    }
-
-    #[test]
-    fn labels_file_is_read_relative_to_the_manifest() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("names.txt"), "cat\n\ndog\n").unwrap();
-        let text = SMALL
-            .replace("labels = [\"a\", \"b\"]", "labels_file = \"names.txt\"")
-            .replace("b = 0.6", "dog = 0.6");
-        let m = Manifest::parse(&text, &dir.path().join("m.toml")).unwrap();
-        assert_eq!(m.labels, vec!["cat", "dog"]);
-        let text = text.replace("names.txt", "missing.txt");
-        let e = Manifest::parse(&text, &dir.path().join("m.toml")).unwrap_err();
-        assert!(e.to_string().contains("missing.txt"), "{e}");
-    }
-
-    #[test]
-    fn contradictions_are_refused_by_key() {
-        let both = SMALL.replace("scale = ", "mean = [0.0, 0.0, 0.0]\nscale = ");
-        let e = Manifest::parse(&both, Path::new("m.toml")).unwrap_err();
-        assert!(e.to_string().contains("input.scale"), "{e}");
-        let unknown = SMALL.replace("b = 0.6", "zebra = 0.6");
-        let e = Manifest::parse(&unknown, Path::new("m.toml")).unwrap_err();
-        assert!(e.to_string().contains("\"zebra\""), "{e}");
-        let fmt = SMALL.replace("\"yolov8\"", "\"yolo9000\"");
-        let e = Manifest::parse(&fmt, Path::new("m.toml")).unwrap_err();
-        assert!(e.to_string().contains("yolo9000"), "{e}");
-    }
-
-    #[test]
-    fn ultralytics_metadata_makes_a_manifest() {
-        let meta = |k: &str| match k {
-            "names" => Some("{0: 'person', 1: \"bi'cycle\", 2: 'car'}".to_string()),
-            "imgsz" => Some("[480, 640]".to_string()),
-            "stride" => Some("32".to_string()),
-            "task" => Some("detect".to_string()),
-            _ => None,
-        };
-        let m = Manifest::from_ultralytics("y", meta).unwrap().unwrap();
-        assert_eq!(m.labels, vec!["person", "bi'cycle", "car"]);
-        assert_eq!((m.input.width, m.input.height), (640, 480));
-        assert_eq!(m.input.resize, ResizeMode::Letterbox);
-        assert_eq!(m.input.color, ColorOrder::Rgb);
-        assert!(Manifest::from_ultralytics("y", |_| None).unwrap().is_none());
-        let seg = |k: &str| match k {
-            "task" => Some("segment".to_string()),
-            _ => meta(k),
-        };
-        let e = Manifest::from_ultralytics("y", seg).unwrap_err();
-        assert!(e.contains("segment"), "{e}");
-    }
-}
+mod tests;
