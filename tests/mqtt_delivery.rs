@@ -55,6 +55,7 @@ fn evidence_jpeg() -> Vec<u8> {
     let opts = streetwatch::evidence::EvidenceOptions {
         max_width: 640,
         quality: 80,
+        crop: false,
     };
     streetwatch::evidence::render(
         &frame,

@@ -281,6 +281,7 @@ fn evidence_shows_the_subject_untouched_the_zone_and_masks_every_head() {
         &EvidenceOptions {
             max_width: 1280,
             quality: 92,
+            crop: false,
         },
     )
     .unwrap();
@@ -324,4 +325,76 @@ fn evidence_shows_the_subject_untouched_the_zone_and_masks_every_head() {
         .filter(|x| img.get_pixel(10 + x, h - 12).0[0] < 40)
         .count();
     assert!(dark > 10, "no caption bar");
+
+    // `[evidence] crop`: evidence scaled down to 480 px gets a close-up of the subject
+    // beside it, cut at the photo's own resolution: more detail than the frame shows.
+    let small = EvidenceOptions {
+        max_width: 480,
+        quality: 92,
+        crop: false,
+    };
+    let plain = image::load_from_memory(&evidence::render(&frame, &ann, &small).unwrap())
+        .unwrap()
+        .to_rgb8();
+    let with = image::load_from_memory(
+        &evidence::render(
+            &frame,
+            &ann,
+            &EvidenceOptions {
+                crop: true,
+                ..small
+            },
+        )
+        .unwrap(),
+    )
+    .unwrap()
+    .to_rgb8();
+    let (pw, ph) = plain.dimensions();
+    assert_eq!(with.height(), ph);
+    assert!(with.width() > pw + 100, "{} vs {pw}", with.width());
+    // The frame part is the same picture.
+    assert!(near(
+        &with,
+        pw / 2,
+        ph / 2,
+        plain.get_pixel(pw / 2, ph / 2).0,
+        24
+    ));
+    // The subject's inside, brought back to the photo's own size from the frame part
+    // and from the close-up: the close-up is the closer to the photo.
+    let (ix0, iy0, ix1, iy1) = inner;
+    let truth = image::imageops::crop_imm(&bus, ix0, iy0, ix1 - ix0, iy1 - iy0).to_image();
+    let back = |img: &RgbImage, ox: f32, oy: f32, scale: f32| {
+        let x0 = (ox + (ix0 as f32) * scale).round() as u32;
+        let y0 = (oy + (iy0 as f32) * scale).round() as u32;
+        let cw = (((ix1 - ix0) as f32) * scale).round() as u32;
+        let ch = (((iy1 - iy0) as f32) * scale).round() as u32;
+        let part = image::imageops::crop_imm(img, x0, y0, cw.max(1), ch.max(1)).to_image();
+        let up = image::imageops::resize(
+            &part,
+            truth.width(),
+            truth.height(),
+            image::imageops::FilterType::Triangle,
+        );
+        let diff: f64 = up
+            .pixels()
+            .zip(truth.pixels())
+            .map(|(a, b)| (a.0[1] as f64 - b.0[1] as f64).abs())
+            .sum();
+        diff / (truth.width() * truth.height()) as f64
+    };
+    let s = pw as f32 / w as f32;
+    let from_frame = back(&plain, 0.0, 0.0, s);
+    let (rx, ry, _rw, rh) = evidence::close_up_region(&[subject], w, h).unwrap();
+    let cs = ph as f32 / rh as f32;
+    let from_close = back(
+        &with,
+        (pw + 4) as f32 - rx as f32 * cs,
+        -(ry as f32) * cs,
+        cs,
+    );
+    assert!(
+        from_close < from_frame * 0.8,
+        "close-up off by {from_close:.1} grey levels, the frame part by {from_frame:.1}"
+    );
 }

@@ -241,6 +241,10 @@ pub struct EvidenceConfig {
     /// dropped (counted and announced), the events are kept.
     #[serde(default = "default_evidence_max_outbox_mb")]
     pub max_outbox_mb: u64,
+    /// A close-up of the incident's subject, at the camera's own resolution, set
+    /// beside the full frame in the same JPEG.
+    #[serde(default)]
+    pub crop: bool,
 }
 
 impl Default for EvidenceConfig {
@@ -250,6 +254,7 @@ impl Default for EvidenceConfig {
             max_width: default_evidence_max_width(),
             quality: default_evidence_quality(),
             max_outbox_mb: default_evidence_max_outbox_mb(),
+            crop: false,
         }
     }
 }

@@ -96,6 +96,7 @@ pub fn render_within(
             &EvidenceOptions {
                 max_width: w,
                 quality: q,
+                crop: opts.crop,
             },
         )
     })
@@ -156,6 +157,7 @@ mod tests {
         let opts = EvidenceOptions {
             max_width: 1280,
             quality: 80,
+            crop: false,
         };
         let boxes = Annotation::boxes(&[FracBox([0.25, 0.25, 0.75, 0.75])]);
         let full = render(&frame, &boxes, &opts).unwrap();
@@ -205,6 +207,7 @@ mod tests {
         let opts = EvidenceOptions {
             max_width: 1280,
             quality: 80,
+            crop: false,
         };
         let head = Masked {
             what: MaskKind::Head,
@@ -233,6 +236,7 @@ mod tests {
         let opts = EvidenceOptions {
             max_width: 960,
             quality: 90,
+            crop: false,
         };
         let boxes = Annotation::boxes(&[FracBox([0.1, 0.1, 0.9, 0.9])]);
         let stored = render(&frame, &boxes, &opts).unwrap();

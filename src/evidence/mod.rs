@@ -11,15 +11,20 @@
 //! resolution; then people's heads (and plates) are masked, the subject
 //! never; then the drawing is done ([`crate::draw`]).
 //!
+//! With `[evidence] crop`, a close-up of the subject at the camera's own
+//! resolution is set beside the frame (`crop`), masked the same way.
+//!
 //! Evidence is made to fit the broker's packet limit (`fit`): encoded again
 //! at lower quality and scaled down, never cropped.
 //!
 //! Encoding a 1080p frame takes tens of milliseconds: callers run
 //! [`render`] on a blocking thread, never on the async runtime.
 
+mod crop;
 mod fit;
 pub mod privacy;
 
+pub use crop::region as close_up_region;
 pub use fit::{JpegBudget, MIN_WIDTH, refit, render_within};
 
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer, images::Image};
@@ -55,6 +60,8 @@ pub struct EvidenceOptions {
     pub max_width: u32,
     /// JPEG quality, 1–100.
     pub quality: u8,
+    /// A close-up of the subject beside the frame (`[evidence] crop`).
+    pub crop: bool,
 }
 
 /// Outline thickness for an image `width` pixels wide: 2 px, 3 px from 1000 px up.
@@ -204,6 +211,10 @@ pub fn render(
     let mut img = image::RgbImage::from_raw(ow, oh, pixels).expect("scaled to its size");
     privacy::mask(&mut img, &ann.masked, &ann.kept, ann.method);
     annotate(&mut img, ann);
+    if opts.crop {
+        img = crop::beside(frame, ann, img);
+    }
+    let (ow, oh) = img.dimensions();
     Ok(jpeg(img.as_raw(), ow, oh, opts.quality)?)
 }
 
@@ -448,6 +459,7 @@ mod tests {
         let opts = EvidenceOptions {
             max_width: 640,
             quality: 80,
+            crop: false,
         };
         let boxes = [FracBox([0.25, 0.25, 0.75, 0.75])];
         let img =
@@ -475,6 +487,7 @@ mod tests {
                 &EvidenceOptions {
                     max_width: 1280,
                     quality,
+                    crop: false,
                 },
             )
             .unwrap()
@@ -493,6 +506,7 @@ mod tests {
             &EvidenceOptions {
                 max_width: 1280,
                 quality: 80,
+                crop: false,
             },
         )
         .unwrap_err();

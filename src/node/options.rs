@@ -58,6 +58,7 @@ pub fn evidence(c: &config::EvidenceConfig) -> Option<EvidenceOptions> {
     c.enabled.then_some(EvidenceOptions {
         max_width: c.max_width,
         quality: c.quality,
+        crop: c.crop,
     })
 }
 
@@ -378,7 +379,8 @@ mod tests {
             evidence(&c.evidence),
             Some(EvidenceOptions {
                 max_width: 1280,
-                quality: 80
+                quality: 80,
+                crop: false,
             })
         );
         assert_eq!(outbox_limits(&c).max_evidence_bytes, 512 << 20);
