@@ -42,7 +42,8 @@ pub fn report() -> String {
     out
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
+/// The sha256 of a file, lower-case hex.
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
     use sha2::Digest;
     let mut file = std::fs::File::open(path)?;
     let mut hasher = sha2::Sha256::new();

@@ -32,7 +32,7 @@ impl Facts {
         let avcodec = ffmpeg_next::codec::version();
         Facts {
             model_name: model_name.into(),
-            model_sha256: sha256_file(&model).unwrap_or_else(|e| {
+            model_sha256: crate::about::sha256_file(&model).unwrap_or_else(|e| {
                 tracing::warn!(model = %model.display(), error = %e, "cannot hash the model for the info message");
                 "0".repeat(64)
             }),
@@ -48,18 +48,6 @@ impl Facts {
             ),
         }
     }
-}
-
-fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
-    use sha2::Digest;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 /// The info document of this configuration.
