@@ -1,6 +1,7 @@
 //! Fair queues, batches, the beat, and a thread that dies, with stand-ins for the model.
 
 use super::*;
+use crate::detect::DetectError;
 
 fn queues(
     waiting: &[usize],
