@@ -198,18 +198,10 @@ impl Event {
     /// stream ends, with the last `start`/`update`'s site, metrics and words. No
     /// objects (nothing is seen at this moment) and no evidence.
     pub fn ended_by_restart(&self, now: std::time::SystemTime) -> Event {
-        let since_epoch = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let ts = uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            since_epoch.as_secs(),
-            since_epoch.subsec_nanos(),
-        );
         let mut attributes = self.attributes.clone();
         attributes.insert("reason".into(), "stream_ended".into());
         Event {
-            id: uuid::Uuid::new_v7(ts).to_string(),
+            id: new_id(now),
             seq: 0,
             phase: Phase::End,
             ts: rfc3339(now),
@@ -238,6 +230,17 @@ impl Event {
     pub fn evidence_topic(&self, prefix: &str) -> String {
         format!("{prefix}/{}/{}", self.node, self.evidence_suffix())
     }
+}
+
+/// A new event id: a UUID v7 whose time part is `at`, so ids sort by time.
+pub fn new_id(at: std::time::SystemTime) -> String {
+    let since_epoch = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        since_epoch.as_secs(),
+        since_epoch.subsec_nanos(),
+    );
+    uuid::Uuid::new_v7(ts).to_string()
 }
 
 /// RFC 3339 with milliseconds, UTC.

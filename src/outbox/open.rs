@@ -35,18 +35,14 @@ impl Outbox {
     /// incident first. Rows that no longer read as events (written by a version
     /// with another schema) are skipped and removed.
     pub fn open_incidents(&self) -> Result<Vec<Event>, OutboxError> {
-        let err = |source| OutboxError::Sqlite {
-            path: self.path.clone(),
-            source,
-        };
         let rows: Vec<(String, Vec<u8>)> = {
             let mut stmt = self
                 .conn
                 .prepare("SELECT incident, event FROM open_incident ORDER BY rowid")
-                .map_err(err)?;
+                .map_err(|e| self.err(e))?;
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                 .and_then(|rows| rows.collect::<Result<_, _>>())
-                .map_err(err)?
+                .map_err(|e| self.err(e))?
         };
         let mut open = Vec::with_capacity(rows.len());
         for (incident, payload) in rows {
@@ -59,7 +55,7 @@ impl Outbox {
                             "DELETE FROM open_incident WHERE incident = ?1",
                             params![incident],
                         )
-                        .map_err(err)?;
+                        .map_err(|e| self.err(e))?;
                 }
             }
         }

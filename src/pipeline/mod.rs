@@ -302,15 +302,9 @@ impl CameraPipeline {
 
     /// A rule event as the city brain receives it (the outbox adds `seq`).
     fn to_event(&self, ev: RuleEvent) -> Event {
-        let ms = self
-            .clock
-            .wall()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let ts = uuid::Timestamp::from_unix(uuid::NoContext, ms.as_secs(), ms.subsec_nanos());
         Event {
             schema: SCHEMA.into(),
-            id: uuid::Uuid::new_v7(ts).to_string(),
+            id: crate::event::new_id(self.clock.wall()),
             seq: 0,
             node: self.node.clone(),
             camera: self.camera.clone(),
