@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -304,18 +303,6 @@ fn events_wait_in_the_outbox_until_the_broker_is_back() {
     }
 }
 
-fn spawn_daemon(cfg: &std::path::Path) -> common::Daemon {
-    common::Daemon(
-        Command::new(common::bin())
-            .args(["run", "--config"])
-            .arg(cfg)
-            .env("RUST_LOG", "warn")
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
 fn state(m: &common::Message) -> String {
     let v: Value = serde_json::from_slice(&m.payload).unwrap();
     v["state"].as_str().unwrap().to_string()
@@ -334,7 +321,7 @@ fn last_will_says_offline_after_sigkill() {
             &common::media("vtest.avi"),
         ),
     );
-    let mut child = spawn_daemon(&cfg);
+    let mut child = common::spawn_daemon(&cfg);
     let online = sub.recv(Duration::from_secs(20)).expect("online status");
     assert_eq!(state(&online), "online");
     common::signal(child.id(), "KILL");
@@ -362,7 +349,7 @@ fn sigkill_with_broker_down_loses_no_stored_event() {
     );
 
     // Broker down: the daemon stores events; kill it hard once some are stored.
-    let mut child = spawn_daemon(&cfg);
+    let mut child = common::spawn_daemon(&cfg);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let stored = loop {
         let n: i64 = rusqlite::Connection::open(&outbox)
@@ -389,7 +376,7 @@ fn sigkill_with_broker_down_loses_no_stored_event() {
     // Broker and daemon back: every stored event is delivered, same ids, in order.
     let broker = common::Mosquitto::start_on(port);
     let sub = common::Subscriber::connect(broker.port, "swtest/+/events/#");
-    let mut child = spawn_daemon(&cfg);
+    let mut child = common::spawn_daemon(&cfg);
     let mut got = Vec::new();
     while got.len() < ids.len() {
         let m = sub
@@ -422,7 +409,7 @@ fn camera_status_and_stats_are_published() {
         "topic_prefix = \"swtest\"\nstats_interval_s = 1",
     ) + "\n[[camera]]\nid = \"broken\"\nurl = \"/nonexistent/clip.mp4\"\n";
     let cfg = common::write_config(dir.path(), &text);
-    let mut child = spawn_daemon(&cfg);
+    let mut child = common::spawn_daemon(&cfg);
 
     let mut campus_online = false;
     let mut broken_error = None;
@@ -514,7 +501,7 @@ fn stats_give_percentiles_queues_and_capture_to_publish_latency() {
     )
     .replace("fps = 2\n", "fps = 2\nrealtime = true\n");
     let cfg = common::write_config(dir.path(), &text);
-    let mut child = spawn_daemon(&cfg);
+    let mut child = common::spawn_daemon(&cfg);
 
     // The first report whose window holds both an inference and an acknowledged event.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

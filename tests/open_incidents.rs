@@ -111,13 +111,7 @@ fn incidents_open_when_the_daemon_was_killed_are_ended_by_the_next_start() {
         &config_with(&broker.url(), dir.path(), "loop = true\nrealtime = true"),
     );
     let sub = common::Subscriber::connect(broker.port, "swi/inc-node/#");
-    let mut child = std::process::Command::new(common::bin())
-        .args(["run", "--config"])
-        .arg(&live)
-        .env("RUST_LOG", "warn")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_daemon(&live);
     // Wait until an incident is open (its retained topic holds its start).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let (topic, open) = loop {
@@ -150,13 +144,7 @@ fn incidents_open_when_the_daemon_was_killed_are_ended_by_the_next_start() {
         &config_with(&broker.url(), dir.path(), "enabled = false"),
     );
     let sub = common::Subscriber::connect(broker.port, "swi/inc-node/#");
-    let mut child = std::process::Command::new(common::bin())
-        .args(["run", "--config"])
-        .arg(&off)
-        .env("RUST_LOG", "warn")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_daemon(&off);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let (mut cleared, mut end) = (false, None);
     while !(cleared && end.is_some()) {

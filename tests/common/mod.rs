@@ -666,6 +666,20 @@ pub fn publish_as(
 }
 
 /// A spawned daemon that is killed if the test ends (or fails) while it runs.
+/// Starts `streetwatch run --config cfg` (RUST_LOG=warn, stderr discarded); killed
+/// when dropped.
+pub fn spawn_daemon(cfg: &Path) -> Daemon {
+    Daemon(
+        Command::new(bin())
+            .args(["run", "--config"])
+            .arg(cfg)
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 pub struct Daemon(pub Child);
 
 impl std::ops::Deref for Daemon {
