@@ -31,6 +31,7 @@
 //! | [`evidence`]  | the JPEG of an incident's first frame, boxes drawn                    |
 //! | [`outbox`]    | the durable SQLite queue and per-node sequence numbers               |
 //! | [`mqtt`]      | the broker connection: the delivery window (packet id → outbox row, pure), publishing from the outbox, acks, status, stats, commands in |
+//! | [`sizing`]    | `streetwatch bench`: per-stage cost of the configured cameras, how many this box sustains |
 //! | [`monitor`]   | per-camera counters, camera states, the stats report, the stages' heartbeats |
 //! | [`geom`]      | boxes in pixels and in fractions of the frame; the detection          |
 //! | [`logs`], [`about`] | stderr in text or JSON lines; what `--version` says |
@@ -52,6 +53,7 @@ pub mod node;
 pub mod outbox;
 pub mod pipeline;
 pub mod scene;
+pub mod sizing;
 pub mod source;
 pub mod thread;
 pub mod track;
