@@ -36,6 +36,7 @@
 //! | [`draw`]      | outlines, polygons and labels on frames (imageproc, ab_glyph, a Debian font) |
 //! | [`outbox`]    | the durable SQLite queue and per-node sequence numbers               |
 //! | [`mqtt`]      | the broker connection: the delivery window (packet id → outbox row, pure), publishing from the outbox, acks, status, stats, commands in |
+//! | [`sizing`]    | `streetwatch bench`: per-stage cost of the configured cameras, how many this box sustains |
 //! | [`monitor`]   | per-camera counters, camera states, the stats report, the stages' heartbeats |
 //! | [`geom`]      | boxes in pixels and in fractions of the frame; the detection          |
 //! | [`logs`], [`about`] | stderr in text or JSON lines; what `--version` says |
@@ -60,6 +61,7 @@ pub mod pipeline;
 pub mod preview;
 pub mod replay;
 pub mod scene;
+pub mod sizing;
 pub mod source;
 pub mod thread;
 pub mod track;

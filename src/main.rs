@@ -14,6 +14,7 @@ use streetwatch::logs::{self, say};
 use streetwatch::mqtt::commands::{Command as NodeCommand, ControlRequest};
 use streetwatch::node::{self, Hooks, StartError, options, systemd};
 use streetwatch::replay::ReplayError;
+use streetwatch::sizing::SizingError;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -146,6 +147,18 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Measure what each stage of the configured cameras costs on this box, and how many
+    /// such cameras it sustains without drops.
+    Bench {
+        #[command(flatten)]
+        config: ConfigFile,
+        /// Seconds of measuring per camera.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Play this video file in place of every camera's source.
+        #[arg(long)]
+        clip: Option<PathBuf>,
+    },
     /// Subscribe to a broker and print events as they arrive, one line each.
     Tail {
         /// Broker, e.g. mqtt://127.0.0.1:1883
@@ -252,6 +265,11 @@ fn main() -> ExitCode {
             config,
             runs,
         } => cmd_probe(path, manifest, config, runs),
+        Command::Bench {
+            config,
+            seconds,
+            clip,
+        } => cmd_bench(config.config, seconds, clip),
         Command::Tail {
             url,
             prefix,
@@ -294,6 +312,10 @@ fn is_usage_error(err: &anyhow::Error) -> bool {
                         | ReplayError::Start(StartError::Config(_) | StartError::Detector(_))
                 )
             )
+            || matches!(
+                e.downcast_ref::<SizingError>(),
+                Some(SizingError::Detector(_) | SizingError::NoCamera)
+            )
     })
 }
 
@@ -302,6 +324,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+fn cmd_bench(config: PathBuf, seconds: f64, clip: Option<PathBuf>) -> anyhow::Result<()> {
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        anyhow::bail!("--seconds {seconds}: give a number of seconds above 0");
+    }
+    let config = Config::load(&config)?;
+    let report = streetwatch::sizing::measure(&config, seconds, clip.as_deref())?;
+    print!("{report}");
+    Ok(())
 }
 
 fn cmd_health(file: PathBuf, max_age_s: f64) -> anyhow::Result<()> {
@@ -384,6 +416,10 @@ fn cmd_run(config_path: PathBuf, health_file: Option<PathBuf>) -> anyhow::Result
             "delivered": summary.publisher.acked,
             "left_in_outbox": summary.publisher.left_in_outbox,
             "mean_inference_ms": t.mean_inference_ms(),
+            "inference_ms_p50": summary.inference.quantile_ms(0.5),
+            "inference_ms_p99": summary.inference.quantile_ms(0.99),
+            "latency_ms_p50": summary.latency.quantile_ms(0.5),
+            "latency_ms_p99": summary.latency.quantile_ms(0.99),
             "wall_s": summary.wall.as_secs_f64(),
         }),
     );
@@ -401,9 +437,10 @@ fn cmd_run(config_path: PathBuf, health_file: Option<PathBuf>) -> anyhow::Result
         say(
             "INFO",
             &format!(
-                "camera {id}: {state}, {} frames decoded, {} analysed, {} dropped, {} decode errors, {} reconnects, {latency}",
+                "camera {id}: {state}, {} frames decoded, {} analysed, {} held by the motion gate, {} dropped, {} decode errors, {} reconnects, {latency}",
                 s.frames_decoded,
                 s.frames_analysed,
+                s.frames_gated,
                 s.frames_dropped,
                 s.decode_errors,
                 s.reconnects,

@@ -260,6 +260,18 @@ fps = 5
 
 /// Runs the daemon over the clip with `snippet`; the events it published, in order.
 fn run(s: &Scenario, clip: &Path, snippet: &str) -> Vec<Value> {
+    run_counting(s, clip, snippet).0
+}
+
+/// Frames the camera's pipeline looked at, and of those, frames the detector ran on.
+#[derive(Debug, Clone, Copy)]
+struct Looked {
+    frames: u64,
+    inferences: u64,
+}
+
+/// [`run`], with what the daemon's closing summary says of the camera.
+fn run_counting(s: &Scenario, clip: &Path, snippet: &str) -> (Vec<Value>, Looked) {
     let broker = common::Mosquitto::start();
     let sub = common::Subscriber::connect(broker.port, "swtest/+/events/#");
     let dir = tempfile::tempdir().unwrap();
@@ -274,8 +286,18 @@ fn run(s: &Scenario, clip: &Path, snippet: &str) -> Vec<Value> {
             snippet,
         ),
     );
-    common::run_daemon_to_end(&cfg, "warn");
-    sub.drain(Duration::from_secs(2))
+    let stderr = common::run_daemon_to_end(&cfg, "warn");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(&format!("camera {name}:")))
+        .unwrap_or_else(|| panic!("no summary of camera {name}:\n{stderr}"));
+    let inferences = common::number_before(line, " analysed");
+    let looked = Looked {
+        frames: inferences + common::number_before(line, " held by the motion gate"),
+        inferences,
+    };
+    let events = sub
+        .drain(Duration::from_secs(2))
         .iter()
         .map(|m| {
             let v: Value = serde_json::from_slice(&m.payload).unwrap_or_else(|e| {
@@ -296,7 +318,8 @@ fn run(s: &Scenario, clip: &Path, snippet: &str) -> Vec<Value> {
             );
             v
         })
-        .collect()
+        .collect();
+    (events, looked)
 }
 
 fn time(e: &Value) -> f64 {
@@ -555,6 +578,83 @@ fn objects_that_appear_in_a_still_street_are_found_without_motion() {
     run_scenario("static_object");
 }
 
+/// The incidents of a run as the city sees them, without ids: (type, zone, phase)
+/// in order of time, with the event's stream time.
+fn incidents(events: &[Value]) -> Vec<(String, String, String, f64)> {
+    let mut all: Vec<_> = events
+        .iter()
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().unwrap_or("?").to_string();
+            (s("type"), s("zone"), s("phase"), time(v))
+        })
+        .collect();
+    all.sort_by(|a, b| a.3.total_cmp(&b.3));
+    all
+}
+
+/// The static-street clips (nothing or little moves): with the motion gate on
+/// (only motion inside the zones counts, re-checks every `recheck_s`), the
+/// detector runs on at most a third of the frames, and the incidents are the
+/// ones of the run with every frame detected, each within `recheck_s` of it;
+/// both runs meet the scenario's expectations.
+#[test]
+fn static_clips_give_the_same_incidents_gated_with_a_third_of_the_inferences() {
+    for name in ["static_object"] {
+        let (s, text) = load(name);
+        check_zones_agree(&s);
+        let clip = clip(&s, &text);
+        let on = s.daemon.camera.clone();
+        assert_eq!(on.matches("motion_gate = true").count(), 1, "{name}: {on}");
+        let off = on.replace("motion_gate = true", "motion_gate = false");
+        let ((events_off, off_n), (events_on, on_n)) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| run_counting(&s, &clip, &off));
+            let b = scope.spawn(|| run_counting(&s, &clip, &on));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        println!(
+            "{name}: gate off {} inferences / {} frames; gate on {} / {} ({:.1}× fewer)",
+            off_n.inferences,
+            off_n.frames,
+            on_n.inferences,
+            on_n.frames,
+            off_n.inferences as f64 / on_n.inferences.max(1) as f64
+        );
+        let story = format!(
+            "gate off:\n{}\ngate on:\n{}",
+            listing(&events_off),
+            listing(&events_on)
+        );
+        for (side, events) in [("off", &events_off), ("on", &events_on)] {
+            let failures = unmet(&s, events);
+            assert!(
+                failures.is_empty(),
+                "{name}, gate {side}: {failures:?}\n{story}"
+            );
+        }
+        assert_eq!(
+            off_n.inferences, off_n.frames,
+            "{name}: gate off runs every frame"
+        );
+        assert_eq!(
+            on_n.frames, off_n.frames,
+            "{name}: the same frames looked at"
+        );
+        assert!(
+            on_n.inferences * 3 <= on_n.frames,
+            "{name}: gate on ran {} inferences on {} frames\n{story}",
+            on_n.inferences,
+            on_n.frames
+        );
+        let (a, b) = (incidents(&events_off), incidents(&events_on));
+        let same = a.len() == b.len()
+            && a.iter().zip(&b).all(|(x, y)| {
+                (&x.0, &x.1, &x.2) == (&y.0, &y.1, &y.2)
+                    && (x.3 - y.3).abs() <= 2.0 + GATE_TOLERANCE_S
+            });
+        assert!(same, "{name}: gate off and on differ\n{story}");
+    }
+}
+
 /// The planted litter of a scenario (truth objects with `what = "litter"`) and
 /// the people in it, as the litter report takes them.
 fn litter_truth(s: &Scenario) -> (Vec<litter_report::Item>, Vec<litter_report::Person>) {
@@ -644,11 +744,15 @@ fn street_litter_is_found_where_it_lies_with_the_gate_off_and_on() {
     let off = s.daemon.camera.clone();
     assert_eq!(off.matches("motion_gate = false").count(), 1, "{off}");
     let on = off.replace("motion_gate = false", "motion_gate = true");
-    let (events_off, events_on) = std::thread::scope(|scope| {
-        let a = scope.spawn(|| run(&s, &clip, &off));
-        let b = scope.spawn(|| run(&s, &clip, &on));
+    let ((events_off, off_n), (events_on, on_n)) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| run_counting(&s, &clip, &off));
+        let b = scope.spawn(|| run_counting(&s, &clip, &on));
         (a.join().unwrap(), b.join().unwrap())
     });
+    println!(
+        "street_litter: gate off {} inferences / {} frames; gate on {} / {}",
+        off_n.inferences, off_n.frames, on_n.inferences, on_n.frames
+    );
     let (items, people) = litter_truth(&s);
     let timing = litter_timing(&s, "street");
     let off = litter_report::measure(&items, &people, timing, &events_off);

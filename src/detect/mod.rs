@@ -493,6 +493,7 @@ fn open_session(
                     .with_intra_threads(opts.intra_threads)
                     .map_err(|e| e.to_string())?;
             }
+            builder = tune(builder)?;
             if let Some(ep) = provider.dispatch() {
                 builder = builder
                     .with_execution_providers([ep])
@@ -520,6 +521,19 @@ fn open_session(
         "ONNX Runtime cannot load it (is it an ONNX model?) with any configured provider: {}",
         failures.join("; ")
     )))
+}
+
+/// Session settings for a small box where the detector shares its cores with
+/// decoding and the cameras' pipelines (measured by `make bench`, see
+/// benches/RESULTS.md): ONNX Runtime's intra-op threads block instead of spinning
+/// while they wait, so the time they would spin goes to decoding and the scene
+/// model instead of being burnt.
+fn tune(
+    builder: ort::session::builder::SessionBuilder,
+) -> Result<ort::session::builder::SessionBuilder, String> {
+    builder
+        .with_intra_op_spinning(false)
+        .map_err(|e| e.to_string())
 }
 
 /// Loads a still image (JPEG/PNG) as RGB.

@@ -122,6 +122,14 @@ impl HistogramSnapshot {
         self.buckets.iter().sum()
     }
 
+    /// Adds `other`'s samples in (another camera's histogram: the node's total).
+    pub fn merge(&mut self, other: &HistogramSnapshot) {
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+        self.max_us = self.max_us.max(other.max_us);
+    }
+
     /// The samples recorded after `earlier` (a snapshot of the same histogram).
     pub fn since(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
         HistogramSnapshot {
@@ -252,6 +260,24 @@ mod tests {
         let p50 = window.quantile_ms(0.5).unwrap();
         assert!((72.0..=80.0).contains(&p50), "{p50}");
         assert_eq!(h.snapshot().since(&h.snapshot()).quantile(0.5), None);
+    }
+
+    #[test]
+    fn merged_snapshots_hold_both_cameras_samples() {
+        let (a, b) = (Histogram::default(), Histogram::default());
+        for _ in 0..90 {
+            a.record(ms(10.0));
+        }
+        for _ in 0..10 {
+            b.record(ms(200.0));
+        }
+        let mut total = a.snapshot();
+        total.merge(&b.snapshot());
+        assert_eq!(total.count(), 100);
+        let p50 = total.quantile_ms(0.5).unwrap();
+        assert!((9.0..=11.0).contains(&p50), "{p50}");
+        let p99 = total.quantile_ms(0.99).unwrap();
+        assert!((180.0..=200.0).contains(&p99), "{p99}");
     }
 
     #[test]

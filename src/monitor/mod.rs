@@ -148,6 +148,8 @@ pub struct CameraStats {
     pub inference: Histogram,
     /// Capture-to-PUBACK latency of this camera's events (live and real-time sources).
     pub publish_latency: Histogram,
+    /// Capture-to-detection latency per analysed frame (live and real-time sources).
+    pub latency: Histogram,
     /// The connection state, changed only through [`CameraStats::set_state`].
     state: Mutex<CameraState>,
 }
@@ -170,6 +172,7 @@ impl CameraStats {
         self.latency_us.fetch_add(us, Relaxed);
         self.latency_max_us.fetch_max(us, Relaxed);
         self.latency_frames.fetch_add(1, Relaxed);
+        self.latency.record(latency);
     }
 
     /// Records one frame's inference time (its sum and its histogram).
@@ -275,8 +278,9 @@ pub struct StatsReporter {
     clock: SharedClock,
     started: std::time::Instant,
     last: Option<(std::time::Instant, Vec<CameraSnapshot>)>,
-    /// Each camera's histograms at the previous report: (inference, capture-to-publish).
-    last_histograms: std::collections::HashMap<String, (HistogramSnapshot, HistogramSnapshot)>,
+    /// Each camera's histograms at the previous report: (inference, capture-to-publish,
+    /// capture-to-detection).
+    last_histograms: std::collections::HashMap<String, [HistogramSnapshot; 3]>,
 }
 
 /// Outbox figures for a stats report.
@@ -326,12 +330,16 @@ impl StatsReporter {
                 _ => 0.0,
             };
             let round = |v: f64| (v * 100.0).round() / 100.0;
-            let (inference, publish) =
-                (stats.inference.snapshot(), stats.publish_latency.snapshot());
-            let (inference_window, publish_window) = match self.last_histograms.get(id) {
-                Some((i0, p0)) => (inference.since(i0), publish.since(p0)),
-                None => (inference.clone(), publish.clone()),
-            };
+            let now_h = [
+                stats.inference.snapshot(),
+                stats.publish_latency.snapshot(),
+                stats.latency.snapshot(),
+            ];
+            let [inference_window, publish_window, latency_window] =
+                match self.last_histograms.get(id) {
+                    Some(before) => std::array::from_fn(|k| now_h[k].since(&before[k])),
+                    None => now_h.clone(),
+                };
             let state = stats.state();
             cams.insert(
                 id.clone(),
@@ -351,6 +359,8 @@ impl StatsReporter {
                     "inference_ms_p50": inference_window.quantile_ms(0.5),
                     "inference_ms_p99": inference_window.quantile_ms(0.99),
                     "latency_ms_mean": round(s.mean_latency_ms()),
+                    "latency_ms_p50": latency_window.quantile_ms(0.5),
+                    "latency_ms_p99": latency_window.quantile_ms(0.99),
                     "latency_ms_max": round(s.latency_max_us as f64 / 1000.0),
                     "publish_latency_ms_p50": publish_window.quantile_ms(0.5),
                     "publish_latency_ms_p99": publish_window.quantile_ms(0.99),
@@ -358,7 +368,7 @@ impl StatsReporter {
                         .then(|| round(s.publish_latency_max_us as f64 / 1000.0)),
                 }),
             );
-            histograms.insert(id.clone(), (inference, publish));
+            histograms.insert(id.clone(), now_h);
         }
         self.last = Some((now, snaps));
         self.last_histograms = histograms;
@@ -464,6 +474,8 @@ mod report_tests {
         for key in [
             "inference_ms_p50",
             "inference_ms_p99",
+            "latency_ms_p50",
+            "latency_ms_p99",
             "publish_latency_ms_p50",
             "publish_latency_ms_p99",
             "publish_latency_ms_max",
@@ -474,6 +486,9 @@ mod report_tests {
             cam.record_inference(Duration::from_millis(ms));
         }
         CameraStats::add(&cam.frames_analysed, 100);
+        for ms in [10, 20, 30, 400] {
+            cam.record_latency(Duration::from_millis(ms));
+        }
         cam.record_published(Some(Duration::from_millis(900)));
         cam.record_published(None);
         let first = r.report(&cams, OutboxFigures::default());
@@ -485,6 +500,9 @@ mod report_tests {
         assert!((45.0..=55.0).contains(&p50), "{gate}");
         assert!(p50 <= p99 && p99 <= 100.0, "{gate}");
         assert_eq!(gate["inference_ms_mean"], 50.5);
+        let p50 = gate["latency_ms_p50"].as_f64().unwrap();
+        assert!((18.0..=22.0).contains(&p50), "{gate}");
+        assert_eq!(gate["latency_ms_p99"], 400.0);
         assert_eq!(gate["events_published"], 2);
         assert_eq!(gate["publish_latency_ms_max"], 900.0);
         assert!(gate["publish_latency_ms_p99"].as_f64().unwrap() <= 900.0);
@@ -501,6 +519,7 @@ mod report_tests {
         // Nothing new: no percentiles, the maximum stays.
         let third = r.report(&cams, OutboxFigures::default());
         assert!(third["cameras"]["gate"]["inference_ms_p50"].is_null());
+        assert!(third["cameras"]["gate"]["latency_ms_p99"].is_null());
         assert_eq!(
             third["cameras"]["gate"]["publish_latency_ms_max"],
             120_000.0

@@ -50,6 +50,7 @@ use tracing::Instrument;
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError};
 use crate::detect::{DetectError, Detector, DetectorOptions, DetectorService, Infer};
+use crate::monitor::HistogramSnapshot;
 use crate::monitor::heartbeat::{Beat, Beats};
 use crate::monitor::{CameraSnapshot, CameraState, CameraStats};
 use crate::mqtt::commands::ControlRequest;
@@ -80,6 +81,11 @@ pub struct RunSummary {
     pub states: Vec<(String, CameraState)>,
     pub publisher: PublisherReport,
     pub wall: Duration,
+    /// Inference time per analysed frame, every camera's, over the whole run.
+    pub inference: HistogramSnapshot,
+    /// Capture-to-detection latency, every camera's, over the whole run (live and
+    /// real-time sources).
+    pub latency: HistogramSnapshot,
 }
 
 impl RunSummary {
@@ -282,7 +288,14 @@ pub async fn run_with(
     for t in threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
+    let (mut inference, mut latency) = (HistogramSnapshot::default(), HistogramSnapshot::default());
+    for (_, s) in &stats {
+        inference.merge(&s.inference.snapshot());
+        latency.merge(&s.latency.snapshot());
+    }
     Ok(RunSummary {
+        inference,
+        latency,
         states: stats
             .iter()
             .map(|(id, s)| (id.clone(), s.state()))

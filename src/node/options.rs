@@ -107,6 +107,7 @@ pub fn gate(c: &config::SceneConfig) -> Option<GateOptions> {
     (c.enabled && c.motion_gate).then(|| GateOptions {
         motion_threshold: c.motion_threshold,
         recheck: Duration::from_secs_f64(c.recheck_s),
+        zones_only: c.motion_in_zones,
     })
 }
 

@@ -11,7 +11,8 @@
 //! Per frame:
 //!
 //! 1. [`CameraPipeline::frame`]: the scene model looks at the frame. When the
-//!    motion gate is on, nothing moved (motion below `motion_threshold`), the
+//!    motion gate is on, nothing moved (motion below `motion_threshold`; with
+//!    [`GateOptions::zones_only`], motion inside the zones), the
 //!    last detection is younger than `recheck` and the tracker has no
 //!    undecided (tentative) object, the frame is *held*: the
 //!    detector is skipped, the tracker is told that time passed without a
@@ -41,7 +42,7 @@ use crate::event::{Event, Phase, SCHEMA, Site, rfc3339};
 use crate::evidence::Policy;
 use crate::geom::Detection;
 use crate::monitor::CameraStats;
-use crate::scene::{SceneConfig, SceneModel, StaticRegion};
+use crate::scene::{MotionArea, SceneConfig, SceneModel, StaticRegion};
 use crate::source::Frame;
 use crate::track::{Track, Tracker, TrackerConfig};
 use looks::Looks;
@@ -53,6 +54,9 @@ pub struct GateOptions {
     pub motion_threshold: f32,
     /// Run the detector at least this often, so still objects are re-checked.
     pub recheck: Duration,
+    /// Only motion inside the zones counts (still as a fraction of the picture): a
+    /// tree waving outside every zone does not wake the detector.
+    pub zones_only: bool,
 }
 
 /// Everything a camera's pipeline is built from.
@@ -159,10 +163,18 @@ impl CameraPipeline {
                 (z.id.clone(), site)
             })
             .collect();
+        let mut scene = opts.scene.map(SceneModel::new);
+        if let (Some(scene), Some(gate)) = (&mut scene, gate)
+            && gate.zones_only
+        {
+            scene.set_motion_area(MotionArea::new(
+                opts.zones.iter().map(|z| z.polygon.as_slice()),
+            ));
+        }
         Self {
             looks,
             sites,
-            scene: opts.scene.map(SceneModel::new),
+            scene,
             gate,
             tracker: Tracker::new(opts.tracker),
             rules: CameraRules::new(&opts.zones, &opts.labels, opts.rule_env, opts.tz),

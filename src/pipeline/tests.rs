@@ -32,6 +32,7 @@ fn options(gate: bool, zones: Vec<ZoneConfig>) -> PipelineOptions {
         gate: gate.then_some(GateOptions {
             motion_threshold: 0.002,
             recheck: Duration::from_secs(2),
+            zones_only: true,
         }),
         zones,
         site: Default::default(),
@@ -221,6 +222,39 @@ fn motion_wakes_the_detector_before_the_recheck() {
         }
     });
     assert!(matches!(rig.pipeline.frame(&frame), Step::Detect));
+}
+
+/// Only motion inside the zones wakes the detector (the left half is a zone here);
+/// with `zones_only` off, motion anywhere does; with no zone, motion anywhere does.
+#[test]
+fn only_motion_inside_the_zones_wakes_the_detector() {
+    let left = zone(
+        r#"id = "left"
+polygon = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]"#,
+    );
+    let right_block = |d: &mut [u8]| fill(d, [220, 60, 300, 140], 250);
+    let left_block = |d: &mut [u8]| fill(d, [20, 60, 100, 140], 250);
+    let cases: [(&str, bool, Vec<ZoneConfig>, bool, bool); 4] = [
+        ("zones only", true, vec![left.clone()], false, true),
+        ("whole picture", false, vec![left.clone()], true, true),
+        ("no zone", true, vec![], true, true),
+        ("no zone, whole picture", false, vec![], true, true),
+    ];
+    for (name, zones_only, zones, right_wakes, left_wakes) in cases {
+        for (block, wakes) in [
+            (&right_block as &dyn Fn(&mut [u8]), right_wakes),
+            (&left_block, left_wakes),
+        ] {
+            let mut opts = options(true, zones.clone());
+            opts.gate.as_mut().unwrap().zones_only = zones_only;
+            let mut rig = Rig::new(opts);
+            rig.step(&[]);
+            assert!(!rig.step(&[]).0, "{name}: nothing moved");
+            let frame = rig.frame(block);
+            let asked = matches!(rig.pipeline.frame(&frame), Step::Detect);
+            assert_eq!(asked, wakes, "{name}");
+        }
+    }
 }
 
 #[test]

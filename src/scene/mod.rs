@@ -65,6 +65,7 @@
 //! gradient in the reference than in the frame is a ghost; it is copied into
 //! the reference at once and never reported.
 
+pub mod area;
 mod grey;
 mod mask;
 mod regions;
@@ -73,6 +74,7 @@ use std::time::Duration;
 
 use crate::geom::PxBox;
 
+pub use area::MotionArea;
 use grey::{GreyScaler, work_size};
 use mask::{Components, dilate3};
 
@@ -206,6 +208,10 @@ pub struct SceneModel {
     comps: Components,
     tracked: Vec<Tracked>,
     next_id: u64,
+    /// Where motion counts ([`SceneModel::set_motion_area`]); empty: everywhere.
+    area: area::MotionArea,
+    /// `area` on the work image (empty when `area` is, or before the first frame).
+    area_mask: Vec<u8>,
 }
 
 impl SceneModel {
@@ -236,6 +242,23 @@ impl SceneModel {
             comps: Components::default(),
             tracked: Vec::new(),
             next_id: 1,
+            area: area::MotionArea::default(),
+            area_mask: Vec::new(),
+        }
+    }
+
+    /// Counts motion ([`SceneUpdate::motion`]) only inside `area` (the zones), still
+    /// as a fraction of the whole picture; an empty area counts it everywhere.
+    pub fn set_motion_area(&mut self, area: area::MotionArea) {
+        self.area = area;
+        self.area_mask = self.area_mask_for(self.w, self.h);
+    }
+
+    fn area_mask_for(&self, w: usize, h: usize) -> Vec<u8> {
+        if self.area.is_empty() || w == 0 {
+            Vec::new()
+        } else {
+            self.area.mask(w, h)
         }
     }
 
@@ -264,6 +287,7 @@ impl SceneModel {
             self.src = (width, height);
             let (w, h) = work_size(self.config.work_width, width, height);
             (self.w, self.h) = (w as usize, h as usize);
+            self.area_mask = self.area_mask_for(self.w, self.h);
         }
         let t = pts.as_secs_f64();
         if self.last_t.is_some_and(|last| t < last) {
@@ -393,7 +417,13 @@ impl SceneModel {
                 .zip(&self.prev)
                 .map(|(&a, &b)| u8::from(a.abs_diff(b) > thr)),
         );
-        let changed = self.scratch.iter().filter(|&&m| m != 0).count();
+        let changed = if self.area_mask.is_empty() {
+            self.scratch.iter().filter(|&&m| m != 0).count()
+        } else {
+            (self.scratch.iter().zip(&self.area_mask))
+                .filter(|&(&m, &a)| m & a != 0)
+                .count()
+        };
         dilate3(
             &self.scratch,
             self.w,

@@ -298,6 +298,8 @@ pub struct SceneConfig {
     pub recheck_s: f64,
     /// Fraction of the picture that must change between frames to count as motion.
     pub motion_threshold: f32,
+    /// Only motion inside the camera's zones counts (all of the picture when it has none).
+    pub motion_in_zones: bool,
     /// Grey-level difference from the reference that counts as a change.
     pub diff_threshold: u8,
     /// A change must stay still this long to be reported.
@@ -315,6 +317,7 @@ impl Default for SceneConfig {
             motion_gate: false,
             recheck_s: 2.0,
             motion_threshold: 0.002,
+            motion_in_zones: true,
             diff_threshold: 25,
             still_s: 2.0,
             absorb_s: 1800.0,
