@@ -443,6 +443,25 @@ impl FfmpegSource {
 
 impl FrameSource for FfmpegSource {
     fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+        let began = Instant::now();
+        let frame = self.decode_next();
+        let spent = began.elapsed().as_micros() as u64;
+        CameraStats::add(&self.stats.decode_us, spent);
+        frame
+    }
+
+    fn is_live(&self) -> bool {
+        self.live
+    }
+
+    fn frame_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.fallback_interval)
+    }
+}
+
+impl FfmpegSource {
+    /// The next sampled frame: decodes until the sampler takes one.
+    fn decode_next(&mut self) -> Result<Option<Frame>, SourceError> {
         loop {
             match self.decoder.receive_frame(&mut self.decoded) {
                 Ok(()) => {
@@ -503,14 +522,6 @@ impl FrameSource for FfmpegSource {
                 }
             }
         }
-    }
-
-    fn is_live(&self) -> bool {
-        self.live
-    }
-
-    fn frame_interval(&self) -> Duration {
-        Duration::from_secs_f64(self.fallback_interval)
     }
 }
 
