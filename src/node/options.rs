@@ -75,6 +75,9 @@ pub fn source(cam: &CameraConfig) -> SourceOptions {
         reconnect_max,
         hwaccel: cam.hwaccel,
         rtsp_transport: cam.rtsp_transport,
+        decode: cam.decode,
+        decoder_threads: cam.decoder_threads,
+        grey_width: scene(&cam.scene).map(|s| s.work_width),
     }
 }
 

@@ -644,6 +644,9 @@ pub fn source_options(
         reconnect_max: Duration::from_secs(2),
         hwaccel: streetwatch::config::HwAccel::None,
         rtsp_transport: streetwatch::config::RtspTransport::Tcp,
+        decode: streetwatch::config::DecodeMode::Sampled,
+        decoder_threads: 0,
+        grey_width: None,
     }
 }
 

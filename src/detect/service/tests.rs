@@ -29,6 +29,7 @@ fn queues(
                     pts: Duration::ZERO,
                     captured_at: std::time::SystemTime::UNIX_EPOCH,
                     index: k as u64,
+                    decoded: None,
                 }),
                 reply,
             });
@@ -108,6 +109,7 @@ async fn the_beat_counts_runs_and_the_frames_waiting_or_running() {
         pts: Duration::ZERO,
         captured_at: std::time::SystemTime::UNIX_EPOCH,
         index: 0,
+        decoded: None,
     });
     let camera = service.camera("a");
     let answer = tokio::spawn(async move { camera.detect(frame).await });
@@ -195,6 +197,7 @@ fn frame() -> Arc<Frame> {
         pts: Duration::ZERO,
         captured_at: std::time::SystemTime::UNIX_EPOCH,
         index: 0,
+        decoded: None,
     })
 }
 
