@@ -9,7 +9,7 @@ CARGO ?= cargo
 # Debian architecture of `make deb`: this machine's, or arm64 (cross-built).
 ARCH ?= $(shell dpkg --print-architecture)
 
-.PHONY: setup build demo test lint bench clean-cache deb check-arm64 pictures
+.PHONY: setup build demo test lint bench bench-cameras clean-cache deb check-arm64 pictures
 
 ## Install Debian packages, ONNX Runtime, the default model and sample media (idempotent).
 setup:
@@ -44,6 +44,11 @@ deb: setup
 check-arm64: setup
 	@deploy/setup.sh package-tools arm64
 	@deploy/check-arm64.sh
+
+## 16 real-time cameras (CAMERAS=N) on a still street against one, as ratios (SECONDS=65 each).
+bench-cameras: setup
+	@deploy/setup.sh test-assets
+	@$(CARGO) bench --bench many_cameras
 
 ## Formatting and lints, as the project keeps them.
 lint:

@@ -95,6 +95,7 @@ fn service(
                 pts: Duration::ZERO,
                 captured_at: SystemTime::now(),
                 index: 0,
+                decoded: None,
             })
         })
         .collect();

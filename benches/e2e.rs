@@ -198,6 +198,8 @@ fn measure(mut cmd: Command, stop_after: Option<Duration>) -> (Run, String, Stri
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap());
     let start = Instant::now();
+    // Reaped by `wait4` below, which also gives the child's rusage.
+    #[expect(clippy::zombie_processes, reason = "reaped by wait4, for its rusage")]
     let child = cmd.spawn().expect("the command starts");
     let pid = child.id() as libc::pid_t;
     if let Some(after) = stop_after {

@@ -190,6 +190,11 @@ impl Preview<'_> {
 pub fn grab(source: &SourceOptions) -> Result<Frame, SourceError> {
     let stats = Arc::new(CameraStats::default());
     let watchdog = crate::source::ffmpeg::Watchdog::new();
+    // The picture is drawn on: RGB from the decoder, not the scene model's grey.
+    let source = &SourceOptions {
+        grey_width: None,
+        ..source.clone()
+    };
     let mut src = DefaultOpener.open(source, &stats, &watchdog)?;
     src.next_frame()?.ok_or_else(|| SourceError::Open {
         camera: source.camera.clone(),

@@ -30,6 +30,7 @@ fn photo(name: &str) -> Arc<Frame> {
         pts: Duration::ZERO,
         captured_at: SystemTime::now(),
         index: 0,
+        decoded: None,
     })
 }
 

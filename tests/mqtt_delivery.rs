@@ -51,6 +51,7 @@ fn evidence_jpeg() -> Vec<u8> {
         pts: Duration::ZERO,
         captured_at: SystemTime::now(),
         index: 0,
+        decoded: None,
     };
     let opts = streetwatch::evidence::EvidenceOptions {
         max_width: 640,

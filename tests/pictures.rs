@@ -274,6 +274,7 @@ fn evidence_shows_the_subject_untouched_the_zone_and_masks_every_head() {
         pts: std::time::Duration::ZERO,
         captured_at: std::time::SystemTime::now(),
         index: 0,
+        decoded: None,
     };
     let jpeg = evidence::render(
         &frame,

@@ -50,6 +50,7 @@ impl FrameSource for Grey {
             pts: Duration::from_millis(self.n * 40),
             captured_at: SystemTime::now(),
             index: self.n,
+            decoded: None,
         }))
     }
     fn is_live(&self) -> bool {

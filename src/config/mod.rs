@@ -313,6 +313,12 @@ pub struct CameraConfig {
     /// frames is refused before any frame of that size is decoded.
     #[serde(default = "default_max_pixels")]
     pub max_pixels: i64,
+    /// Which frames of the stream are decoded at all.
+    #[serde(default)]
+    pub decode: DecodeMode,
+    /// Decoder threads; 0 sizes them for the stream (one per 1080p30 of pixel rate).
+    #[serde(default)]
+    pub decoder_threads: u32,
     #[serde(default)]
     pub tracker: TrackerConfig,
     #[serde(default)]
@@ -355,6 +361,19 @@ pub enum HwAccel {
     Vaapi,
     Cuda,
     V4l2m2m,
+}
+
+/// `[[camera]] decode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodeMode {
+    /// Every frame.
+    All,
+    /// Frames no other frame refers to are skipped unless the sampler wants them.
+    #[default]
+    Sampled,
+    /// Key frames only (a still-scene camera analysed at the key frame rate or less).
+    Keyframes,
 }
 
 /// `[[camera]] rtsp_transport`.

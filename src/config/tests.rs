@@ -128,6 +128,22 @@ fn source_options_parse_and_are_checked() {
     assert_eq!(cam.rtsp_transport, RtspTransport::Udp);
     assert_eq!((cam.stall_timeout_s, cam.reconnect_max_s), (3.0, 8.0));
 
+    assert_eq!((cam.decode, cam.decoder_threads), (DecodeMode::Sampled, 0));
+    let text = GOOD.replace(
+        "fps = 4",
+        "fps = 4\ndecode = \"keyframes\"\ndecoder_threads = 2",
+    );
+    let cam = &parse(&text).unwrap().cameras[0];
+    assert_eq!(
+        (cam.decode, cam.decoder_threads),
+        (DecodeMode::Keyframes, 2)
+    );
+    let err = parse(&GOOD.replace("fps = 4", "fps = 4\ndecoder_threads = 17")).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { key, .. } if key == "camera[gate].decoder_threads"),
+        "{err}"
+    );
+
     let err = parse(&GOOD.replace("fps = 4", "fps = 4\nhwaccel = \"gpu\"")).unwrap_err();
     assert!(err.to_string().contains("unknown variant `gpu`"), "{err}");
     let err = parse(&GOOD.replace("fps = 4", "fps = 4\nstall_timeout_s = 0")).unwrap_err();

@@ -149,6 +149,12 @@ impl Config {
             if !(cam.fps > 0.0 && cam.fps <= 60.0) {
                 return Err(self.invalid(format!("{key}.fps"), "must be > 0 and ≤ 60"));
             }
+            if cam.decoder_threads > 16 {
+                return Err(self.invalid(
+                    format!("{key}.decoder_threads"),
+                    "must be between 0 (sized for the stream) and 16",
+                ));
+            }
             for (name, v) in [
                 ("stall_timeout_s", cam.stall_timeout_s),
                 ("reconnect_max_s", cam.reconnect_max_s),

@@ -143,6 +143,7 @@ mod tests {
             pts: std::time::Duration::ZERO,
             captured_at: std::time::UNIX_EPOCH,
             index: 0,
+            decoded: None,
         };
         let subject = FracBox([0.45, 0.45, 0.55, 0.55]);
         // A head right beside the subject, inside the close-up's region.

@@ -112,6 +112,7 @@ pub fn refit(stored: &[u8], quality: u8, max_bytes: usize) -> Result<Vec<u8>, Ev
         pts: std::time::Duration::ZERO,
         captured_at: std::time::UNIX_EPOCH,
         index: 0,
+        decoded: None,
     };
     let width = frame.width;
     shrink_until(width, quality, max_bytes, |w, q| {
@@ -144,6 +145,7 @@ mod tests {
             pts: std::time::Duration::ZERO,
             captured_at: std::time::UNIX_EPOCH,
             index: 0,
+            decoded: None,
         }
     }
 

@@ -442,6 +442,7 @@ mod tests {
             pts: std::time::Duration::ZERO,
             captured_at: std::time::SystemTime::now(),
             index: 0,
+            decoded: None,
         }
     }
 

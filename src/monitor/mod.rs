@@ -137,6 +137,10 @@ counters! {
     events_published: sum,
     /// Times the camera was restarted after one of its threads died.
     restarts: sum,
+    /// Time the source spent producing frames (reading, decoding, converting), microseconds.
+    decode_us: sum,
+    /// Time the scene model spent on this camera's frames, microseconds.
+    scene_us: sum,
 }
 
 /// A camera's counters (reached through `Deref`), duration histograms and

@@ -77,6 +77,9 @@ pub fn source(cam: &CameraConfig) -> SourceOptions {
         hwaccel: cam.hwaccel,
         rtsp_transport: cam.rtsp_transport,
         max_pixels: cam.max_pixels.unsigned_abs(),
+        decode: cam.decode,
+        decoder_threads: cam.decoder_threads,
+        grey_width: scene(&cam.scene).map(|s| s.work_width),
     }
 }
 

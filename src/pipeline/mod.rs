@@ -198,10 +198,14 @@ impl CameraPipeline {
 
     /// Looks at a new frame: the scene model, then the motion gate.
     pub fn frame(&mut self, frame: &Frame) -> Step {
-        let scene = self
-            .scene
-            .as_mut()
-            .map(|s| s.update(frame.pts, frame.width, frame.height, &frame.data));
+        let began = self.clock.mono();
+        let size = (frame.width, frame.height);
+        let scene = self.scene.as_mut().map(|s| match frame.grey() {
+            Some(g) => s.update_grey(frame.pts, size, (g.width, g.height), &g.data),
+            None => s.update(frame.pts, frame.width, frame.height, &frame.data),
+        });
+        let spent = self.clock.mono().saturating_duration_since(began);
+        CameraStats::add(&self.stats.scene_us, spent.as_micros() as u64);
         let motion = scene.as_ref().map(|s| s.motion);
         let looking = Looking {
             pts: frame.pts,

@@ -24,6 +24,7 @@ use crate::event::Masked;
 use crate::evidence::{Annotation, EvidenceOptions, JpegBudget, Method};
 use crate::monitor::{CameraState, CameraStats};
 use crate::outbox::Handover;
+use crate::source::ffmpeg::RgbMaker;
 use crate::source::runner::{self, Opener, SourceOptions};
 use crate::source::{Frame, FrameSlot};
 
@@ -71,7 +72,7 @@ pub struct CameraTask<D: Detect> {
     pub events: mpsc::Sender<Handover>,
     pub stats: Arc<CameraStats>,
     pub stop: CancellationToken,
-    /// The latest analysed frame, for snapshots.
+    /// The latest frame with RGB pixels (one the detector saw), for snapshots.
     pub latest: watch::Sender<Option<Latest>>,
     /// How evidence of start events is made; `None`: no evidence.
     pub evidence: Option<EvidenceOptions>,
@@ -120,9 +121,29 @@ impl<D: Detect> CameraTask<D> {
         };
 
         let mut died: Option<String> = None;
-        while let Some(frame) = slot.take().await {
+        let mut rgb = RgbMaker::new();
+        while let Some(mut frame) = slot.take().await {
+            let step = self.pipeline.frame(&frame);
+            // RGB only for a frame the detector sees or that is an event's evidence.
+            let wanted = match &step {
+                Step::Detect => true,
+                Step::Done(out) => self.evidence.is_some() && out.iter().any(|o| o.evidence),
+            };
+            let made = if wanted {
+                frame.make_rgb(&mut rgb)
+            } else {
+                Ok(())
+            };
+            frame.release_picture();
+            if let Err(e) = &made {
+                tracing::warn!(error = %e, "frame has no picture; skipped");
+            }
             let frame = Arc::new(frame);
-            let (out, held) = match self.pipeline.frame(&frame) {
+            let (out, held) = match step {
+                Step::Detect if made.is_err() => {
+                    self.pipeline.detected(Detected::Skipped);
+                    continue;
+                }
                 Step::Done(out) => (out, true),
                 Step::Detect => match self.detector.detect(frame.clone()).await {
                     Ok(found) => (
@@ -144,11 +165,18 @@ impl<D: Detect> CameraTask<D> {
                     }
                 },
             };
-            self.latest.send_replace(Some(Latest {
-                frame: frame.clone(),
-                masked: self.pipeline.masks(&[]),
-                method: self.pipeline.mask_method(),
-            }));
+            if frame.has_rgb() {
+                let latest = Latest {
+                    frame: frame.clone(),
+                    masked: self.pipeline.masks(&[]),
+                    method: self.pipeline.mask_method(),
+                };
+                // The frame it replaces gives its buffer back, unless a snapshot holds it.
+                let old = self.latest.send_replace(Some(latest));
+                if let Some(old) = old.and_then(|l| Arc::try_unwrap(l.frame).ok()) {
+                    rgb.recycle(old.data);
+                }
+            }
             if let Some(tap) = &self.tap {
                 let tapped = Tapped {
                     frame: frame.clone(),

@@ -78,6 +78,7 @@ impl Rig {
             pts,
             captured_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + pts,
             index: self.n,
+            decoded: None,
         }
     }
 

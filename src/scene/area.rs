@@ -86,7 +86,8 @@ mod tests {
         let corner = [[0.0, 0.0], [0.25, 0.0], [0.25, 0.25], [0.0, 0.25]];
         // Thinner than a pixel: only the pixel of its first corner (then grown).
         let thin = [[0.52, 0.52], [0.53, 0.52], [0.53, 0.53]];
-        let cases: [(&[&[[f64; 2]]], [&str; 8]); 4] = [
+        type Polygons<'a> = &'a [&'a [[f64; 2]]];
+        let cases: [(Polygons, [&str; 8]); 4] = [
             (
                 &[&bottom],
                 [

@@ -7,10 +7,23 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 
 /// The work-image size for a `width × height` source: `work_width` wide (never
 /// wider than the source), height keeping the aspect ratio, both at least 1.
-pub(crate) fn work_size(work_width: u32, width: u32, height: u32) -> (u32, u32) {
+pub fn work_size(work_width: u32, width: u32, height: u32) -> (u32, u32) {
     let w = work_width.clamp(1, width.max(1));
     let h = ((height as f64 * w as f64 / width.max(1) as f64).round() as u32).max(1);
     (w, h)
+}
+
+/// The `size` grey work image of a packed RGB8 frame, as the scene model makes it
+/// (empty if `rgb` is not `width * height * 3` bytes).
+pub fn grey_of_rgb(width: u32, height: u32, rgb: &[u8], size: (u32, u32)) -> Vec<u8> {
+    let mut out = Vec::new();
+    if GreyScaler::new()
+        .run(width, height, rgb, size, &mut out)
+        .is_err()
+    {
+        out.clear();
+    }
+    out
 }
 
 /// Reusable downscaler: the resizer and its RGB output buffer live across frames.

@@ -13,7 +13,9 @@
 //! recorded sequence replays deterministically.
 //!
 //! How one frame is processed, on a small grey work image
-//! ([`SceneConfig::work_width`] wide, box-filtered from the frame):
+//! ([`SceneConfig::work_width`] wide, box-filtered from the RGB frame by
+//! [`SceneModel::update`], or handed in by [`SceneModel::update_grey`] as the
+//! decoder made it from the frame's luma plane, with no RGB frame at all):
 //!
 //! 1. **Exposure.** The median ratio frame / reference estimates a global
 //!    gain (auto-exposure, a cloud); beyond ±3 % the reference is scaled by it,
@@ -75,7 +77,8 @@ use std::time::Duration;
 use crate::geom::PxBox;
 
 pub use area::MotionArea;
-use grey::{GreyScaler, work_size};
+use grey::GreyScaler;
+pub use grey::{grey_of_rgb, work_size};
 use mask::{Components, dilate3};
 
 /// Tuning of the scene model; the defaults suit 5–10 fps street cameras.
@@ -282,17 +285,7 @@ impl SceneModel {
         if width == 0 || height == 0 || rgb.len() != expected {
             return SceneUpdate::default();
         }
-        if (width, height) != self.src {
-            self.reset();
-            self.src = (width, height);
-            let (w, h) = work_size(self.config.work_width, width, height);
-            (self.w, self.h) = (w as usize, h as usize);
-            self.area_mask = self.area_mask_for(self.w, self.h);
-        }
-        let t = pts.as_secs_f64();
-        if self.last_t.is_some_and(|last| t < last) {
-            self.reset();
-        }
+        self.resize(width, height);
         let size = (self.w as u32, self.h as u32);
         if self
             .scaler
@@ -300,6 +293,50 @@ impl SceneModel {
             .is_err()
         {
             return SceneUpdate::default();
+        }
+        self.analyse(pts)
+    }
+
+    /// [`SceneModel::update`] on the frame's grey work image, already made (by the
+    /// decoder, from its luma plane): `grey` is `work_w × work_h` bytes, the size
+    /// [`work_size`] gives for a `width × height` frame and this model's
+    /// `work_width`. A work image of another size is ignored (empty update).
+    pub fn update_grey(
+        &mut self,
+        pts: Duration,
+        (width, height): (u32, u32),
+        (work_w, work_h): (u32, u32),
+        grey: &[u8],
+    ) -> SceneUpdate {
+        if width == 0 || height == 0 {
+            return SceneUpdate::default();
+        }
+        let want = work_size(self.config.work_width, width, height);
+        if (work_w, work_h) != want || grey.len() != (work_w * work_h) as usize {
+            return SceneUpdate::default();
+        }
+        self.resize(width, height);
+        self.grey.clear();
+        self.grey.extend_from_slice(grey);
+        self.analyse(pts)
+    }
+
+    /// A new source size starts over with a work image of its own size.
+    fn resize(&mut self, width: u32, height: u32) {
+        if (width, height) != self.src {
+            self.reset();
+            self.src = (width, height);
+            let (w, h) = work_size(self.config.work_width, width, height);
+            (self.w, self.h) = (w as usize, h as usize);
+            self.area_mask = self.area_mask_for(self.w, self.h);
+        }
+    }
+
+    /// The model's work on the grey image in `self.grey`.
+    fn analyse(&mut self, pts: Duration) -> SceneUpdate {
+        let t = pts.as_secs_f64();
+        if self.last_t.is_some_and(|last| t < last) {
+            self.reset();
         }
         let Some(last_t) = self.last_t else {
             self.start(t);

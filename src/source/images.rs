@@ -140,6 +140,7 @@ impl FrameSource for ImageSource {
                 pts,
                 captured_at: self.opened_at + pts,
                 index,
+                decoded: None,
             }));
         }
         Ok(None)

@@ -5,7 +5,11 @@
 //!
 //! Decoding runs on a blocking thread per camera. Frames are sampled by
 //! stream time (PTS) before colour conversion, so frames that will not be
-//! analysed cost only their decode. Live sources hand frames over through a
+//! analysed cost only their decode, and the decoder skips the ones no other
+//! frame needs ([`ffmpeg`]). A sampled frame of the FFmpeg source comes as
+//! its small grey work image for the scene model plus a reference to the
+//! decoder's picture ([`Decoded`]); its RGB pixels are made only if the frame
+//! goes to the detector or into evidence ([`Frame::make_rgb`]). Live sources hand frames over through a
 //! latest-frame slot: a slow consumer makes stale frames be replaced and
 //! counted, never queued. Files are read as fast as the pipeline takes them,
 //! every sampled frame analysed.
@@ -19,7 +23,8 @@ use std::time::{Duration, SystemTime};
 
 pub use slot::{FrameSlot, SlotMode};
 
-/// A decoded frame, RGB 8-bit, rows packed (`data.len() == width * height * 3`).
+/// A decoded frame, RGB 8-bit, rows packed (`data.len() == width * height * 3`),
+/// or, until [`Frame::make_rgb`], its [`Decoded`] picture with `data` empty.
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub width: u32,
@@ -29,8 +34,60 @@ pub struct Frame {
     pub pts: Duration,
     /// Wall-clock time the frame was captured (live) or the stream start plus `pts` (files).
     pub captured_at: SystemTime,
-    /// Decoded-frame index in the stream (counts frames that were not sampled too).
+    /// Frame index in the stream (counts frames that were not sampled or not decoded too).
     pub index: u64,
+    /// The decoder's grey work image and, while `data` is empty, its picture.
+    pub decoded: Option<Decoded>,
+}
+
+/// A small grey image (one byte per pixel, rows packed, full range).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grey {
+    pub width: u32,
+    pub height: u32,
+    pub data: Vec<u8>,
+}
+
+/// What a decoder hands on besides RGB: the scene model's work image, and the
+/// picture to make RGB from if the frame needs it.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub grey: Grey,
+    pub picture: Option<ffmpeg::Picture>,
+}
+
+impl Frame {
+    /// Whether `data` holds the frame's RGB pixels.
+    pub fn has_rgb(&self) -> bool {
+        self.data.len() == self.width as usize * self.height as usize * 3
+    }
+
+    /// The scene model's work image, if the decoder made it.
+    pub fn grey(&self) -> Option<&Grey> {
+        self.decoded.as_ref().map(|d| &d.grey)
+    }
+
+    /// Fills `data` with the RGB pixels from the decoder's picture (nothing to do if
+    /// they are there) and lets go of the picture.
+    pub fn make_rgb(&mut self, maker: &mut ffmpeg::RgbMaker) -> Result<(), String> {
+        if self.has_rgb() {
+            return Ok(());
+        }
+        let picture = self
+            .decoded
+            .as_mut()
+            .and_then(|d| d.picture.take())
+            .ok_or("the frame has neither RGB pixels nor a picture")?;
+        self.data = maker.make(&picture)?;
+        Ok(())
+    }
+
+    /// Lets go of the decoder's picture (its buffer goes back to the decoder).
+    pub fn release_picture(&mut self) {
+        if let Some(d) = self.decoded.as_mut() {
+            d.picture = None;
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +170,11 @@ impl Sampler {
             interval: Duration::from_secs_f64(1.0 / fps),
             next_due: None,
         }
+    }
+
+    /// The stream time from which the next frame will be taken (`None`: the next one is).
+    pub fn next_due(&self) -> Option<Duration> {
+        self.next_due
     }
 
     /// True if the frame at `pts` should be analysed.

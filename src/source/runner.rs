@@ -20,7 +20,7 @@ use super::ffmpeg::{FfmpegOptions, FfmpegSource, Watchdog, is_live_url};
 use super::images::{ImageSource, is_image_url};
 use super::{Frame, FrameSlot, FrameSource, SlotMode, SourceError, mask_credentials};
 use crate::backoff::Backoff;
-use crate::config::{HwAccel, RtspTransport};
+use crate::config::{DecodeMode, HwAccel, RtspTransport};
 use crate::monitor::{CameraState, CameraStats};
 
 /// Everything the runner needs to know about one camera's source.
@@ -40,6 +40,13 @@ pub struct SourceOptions {
     pub rtsp_transport: RtspTransport,
     /// Frames larger than this (width × height) are refused: the camera goes to `error`.
     pub max_pixels: u64,
+    /// Which frames are decoded (`[[camera]] decode`).
+    pub decode: DecodeMode,
+    /// Decoder threads; 0 sizes them for the stream.
+    pub decoder_threads: u32,
+    /// Hand frames on as the scene model's grey work image this wide plus the
+    /// decoder's picture (RGB made on demand); `None`: as RGB.
+    pub grey_width: Option<u32>,
 }
 
 impl SourceOptions {
@@ -65,6 +72,9 @@ impl SourceOptions {
             hwaccel: self.hwaccel,
             rtsp_transport: self.rtsp_transport,
             max_pixels: self.max_pixels,
+            decode: self.decode,
+            threads: self.decoder_threads,
+            grey_width: self.grey_width,
         }
     }
 }
@@ -378,6 +388,7 @@ mod tests {
             pts: Duration::from_secs(5),
             captured_at: SystemTime::UNIX_EPOCH,
             index: 0,
+            decoded: None,
         };
         c.begin_connection(Duration::from_millis(100), false);
         c.stamp(&mut f, false, false);

@@ -119,6 +119,7 @@ mod tests {
             pts: Duration::ZERO,
             captured_at: SystemTime::UNIX_EPOCH,
             index,
+            decoded: None,
         }
     }
 

@@ -722,6 +722,9 @@ pub fn source_options(
         hwaccel: streetwatch::config::HwAccel::None,
         rtsp_transport: streetwatch::config::RtspTransport::Tcp,
         max_pixels: 3840 * 2160,
+        decode: streetwatch::config::DecodeMode::Sampled,
+        decoder_threads: 0,
+        grey_width: None,
     }
 }
 

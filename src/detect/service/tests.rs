@@ -30,6 +30,7 @@ fn queues(
                     pts: Duration::ZERO,
                     captured_at: std::time::SystemTime::UNIX_EPOCH,
                     index: k as u64,
+                    decoded: None,
                 }),
                 reply,
             });
@@ -109,6 +110,7 @@ async fn the_beat_counts_runs_and_the_frames_waiting_or_running() {
         pts: Duration::ZERO,
         captured_at: std::time::SystemTime::UNIX_EPOCH,
         index: 0,
+        decoded: None,
     });
     let camera = service.camera("a");
     let answer = tokio::spawn(async move { camera.detect(frame).await });
@@ -196,6 +198,7 @@ fn frame() -> Arc<Frame> {
         pts: Duration::ZERO,
         captured_at: std::time::SystemTime::UNIX_EPOCH,
         index: 0,
+        decoded: None,
     })
 }
 

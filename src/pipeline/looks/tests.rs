@@ -56,6 +56,7 @@ fn analysed(privacy: Option<Policy>, timed: bool) -> CameraPipeline {
         pts,
         captured_at: SystemTime::UNIX_EPOCH + Duration::from_secs(T0),
         index: 0,
+        decoded: None,
     };
     assert!(matches!(p.frame(&frame), Step::Detect));
     p.detected(Detected::Found {

@@ -37,6 +37,16 @@ fn limit_pixels(ctx: &mut ff::codec::context::Context, max_pixels: u64) {
     unsafe { (*ctx.as_mut_ptr()).max_pixels = i64::try_from(max_pixels).unwrap_or(i64::MAX) };
 }
 
+/// Decoder threads for a `width × height` stream at `fps` frames per second: one per
+/// 1920×1080 at 30 fps of pixel rate, at least one, at most `cores`. One core decodes
+/// such a stream in real time with room to spare; more threads per decoder only cost
+/// memory (each holds frames of its own) and, with many cameras, fight over the cores.
+pub fn decoder_threads(width: u32, height: u32, fps: f64, cores: usize) -> u32 {
+    let rate = width as f64 * height as f64 * fps.clamp(1.0, 240.0);
+    let n = (rate / (1920.0 * 1080.0 * 30.0)).ceil() as u32;
+    n.clamp(1, cores.max(1) as u32)
+}
+
 /// Opens a decoder for `parameters`, trying `hwaccel` first. A hardware decoder that
 /// cannot be used is logged with its reason and software decoding is used instead.
 /// The decoder refuses pictures over `max_pixels`.
@@ -45,6 +55,7 @@ pub(super) fn open_decoder(
     parameters: &ff::codec::Parameters,
     hwaccel: HwAccel,
     max_pixels: u64,
+    threads: u32,
 ) -> Result<(ff::decoder::Video, Option<&'static str>), ff::Error> {
     let tries: &[HwAccel] = match hwaccel {
         HwAccel::None => &[],
@@ -72,16 +83,16 @@ pub(super) fn open_decoder(
         );
     }
     let mut ctx = ff::codec::context::Context::from_parameters(parameters.clone())?;
-    ctx.set_threading(threading_config());
+    ctx.set_threading(threading_config(threads));
     limit_pixels(&mut ctx, max_pixels);
     Ok((ctx.decoder().video()?, None))
 }
 
-/// Frame threading with one thread per core, as the `ffmpeg` command line decodes.
-fn threading_config() -> ff::codec::threading::Config {
+/// Frame threading with `threads` threads (one: no decoder threads of its own).
+fn threading_config(threads: u32) -> ff::codec::threading::Config {
     ff::codec::threading::Config {
         kind: ff::codec::threading::Type::Frame,
-        count: 0,
+        count: threads.max(1) as usize,
         ..Default::default()
     }
 }
@@ -152,4 +163,25 @@ fn open_hw_decoder(
     }
     limit_pixels(&mut ctx, max_pixels);
     ctx.decoder().video().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoder_threads_follow_the_pixel_rate() {
+        // (width, height, fps, cores) → threads
+        let table = [
+            (768, 576, 10.0, 2, 1),
+            (1920, 1080, 30.0, 2, 1),
+            (1920, 1080, 60.0, 8, 2),
+            (3840, 2160, 30.0, 8, 4),
+            (3840, 2160, 30.0, 2, 2),
+            (0, 0, 25.0, 4, 1),
+        ];
+        for (w, h, fps, cores, want) in table {
+            assert_eq!(decoder_threads(w, h, fps, cores), want, "{w}x{h}@{fps}");
+        }
+    }
 }

@@ -9,23 +9,29 @@ use std::sync::Arc;
 use std::sync::Once;
 use std::time::{Duration, Instant, SystemTime};
 
-use ff::format::Pixel;
-use ff::software::scaling;
 use ffmpeg_next as ff;
 use ffmpeg_next::ffi;
 
-use super::{Frame, FrameSource, Sampler, SourceError, check_frame_size, mask_credentials};
-use crate::config::{HwAccel, RtspTransport};
+use super::{
+    Decoded, Frame, FrameSource, Sampler, SourceError, check_frame_size, mask_credentials,
+};
+use crate::config::{DecodeMode, HwAccel, RtspTransport};
 use crate::monitor::CameraStats;
 
 mod hw;
 mod input;
+mod picture;
+mod skip;
 pub mod timestamps;
 mod watchdog;
 
+pub use hw::decoder_threads;
 use hw::{is_hw_format, open_decoder};
 pub use input::forced_demuxer;
 use input::{OpenFail, announced_size, open_input};
+use picture::{LumaScaler, has_luma_plane};
+pub use picture::{Picture, RgbMaker};
+use skip::{Discard, Skipper};
 pub use watchdog::Watchdog;
 
 static INIT: Once = Once::new();
@@ -63,6 +69,13 @@ pub struct FfmpegOptions {
     pub rtsp_transport: RtspTransport,
     /// Frames larger than this (width × height) are refused before they are decoded.
     pub max_pixels: u64,
+    /// Which frames are decoded: all, the ones the sampler may take, or key frames.
+    pub decode: DecodeMode,
+    /// Decoder threads; 0 sizes them for the stream ([`decoder_threads`]).
+    pub threads: u32,
+    /// Hand on sampled frames as a grey work image this wide (the scene model's
+    /// `work_width`) and the decoder's picture, RGB made on demand; `None`: as RGB.
+    pub grey_width: Option<u32>,
 }
 
 impl FfmpegOptions {
@@ -73,6 +86,9 @@ impl FfmpegOptions {
             hwaccel: HwAccel::None,
             rtsp_transport: RtspTransport::Tcp,
             max_pixels: crate::config::DEFAULT_MAX_PIXELS.unsigned_abs(),
+            decode: DecodeMode::Sampled,
+            threads: 0,
+            grey_width: None,
         }
     }
 }
@@ -92,11 +108,12 @@ pub struct FfmpegSource {
     max_pixels: u64,
     sampler: Sampler,
     stats: Arc<CameraStats>,
-    scaler: Option<(Pixel, u32, u32, scaling::Context)>,
     decoded: ff::frame::Video,
     /// Software copy of a hardware frame.
     transferred: ff::frame::Video,
-    rgb: ff::frame::Video,
+    grey_width: Option<u32>,
+    luma: LumaScaler,
+    rgb: RgbMaker,
     first_pts: Option<i64>,
     opened_at: SystemTime,
     /// The live stream carries no timestamps (MJPEG over HTTP): stream time is the wall
@@ -108,6 +125,9 @@ pub struct FfmpegSource {
     fallback_interval: f64,
     /// The hardware decoder in use, if any.
     hwaccel: Option<&'static str>,
+    skipper: Skipper,
+    /// The decoder's current `skip_frame` level.
+    discard: Discard,
 }
 
 impl FfmpegSource {
@@ -215,9 +235,22 @@ impl FfmpegSource {
         let (w, h) = unsafe { announced_size(stream.as_ptr()) };
         check_frame_size(camera, w, h, options.max_pixels)?;
         let parameters = stream.parameters();
-        let (decoder, hwaccel) =
-            open_decoder(camera, &parameters, options.hwaccel, options.max_pixels)
-                .map_err(|e| open_err(format!("no decoder: {e}")))?;
+        let threads = match options.threads {
+            0 => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                decoder_threads(w, h, 1.0 / fallback_interval, cores)
+            }
+            n => n,
+        };
+        let (decoder, hwaccel) = open_decoder(
+            camera,
+            &parameters,
+            options.hwaccel,
+            options.max_pixels,
+            threads,
+        )
+        .map_err(|e| open_err(format!("no decoder: {e}")))?;
+        tracing::debug!(camera = %camera, threads, decode = ?options.decode, "decoder opened");
         Ok(Self {
             camera: camera.to_string(),
             input,
@@ -230,10 +263,11 @@ impl FfmpegSource {
             max_pixels: options.max_pixels,
             sampler: Sampler::new(options.fps),
             stats,
-            scaler: None,
             decoded: ff::frame::Video::empty(),
             transferred: ff::frame::Video::empty(),
-            rgb: ff::frame::Video::empty(),
+            grey_width: options.grey_width,
+            luma: LumaScaler::new(),
+            rgb: RgbMaker::new(),
             first_pts: None,
             opened_at: SystemTime::now(),
             wall_clock_since: no_timestamps.then_some(None),
@@ -241,6 +275,8 @@ impl FfmpegSource {
             eof_sent: false,
             fallback_interval,
             hwaccel,
+            skipper: Skipper::new(options.decode, timestamps::clamp_secs(1.0 / options.fps)),
+            discard: Discard::Nothing,
         })
     }
 
@@ -264,7 +300,7 @@ impl FfmpegSource {
     }
 
     /// Converts `self.decoded` to packed RGB.
-    fn convert(&mut self, pts: Duration) -> Result<Frame, String> {
+    fn convert(&mut self, pts: Duration, index: u64) -> Result<Frame, String> {
         let src = if is_hw_format(self.decoded.format()) {
             // SAFETY: both frames are valid; the transfer allocates the destination.
             let r = unsafe {
@@ -286,28 +322,18 @@ impl FfmpegSource {
         if w == 0 || h == 0 {
             return Err("frame has no size".into());
         }
-        // The scaler is rebuilt whenever the format or size changes (mid-stream resolution change).
-        let stale =
-            !matches!(&self.scaler, Some((f, sw, sh, _)) if *f == fmt && *sw == w && *sh == h);
-        if stale {
-            let ctx =
-                scaling::Context::get(fmt, w, h, Pixel::RGB24, w, h, scaling::Flags::BILINEAR)
-                    .map_err(|e| format!("no conversion from {fmt:?} {w}x{h}: {e}"))?;
-            self.scaler = Some((fmt, w, h, ctx));
-            // The output frame has the old size; the scaler refuses it (OutputChanged).
-            self.rgb = ff::frame::Video::empty();
-        }
-        let (_, _, _, scaler) = self.scaler.as_mut().expect("scaler set above");
-        scaler
-            .run(src, &mut self.rgb)
-            .map_err(|e| format!("colour conversion: {e}"))?;
-        let stride = self.rgb.stride(0);
-        let row = w as usize * 3;
-        let plane = self.rgb.data(0);
-        let mut data = Vec::with_capacity(row * h as usize);
-        for y in 0..h as usize {
-            data.extend_from_slice(&plane[y * stride..y * stride + row]);
-        }
+        let picture = Picture::reference(src).ok_or("out of memory referencing a frame")?;
+        // The scene model's grey image from the luma plane; RGB later, if at all.
+        // Formats without an 8-bit luma plane are converted now.
+        let (data, decoded) = match self.grey_width.filter(|_| has_luma_plane(fmt)) {
+            Some(gw) => {
+                let size = crate::scene::work_size(gw, w, h);
+                let grey = self.luma.run(src, size)?;
+                let picture = Some(picture);
+                (Vec::new(), Some(Decoded { grey, picture }))
+            }
+            None => (self.rgb.make(&picture)?, None),
+        };
         let captured_at = if self.live {
             SystemTime::now()
         } else {
@@ -319,7 +345,8 @@ impl FfmpegSource {
             data,
             pts,
             captured_at,
-            index: self.frames_seen,
+            index,
+            decoded,
         })
     }
 
@@ -338,6 +365,31 @@ impl FfmpegSource {
         let dim = |v: i32| v.max(0) as u32;
         check_frame_size(&self.camera, dim(w), dim(h), self.max_pixels)?;
         check_frame_size(&self.camera, dim(cw), dim(ch), self.max_pixels)
+    }
+
+    /// Stream time of a raw timestamp of this stream, once the first frame set its origin.
+    fn stream_time(&self, ts: i64) -> Option<Duration> {
+        if self.wall_clock_since.is_some() || self.time_base <= 0.0 {
+            return None;
+        }
+        let first = self.first_pts?;
+        Some(timestamps::since_first(ts, first, self.time_base))
+    }
+
+    /// Tells the decoder which frames it may leave undecoded from the next packet on.
+    fn set_discard(&mut self, level: Discard) {
+        if level == self.discard {
+            return;
+        }
+        let value = match level {
+            Discard::Nothing => ffi::AVDiscard::AVDISCARD_DEFAULT,
+            Discard::NonRef => ffi::AVDiscard::AVDISCARD_NONREF,
+            Discard::NonKey => ffi::AVDiscard::AVDISCARD_NONKEY,
+        };
+        // SAFETY: the decoder's codec context is open and owned by us; FFmpeg reads
+        // `skip_frame` when it decodes the next packet (frame threads copy it then).
+        unsafe { (*self.decoder.as_mut_ptr()).skip_frame = value };
+        self.discard = level;
     }
 
     /// The error for a read that failed: a stall if the watchdog fired.
@@ -373,6 +425,10 @@ impl FfmpegSource {
                         CameraStats::add(&self.stats.decode_errors, 1);
                     }
                     self.check_size_now()?;
+                    let raw = packet.pts();
+                    let pts = raw.and_then(|ts| self.stream_time(ts));
+                    let level = self.skipper.packet(raw, pts, self.sampler.next_due());
+                    self.set_discard(level);
                     if let Err(e) = self.decoder.send_packet(&packet) {
                         self.check_size_now()?;
                         CameraStats::add(&self.stats.decode_errors, 1);
@@ -416,6 +472,25 @@ impl FfmpegSource {
 
 impl FrameSource for FfmpegSource {
     fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+        let began = Instant::now();
+        let frame = self.decode_next();
+        let spent = began.elapsed().as_micros() as u64;
+        CameraStats::add(&self.stats.decode_us, spent);
+        frame
+    }
+
+    fn is_live(&self) -> bool {
+        self.live
+    }
+
+    fn frame_interval(&self) -> Duration {
+        timestamps::clamp_secs(self.fallback_interval)
+    }
+}
+
+impl FfmpegSource {
+    /// The next sampled frame: decodes until the sampler takes one.
+    fn decode_next(&mut self) -> Result<Option<Frame>, SourceError> {
         loop {
             match self.decoder.receive_frame(&mut self.decoded) {
                 Ok(()) => {
@@ -441,12 +516,14 @@ impl FrameSource for FfmpegSource {
                         self.decoded.height(),
                         self.max_pixels,
                     )?;
+                    let raw = self.decoded.timestamp().or(self.decoded.pts());
+                    let index = self.skipper.index(raw, self.frames_seen);
                     self.frames_seen += 1;
                     CameraStats::add(&self.stats.frames_decoded, 1);
                     if !self.sampler.take(pts) {
                         continue;
                     }
-                    match self.convert(pts) {
+                    match self.convert(pts, index) {
                         Ok(frame) => {
                             CameraStats::add(&self.stats.frames_sampled, 1);
                             return Ok(Some(frame));
@@ -484,14 +561,6 @@ impl FrameSource for FfmpegSource {
                 }
             }
         }
-    }
-
-    fn is_live(&self) -> bool {
-        self.live
-    }
-
-    fn frame_interval(&self) -> Duration {
-        timestamps::clamp_secs(self.fallback_interval)
     }
 }
 

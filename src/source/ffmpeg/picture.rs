@@ -1,0 +1,275 @@
+//! A decoded picture kept for later, its small grey image now, its RGB on demand.
+//!
+//! In: a decoded software frame. Out: a [`Grey`] work image for the scene model
+//! at once (the luma plane, box-filtered to the work size and expanded to full
+//! range: the luma of the RGB frame the scene model would otherwise have
+//! downscaled), and a [`Picture`]: a reference to the decoder's frame (no copy)
+//! that [`RgbMaker`] converts to packed RGB only if the frame goes to the
+//! detector or into evidence, into a buffer reused across frames.
+
+use std::fmt;
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use ff::format::Pixel;
+use ffmpeg_next as ff;
+use ffmpeg_next::ffi;
+
+use crate::source::Grey;
+
+/// A reference to a decoded frame's buffers (shared with the decoder, never written).
+pub struct Picture {
+    frame: *mut ffi::AVFrame,
+}
+
+// SAFETY: the frame's buffers are reference-counted with atomic counts and never
+// written after decoding; the AVFrame struct itself is owned by this value alone.
+unsafe impl Send for Picture {}
+// SAFETY: `&Picture` only reads the frame.
+unsafe impl Sync for Picture {}
+
+impl Picture {
+    /// A new reference to `src`'s buffers; `None` if FFmpeg has no memory.
+    pub(super) fn reference(src: &ff::frame::Video) -> Option<Self> {
+        // SAFETY: `src` is a valid frame; av_frame_clone returns null on failure.
+        let frame = unsafe { ffi::av_frame_clone(src.as_ptr()) };
+        (!frame.is_null()).then_some(Self { frame })
+    }
+
+    fn size(&self) -> (u32, u32) {
+        // SAFETY: `frame` is valid while `self` lives.
+        unsafe { ((*self.frame).width as u32, (*self.frame).height as u32) }
+    }
+}
+
+impl Clone for Picture {
+    fn clone(&self) -> Self {
+        // SAFETY: as in `reference`; a failed clone is out of memory, which Rust aborts on too.
+        let frame = unsafe { ffi::av_frame_clone(self.frame) };
+        assert!(!frame.is_null(), "out of memory referencing a frame");
+        Self { frame }
+    }
+}
+
+impl Drop for Picture {
+    fn drop(&mut self) {
+        // SAFETY: `frame` came from av_frame_clone and is freed once.
+        unsafe { ffi::av_frame_free(&mut self.frame) };
+    }
+}
+
+impl fmt::Debug for Picture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (w, h) = self.size();
+        write!(f, "Picture({w}x{h})")
+    }
+}
+
+/// True for pixel formats whose first plane is 8-bit luma at full size.
+pub(super) fn has_luma_plane(fmt: Pixel) -> bool {
+    matches!(
+        fmt,
+        Pixel::YUV420P
+            | Pixel::YUVJ420P
+            | Pixel::YUV422P
+            | Pixel::YUVJ422P
+            | Pixel::YUV444P
+            | Pixel::YUVJ444P
+            | Pixel::YUV440P
+            | Pixel::YUVJ440P
+            | Pixel::YUV411P
+            | Pixel::YUV410P
+            | Pixel::NV12
+            | Pixel::NV21
+            | Pixel::GRAY8
+    )
+}
+
+/// True if the frame's luma spans 0–255 (JPEG range) rather than 16–235.
+fn full_range(frame: &ff::frame::Video) -> bool {
+    let fmt = frame.format();
+    // SAFETY: `frame` is valid.
+    let range = unsafe { (*frame.as_ptr()).color_range };
+    range == ffi::AVColorRange::AVCOL_RANGE_JPEG
+        || matches!(
+            fmt,
+            Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P | Pixel::YUVJ440P | Pixel::GRAY8
+        )
+}
+
+/// Makes the grey work image of a frame from its luma plane; buffers live across frames.
+pub(super) struct LumaScaler {
+    resizer: Resizer,
+    small: Image<'static>,
+    /// Limited-range luma (16–235) to full range (0–255).
+    expand: [u8; 256],
+}
+
+impl LumaScaler {
+    pub(super) fn new() -> Self {
+        let mut expand = [0u8; 256];
+        for (y, e) in expand.iter_mut().enumerate() {
+            *e = ((y as f32 - 16.0) * 255.0 / 219.0)
+                .round()
+                .clamp(0.0, 255.0) as u8;
+        }
+        Self {
+            resizer: Resizer::new(),
+            small: Image::new(1, 1, PixelType::U8),
+            expand,
+        }
+    }
+
+    /// The `out_w × out_h` grey image of `frame`, whose format must have a luma plane
+    /// ([`has_luma_plane`]).
+    pub(super) fn run(
+        &mut self,
+        frame: &ff::frame::Video,
+        (out_w, out_h): (u32, u32),
+    ) -> Result<Grey, String> {
+        let (w, h) = (frame.width(), frame.height());
+        let stride = frame.stride(0);
+        let plane = frame.data(0);
+        if stride < w as usize || plane.len() < stride * h as usize {
+            return Err(format!("luma plane smaller than {w}x{h}"));
+        }
+        // The plane as an image `stride` wide, cropped to the picture.
+        let src = ImageRef::new(
+            stride as u32,
+            h,
+            &plane[..stride * h as usize],
+            PixelType::U8,
+        )
+        .map_err(|e| format!("luma plane of {w}x{h}: {e}"))?;
+        if (self.small.width(), self.small.height()) != (out_w, out_h) {
+            self.small = Image::new(out_w, out_h, PixelType::U8);
+        }
+        let options = ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FilterType::Box))
+            .crop(0.0, 0.0, w as f64, h as f64);
+        self.resizer
+            .resize(&src, &mut self.small, &options)
+            .map_err(|e| format!("luma downscale: {e}"))?;
+        let data = if full_range(frame) {
+            self.small.buffer().to_vec()
+        } else {
+            self.small
+                .buffer()
+                .iter()
+                .map(|&y| self.expand[y as usize])
+                .collect()
+        };
+        Ok(Grey {
+            width: out_w,
+            height: out_h,
+            data,
+        })
+    }
+}
+
+/// Converts pictures to packed RGB8, reusing its conversion context and buffers.
+pub struct RgbMaker {
+    ctx: *mut ffi::SwsContext,
+    /// Buffers handed back, for the next frames.
+    spare: Vec<Vec<u8>>,
+}
+
+// SAFETY: the conversion context is used by one thread at a time (`&mut self`) and
+// has no affinity to the thread that made it.
+unsafe impl Send for RgbMaker {}
+
+/// Spare buffers kept: one for the next frame, one in flight.
+const SPARE: usize = 2;
+
+impl RgbMaker {
+    pub fn new() -> Self {
+        Self {
+            ctx: std::ptr::null_mut(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// The packed RGB8 pixels of `picture` (`width * height * 3` bytes).
+    pub fn make(&mut self, picture: &Picture) -> Result<Vec<u8>, String> {
+        let (w, h) = picture.size();
+        if w == 0 || h == 0 {
+            return Err("frame has no size".into());
+        }
+        // SAFETY: `picture.frame` is a valid software frame; sws_getCachedContext
+        // frees and replaces the context when the size or format changed.
+        let fmt = unsafe { (*picture.frame).format };
+        // A decoded frame's format is a valid AVPixelFormat (as ffmpeg-next reads it too).
+        let src_fmt = unsafe { std::mem::transmute::<i32, ffi::AVPixelFormat>(fmt) };
+        // SAFETY: see above.
+        self.ctx = unsafe {
+            ffi::sws_getCachedContext(
+                self.ctx,
+                w as i32,
+                h as i32,
+                src_fmt,
+                w as i32,
+                h as i32,
+                ffi::AVPixelFormat::AV_PIX_FMT_RGB24,
+                ffi::SWS_BILINEAR,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null(),
+            )
+        };
+        if self.ctx.is_null() {
+            return Err(format!("no conversion from pixel format {fmt} at {w}x{h}"));
+        }
+        let len = w as usize * h as usize * 3;
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        // Room past the end: SIMD converters may write whole vectors at a row's end.
+        buf.reserve(len + 64);
+        let dst = [
+            buf.as_mut_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        ];
+        let dst_stride = [(w * 3) as i32, 0, 0, 0];
+        // SAFETY: source planes and strides are the frame's own; the destination has
+        // `len + 64` bytes of capacity and a stride of one packed row.
+        let rows = unsafe {
+            ffi::sws_scale(
+                self.ctx,
+                (*picture.frame).data.as_ptr() as *const *const u8,
+                (*picture.frame).linesize.as_ptr(),
+                0,
+                h as i32,
+                dst.as_ptr(),
+                dst_stride.as_ptr(),
+            )
+        };
+        if rows != h as i32 {
+            self.spare.push(buf);
+            return Err(format!("colour conversion wrote {rows} of {h} rows"));
+        }
+        // SAFETY: sws_scale wrote all `h` rows of `w * 3` bytes.
+        unsafe { buf.set_len(len) };
+        Ok(buf)
+    }
+
+    /// Hands back a buffer of an earlier frame for reuse.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < SPARE {
+            self.spare.push(buf);
+        }
+    }
+}
+
+impl Default for RgbMaker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for RgbMaker {
+    fn drop(&mut self) {
+        // SAFETY: null or a context from sws_getCachedContext, freed once.
+        unsafe { ffi::sws_freeContext(self.ctx) };
+    }
+}
