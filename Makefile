@@ -55,12 +55,15 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-## The daemon against a bare ONNX Runtime loop (benches/e2e.rs) and the detector's
-## criterion benches; writes benches/RESULTS.md. E2E_ARGS="--rounds 5 --seconds 30".
+## The daemon against a bare ONNX Runtime loop (benches/e2e.rs; writes benches/RESULTS.md,
+## E2E_ARGS="--rounds 5 --seconds 30"), 16 cameras on a still street against one
+## (benches/many_cameras.rs, CAMERAS=N SECONDS=S) and the criterion benches.
 bench: setup
 	@deploy/setup.sh check
 	@$(CARGO) build --release --quiet --bin streetwatch
 	@$(CARGO) test --quiet --bench e2e -- --bench $(E2E_ARGS)
+	@deploy/setup.sh test-assets
+	@$(CARGO) bench --quiet --bench many_cameras
 	@$(CARGO) bench --quiet --bench preprocess --bench decode -- --quick
 
 ## Remove everything set-up downloaded or built (it is rebuilt on the next make).

@@ -5,8 +5,9 @@
 //! (`media/scenarios/static_object.mp4`, 768×576 H.264 at 10 fps: a still
 //! street where a barrier is left and a motorcycle parked) in a loop at stream
 //! speed (`loop = true`, `realtime = true`), analysed at 5 fps with the
-//! scenario's zones and the motion gate on; then one camera alone, the same
-//! way. Each side is a child process of this bench running the real node for
+//! scenario's zones and the motion gate on; then the same cameras with the
+//! scene model's grey image made from the decoder's luma plane
+//! (`[camera.scene] from_luma = true`); then one camera alone, the first way. Each side is a child process of this bench running the real node for
 //! `SECONDS` (default 65) with no broker listening (events wait in the
 //! outbox), so its memory is its own.
 //!
@@ -18,7 +19,7 @@
 //! scene model's own time and inference time from the camera counters;
 //! frames decoded, sampled, dropped, gated and analysed; the largest RSS seen;
 //! and the incidents started per camera, which must be the single camera's.
-//! Ratios are per camera, N cameras over one.
+//! Ratios are per camera: N cameras over one, and luma over RGB.
 //!
 //! Run without `--bench` (as `cargo test --all-targets` does) it runs two
 //! cameras for a few seconds, to prove the harness still works.
@@ -144,9 +145,13 @@ fn rss_kib() -> u64 {
 }
 
 /// The child: runs the node with `cameras` cameras for `seconds`, prints a [`Run`] as JSON.
-fn child(cameras: usize, seconds: f64) {
+fn child(cameras: usize, seconds: f64, luma: bool) {
     let clip = cached("media/scenarios/static_object.mp4");
-    let snippet = scenario_snippet("static_object");
+    let mut snippet = scenario_snippet("static_object");
+    if luma {
+        assert!(snippet.contains("[camera.scene]\n"), "{snippet}");
+        snippet = snippet.replace("[camera.scene]\n", "[camera.scene]\nfrom_luma = true\n");
+    }
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -212,10 +217,11 @@ fn child(cameras: usize, seconds: f64) {
     println!("RUN {}", serde_json::to_string(&run).unwrap());
 }
 
-fn spawn_child(cameras: usize, seconds: f64) -> Run {
+fn spawn_child(cameras: usize, seconds: f64, luma: bool) -> Run {
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
         .args(["--child", &cameras.to_string(), &seconds.to_string()])
+        .args(luma.then_some("--luma"))
         .env("RUST_LOG", "warn")
         .output()
         .expect("the bench can run itself");
@@ -231,8 +237,9 @@ fn spawn_child(cameras: usize, seconds: f64) -> Run {
     }
 }
 
-/// One row per measure: value per camera per second (or per run), for 1 and N cameras, ratio.
-fn report(one: &Run, many: &Run) {
+/// One row per measure: value per camera per second (or per run), for runs `one`
+/// and `many` (labelled `a` and `b`), and their ratio.
+fn report((a, one): (&str, &Run), (b, many): (&str, &Run)) {
     let per = |r: &Run, v: f64| v / r.cameras as f64 / r.seconds;
     let cpu = |r: &Run, g: &str| r.cpu.get(g).copied().unwrap_or(0.0) * 1000.0;
     let rows: Vec<(&str, f64, f64)> = vec![
@@ -297,10 +304,7 @@ fn report(one: &Run, many: &Run) {
             per(many, many.analysed as f64),
         ),
     ];
-    println!(
-        "\n| per camera per second | 1 camera | {} cameras | ratio |",
-        many.cameras
-    );
+    println!("\n| per camera per second | {a} | {b} | ratio |");
     println!("|---|---|---|---|");
     for (name, a, b) in rows {
         let ratio = if a > 0.0 {
@@ -329,11 +333,10 @@ fn report(one: &Run, many: &Run) {
         busy(one),
         busy(many)
     );
-    println!(
-        "\nrun: {:.0} s each; incidents started by the single camera: {:?}",
-        many.seconds,
-        one.starts.values().next()
-    );
+}
+
+/// Whether every camera of `many` started the incidents the single camera did.
+fn same_incidents(one: &Run, many: &Run, what: &str) {
     let reference = one.starts.values().next().cloned().unwrap_or_default();
     let differ: Vec<_> = many
         .starts
@@ -342,10 +345,13 @@ fn report(one: &Run, many: &Run) {
         .collect();
     let silent = many.cameras - many.starts.len();
     if differ.is_empty() && silent == 0 {
-        println!("every one of the {} cameras: the same", many.cameras);
+        println!(
+            "{what}: every one of the {} cameras started the single camera's incidents",
+            many.cameras
+        );
     } else {
         println!(
-            "DIFFERENT from the single camera: {differ:?}; cameras without incidents: {silent}"
+            "{what}: DIFFERENT from the single camera: {differ:?}; cameras without incidents: {silent}"
         );
     }
 }
@@ -355,7 +361,7 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--child") {
         let cameras = args[i + 1].parse().unwrap();
         let seconds = args[i + 2].parse().unwrap();
-        child(cameras, seconds);
+        child(cameras, seconds, args.iter().any(|a| a == "--luma"));
         return;
     }
     let env = |k: &str, d: f64| {
@@ -365,15 +371,31 @@ fn main() {
             .unwrap_or(d)
     };
     if !args.iter().any(|a| a == "--bench") {
-        let run = spawn_child(2, 4.0);
+        let run = spawn_child(2, 4.0, true);
         assert!(run.sampled > 0, "nothing sampled: {run:?}");
         println!("many_cameras: harness works (2 cameras, 4 s; `--bench` for the measurement)");
         return;
     }
     let cameras = env("CAMERAS", 16.0) as usize;
     let seconds = env("SECONDS", 65.0);
-    eprintln!("{cameras} cameras for {seconds} s, then 1 camera for {seconds} s …");
-    let many = spawn_child(cameras, seconds);
-    let one = spawn_child(1, seconds);
-    report(&one, &many);
+    eprintln!(
+        "{cameras} cameras for {seconds} s (scene on RGB), {cameras} cameras (scene on luma), \
+         then 1 camera, {seconds} s each …"
+    );
+    let many = spawn_child(cameras, seconds, false);
+    let many_luma = spawn_child(cameras, seconds, true);
+    let one = spawn_child(1, seconds, false);
+    let n = format!("{cameras} cameras");
+    report(("1 camera", &one), (&n, &many));
+    report(
+        (&format!("{n}, scene on RGB"), &many),
+        (&format!("{n}, scene on luma"), &many_luma),
+    );
+    println!(
+        "\nruns of {:.0} s each; incidents started by the single camera: {:?}",
+        many.seconds,
+        one.starts.values().next()
+    );
+    same_incidents(&one, &many, "scene on RGB");
+    same_incidents(&one, &many_luma, "scene on luma");
 }

@@ -101,15 +101,14 @@ clear_duration_s = 2
         good_l.contains(": offline,"),
         "the good file ended normally: {good_l}"
     );
-    // ~20 s at 10 fps (cut at a key frame), analysed at 2 fps.
-    assert!(
-        common::number_before(&good_l, " frames decoded") >= 195,
-        "{good_l}"
-    );
-    assert!(
-        common::number_before(&good_l, " analysed") >= 39,
-        "{good_l}"
-    );
+    // ~20 s at 10 fps (cut at a key frame), analysed at 2 fps: played to its end.
+    // Frames no other frame refers to are not decoded unless analysed
+    // (`decode = "sampled"`), so fewer than 200 are decoded, but never fewer
+    // than those analysed.
+    let analysed = common::number_before(&good_l, " analysed");
+    assert!(analysed >= 39, "{good_l}");
+    let decoded = common::number_before(&good_l, " frames decoded");
+    assert!(decoded >= analysed && decoded <= 200, "{good_l}");
     // The broken cameras' errors are logged once, as state changes naming them.
     for cam in ["cut", "noise"] {
         assert!(

@@ -79,7 +79,9 @@ pub fn source(cam: &CameraConfig) -> SourceOptions {
         max_pixels: cam.max_pixels.unsigned_abs(),
         decode: cam.decode,
         decoder_threads: cam.decoder_threads,
-        grey_width: scene(&cam.scene).map(|s| s.work_width),
+        grey_width: scene(&cam.scene)
+            .filter(|_| cam.scene.from_luma)
+            .map(|s| s.work_width),
     }
 }
 

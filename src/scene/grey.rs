@@ -72,7 +72,7 @@ impl GreyScaler {
 
 /// BT.601 luma in integer arithmetic (weights sum to 256).
 #[inline]
-fn luma(r: u8, g: u8, b: u8) -> u8 {
+pub fn luma(r: u8, g: u8, b: u8) -> u8 {
     ((77 * r as u32 + 150 * g as u32 + 29 * b as u32 + 128) >> 8) as u8
 }
 

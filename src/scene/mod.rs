@@ -78,7 +78,7 @@ use crate::geom::PxBox;
 
 pub use area::MotionArea;
 use grey::GreyScaler;
-pub use grey::{grey_of_rgb, work_size};
+pub use grey::{grey_of_rgb, luma, work_size};
 use mask::{Components, dilate3};
 
 /// Tuning of the scene model; the defaults suit 5–10 fps street cameras.

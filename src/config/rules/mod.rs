@@ -306,6 +306,9 @@ pub struct SceneConfig {
     pub still_s: f64,
     /// A still change older than this becomes part of the reference.
     pub absorb_s: f64,
+    /// Make the grey image from the decoder's luma plane: frames the detector does
+    /// not see are never converted to RGB.
+    pub from_luma: bool,
 }
 
 impl Default for SceneConfig {
@@ -321,6 +324,7 @@ impl Default for SceneConfig {
             diff_threshold: 25,
             still_s: 2.0,
             absorb_s: 1800.0,
+            from_luma: false,
         }
     }
 }

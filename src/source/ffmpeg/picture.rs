@@ -85,38 +85,60 @@ pub(super) fn has_luma_plane(fmt: Pixel) -> bool {
     )
 }
 
-/// True if the frame's luma spans 0–255 (JPEG range) rather than 16–235.
-fn full_range(frame: &ff::frame::Video) -> bool {
-    let fmt = frame.format();
-    // SAFETY: `frame` is valid.
-    let range = unsafe { (*frame.as_ptr()).color_range };
-    range == ffi::AVColorRange::AVCOL_RANGE_JPEG
-        || matches!(
-            fmt,
-            Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P | Pixel::YUVJ440P | Pixel::GRAY8
-        )
+/// The grey level the scene model would read, through [`RgbMaker`], for each luma
+/// level of a grey pixel of format `fmt`: the RGB converter's own range expansion
+/// and rounding (FFmpeg's fast YUV→RGB path is up to two levels off the exact
+/// expansion, in a pattern that repeats every 32 levels), so the grey made from the
+/// luma plane is the grey the RGB frame would give. Made by converting a picture
+/// whose column `x` has luma `x` and neutral chroma; `None` if FFmpeg cannot.
+fn rgb_grey_levels(fmt: Pixel) -> Option<[u8; 256]> {
+    let mut frame = ff::frame::Video::new(fmt, 256, 4);
+    if frame.planes() == 0 || frame.width() != 256 {
+        return None;
+    }
+    let stride = frame.stride(0);
+    for (i, px) in frame.data_mut(0).iter_mut().enumerate() {
+        *px = (i % stride).min(255) as u8;
+    }
+    for plane in 1..frame.planes() {
+        frame.data_mut(plane).fill(128);
+    }
+    let picture = Picture::reference(&frame)?;
+    let rgb = RgbMaker::new().make(&picture).ok()?;
+    let mut levels = [0u8; 256];
+    for (y, level) in levels.iter_mut().enumerate() {
+        let p = &rgb[y * 3..y * 3 + 3];
+        *level = crate::scene::luma(p[0], p[1], p[2]);
+    }
+    Some(levels)
+}
+
+/// Limited-range luma (16–235) to full range (0–255), exactly: for a format the
+/// RGB converter cannot show [`rgb_grey_levels`] for.
+fn exact_expansion() -> [u8; 256] {
+    let mut expand = [0u8; 256];
+    for (y, e) in expand.iter_mut().enumerate() {
+        *e = ((y as f32 - 16.0) * 255.0 / 219.0)
+            .round()
+            .clamp(0.0, 255.0) as u8;
+    }
+    expand
 }
 
 /// Makes the grey work image of a frame from its luma plane; buffers live across frames.
 pub(super) struct LumaScaler {
     resizer: Resizer,
     small: Image<'static>,
-    /// Limited-range luma (16–235) to full range (0–255).
-    expand: [u8; 256],
+    /// Luma level → the grey level of the RGB frame, for the format last seen.
+    levels: Option<(Pixel, [u8; 256])>,
 }
 
 impl LumaScaler {
     pub(super) fn new() -> Self {
-        let mut expand = [0u8; 256];
-        for (y, e) in expand.iter_mut().enumerate() {
-            *e = ((y as f32 - 16.0) * 255.0 / 219.0)
-                .round()
-                .clamp(0.0, 255.0) as u8;
-        }
         Self {
             resizer: Resizer::new(),
             small: Image::new(1, 1, PixelType::U8),
-            expand,
+            levels: None,
         }
     }
 
@@ -150,15 +172,20 @@ impl LumaScaler {
         self.resizer
             .resize(&src, &mut self.small, &options)
             .map_err(|e| format!("luma downscale: {e}"))?;
-        let data = if full_range(frame) {
-            self.small.buffer().to_vec()
-        } else {
-            self.small
-                .buffer()
-                .iter()
-                .map(|&y| self.expand[y as usize])
-                .collect()
+        let fmt = frame.format();
+        let levels = match &self.levels {
+            Some((f, levels)) if *f == fmt => levels,
+            _ => {
+                let levels = rgb_grey_levels(fmt).unwrap_or_else(exact_expansion);
+                &self.levels.insert((fmt, levels)).1
+            }
         };
+        let data = self
+            .small
+            .buffer()
+            .iter()
+            .map(|&y| levels[y as usize])
+            .collect();
         Ok(Grey {
             width: out_w,
             height: out_h,
@@ -271,5 +298,26 @@ impl Drop for RgbMaker {
     fn drop(&mut self) {
         // SAFETY: null or a context from sws_getCachedContext, freed once.
         unsafe { ffi::sws_freeContext(self.ctx) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grey_levels_are_the_rgb_converters_own() {
+        super::super::init();
+        let limited = rgb_grey_levels(Pixel::YUV420P).expect("FFmpeg converts yuv420p");
+        let full = rgb_grey_levels(Pixel::YUVJ420P).expect("FFmpeg converts yuvj420p");
+        let exact = exact_expansion();
+        // Never decreasing, black at 16 and white at 235 for limited range.
+        assert!(limited.windows(2).all(|w| w[0] <= w[1]), "{limited:?}");
+        assert!(limited[16] <= 1 && limited[235] >= 254, "{limited:?}");
+        // Near the exact expansion, and near the identity for full range.
+        for y in 0..256 {
+            assert!(limited[y].abs_diff(exact[y]) <= 3, "{y}: {}", limited[y]);
+            assert!(full[y].abs_diff(y as u8) <= 3, "{y}: {}", full[y]);
+        }
     }
 }
