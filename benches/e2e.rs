@@ -31,6 +31,8 @@
 //! `cargo test --all-targets` runs it) it only checks that the bare loop runs.
 
 mod common;
+#[path = "../tests/common/mod.rs"]
+mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -321,50 +323,6 @@ fn daemon() -> PathBuf {
     p
 }
 
-/// A mosquitto on a free loopback port, stopped when dropped.
-struct Broker(
-    std::process::Child,
-    u16,
-    #[allow(dead_code)] tempfile::TempDir,
-);
-
-impl Broker {
-    fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )
-        .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto (deploy/setup.sh deps installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Broker(child, port, dir)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 // ---------------------------------------------------------------------------
 // The comparison
 
@@ -379,7 +337,7 @@ struct Round {
 }
 
 fn bench(plan: &Plan) {
-    let broker = Broker::start();
+    let broker = harness::Mosquitto::start();
     let vtest = common::cached("media/vtest.avi");
     let py = python();
     let (load_before, started) = (loadavg(), Instant::now());
@@ -401,12 +359,13 @@ fn bench(plan: &Plan) {
                         .map(|py| run_python(py, VTEST_FRAMES, plan.threads))
                 }
                 "one" => {
-                    round.one = run_daemon(broker.1, plan.threads, &[(&vtest, 60.0, false)], None)
+                    round.one =
+                        run_daemon(broker.port, plan.threads, &[(&vtest, 60.0, false)], None)
                 }
                 "over" => {
                     let cams = vec![(vtest.as_path(), 5.0, true); plan.cameras];
                     round.over = run_daemon(
-                        broker.1,
+                        broker.port,
                         plan.threads,
                         &cams,
                         Some(Duration::from_secs(plan.seconds)),
@@ -417,7 +376,7 @@ fn bench(plan: &Plan) {
                     round.eighty_fps = ((0.8 * bare / 4.0 * 10.0).round() / 10.0).clamp(0.1, 60.0);
                     let cams = vec![(vtest.as_path(), round.eighty_fps, true); 4];
                     round.eighty = run_daemon(
-                        broker.1,
+                        broker.port,
                         plan.threads,
                         &cams,
                         Some(Duration::from_secs(plan.seconds)),
