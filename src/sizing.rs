@@ -27,7 +27,7 @@ use crate::monitor::CameraStats;
 use crate::node::options;
 use crate::pipeline::{CameraPipeline, Detected, Step};
 use crate::source::SourceError;
-use crate::source::ffmpeg::Watchdog;
+use crate::source::ffmpeg::{RgbMaker, Watchdog};
 use crate::source::runner::{DefaultOpener, Opener};
 
 #[derive(Debug, thiserror::Error)]
@@ -199,12 +199,13 @@ pub fn measure(config: &Config, seconds: f64, clip: Option<&Path>) -> Result<Rep
         let mut pipeline = CameraPipeline::new(pipe_opts, stats.clone(), crate::clock::system());
         let dog = Watchdog::new();
         let mut source = DefaultOpener.open(&source_opts, &stats, &dog)?;
+        let mut rgb = RgbMaker::new();
         let (mut spent, mut inferences, mut analysed) = (Costs::default(), 0u64, 0u64);
         let (mut first, mut last) = (None, Duration::ZERO);
         let started = Instant::now();
         while started.elapsed().as_secs_f64() < seconds {
             let t = Instant::now();
-            let Some(frame) = source.next_frame()? else {
+            let Some(mut frame) = source.next_frame()? else {
                 break;
             };
             spent.decode += t.elapsed().as_secs_f64();
@@ -217,6 +218,16 @@ pub fn measure(config: &Config, seconds: f64, clip: Option<&Path>) -> Result<Rep
             let events = match step {
                 Step::Done(events) => events,
                 Step::Detect => {
+                    // A frame the scene model saw as grey only (`from_luma`) gets its
+                    // RGB now, as the camera task makes it: part of decoding.
+                    let t = Instant::now();
+                    if let Err(message) = frame.make_rgb(&mut rgb) {
+                        return Err(SizingError::Source(SourceError::Read {
+                            camera: cam.id.clone(),
+                            message,
+                        }));
+                    }
+                    spent.decode += t.elapsed().as_secs_f64();
                     let t = Instant::now();
                     let found = detector.detect(RgbView {
                         width: frame.width,
