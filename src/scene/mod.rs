@@ -14,8 +14,9 @@
 //!
 //! How one frame is processed, on a small grey work image
 //! ([`SceneConfig::work_width`] wide, box-filtered from the RGB frame by
-//! [`SceneModel::update`], or handed in by [`SceneModel::update_grey`] as the
-//! decoder made it from the frame's luma plane, with no RGB frame at all):
+//! [`SceneModel::update`], or, with `[camera.scene] from_luma`, handed in by
+//! [`SceneModel::update_grey`] as the decoder made it from the frame's luma
+//! plane, with no RGB frame at all):
 //!
 //! 1. **Exposure.** The median ratio frame / reference estimates a global
 //!    gain (auto-exposure, a cloud); beyond ±3 % the reference is scaled by it,

@@ -6,10 +6,11 @@
 //! Decoding runs on a blocking thread per camera. Frames are sampled by
 //! stream time (PTS) before colour conversion, so frames that will not be
 //! analysed cost only their decode, and the decoder skips the ones no other
-//! frame needs ([`ffmpeg`]). A sampled frame of the FFmpeg source comes as
-//! its small grey work image for the scene model plus a reference to the
-//! decoder's picture ([`Decoded`]); its RGB pixels are made only if the frame
-//! goes to the detector or into evidence ([`Frame::make_rgb`]). Live sources hand frames over through a
+//! frame needs ([`ffmpeg`]). With `[camera.scene] from_luma`, a sampled frame
+//! of the FFmpeg source comes as its small grey work image for the scene
+//! model plus a reference to the decoder's picture ([`Decoded`]); its RGB
+//! pixels are made only if the frame goes to the detector or into evidence
+//! ([`Frame::make_rgb`]). Live sources hand frames over through a
 //! latest-frame slot: a slow consumer makes stale frames be replaced and
 //! counted, never queued. Files are read as fast as the pipeline takes them,
 //! every sampled frame analysed.

@@ -1,9 +1,9 @@
 //! A decoded picture kept for later, its small grey image now, its RGB on demand.
 //!
 //! In: a decoded software frame. Out: a [`Grey`] work image for the scene model
-//! at once (the luma plane, box-filtered to the work size and expanded to full
-//! range: the luma of the RGB frame the scene model would otherwise have
-//! downscaled), and a [`Picture`]: a reference to the decoder's frame (no copy)
+//! at once (the luma plane, box-filtered to the work size and mapped to the
+//! grey levels the RGB converter gives: the luma of the RGB frame the scene
+//! model would otherwise have downscaled), and a [`Picture`]: a reference to the decoder's frame (no copy)
 //! that [`RgbMaker`] converts to packed RGB only if the frame goes to the
 //! detector or into evidence, into a buffer reused across frames.
 
@@ -113,16 +113,25 @@ fn rgb_grey_levels(fmt: Pixel) -> Option<[u8; 256]> {
     Some(levels)
 }
 
-/// Limited-range luma (16–235) to full range (0–255), exactly: for a format the
-/// RGB converter cannot show [`rgb_grey_levels`] for.
-fn exact_expansion() -> [u8; 256] {
-    let mut expand = [0u8; 256];
-    for (y, e) in expand.iter_mut().enumerate() {
-        *e = ((y as f32 - 16.0) * 255.0 / 219.0)
-            .round()
-            .clamp(0.0, 255.0) as u8;
+/// The exact grey level of each luma level of `fmt`, for a format the RGB converter
+/// cannot show [`rgb_grey_levels`] for: full-range formats as they are, others
+/// expanded from 16–235 to 0–255.
+fn exact_levels(fmt: Pixel) -> [u8; 256] {
+    let full = matches!(
+        fmt,
+        Pixel::YUVJ420P | Pixel::YUVJ422P | Pixel::YUVJ444P | Pixel::YUVJ440P | Pixel::GRAY8
+    );
+    let mut levels = [0u8; 256];
+    for (y, e) in levels.iter_mut().enumerate() {
+        *e = if full {
+            y as u8
+        } else {
+            ((y as f32 - 16.0) * 255.0 / 219.0)
+                .round()
+                .clamp(0.0, 255.0) as u8
+        };
     }
-    expand
+    levels
 }
 
 /// Makes the grey work image of a frame from its luma plane; buffers live across frames.
@@ -176,7 +185,7 @@ impl LumaScaler {
         let levels = match &self.levels {
             Some((f, levels)) if *f == fmt => levels,
             _ => {
-                let levels = rgb_grey_levels(fmt).unwrap_or_else(exact_expansion);
+                let levels = rgb_grey_levels(fmt).unwrap_or_else(|| exact_levels(fmt));
                 &self.levels.insert((fmt, levels)).1
             }
         };
@@ -310,7 +319,7 @@ mod tests {
         super::super::init();
         let limited = rgb_grey_levels(Pixel::YUV420P).expect("FFmpeg converts yuv420p");
         let full = rgb_grey_levels(Pixel::YUVJ420P).expect("FFmpeg converts yuvj420p");
-        let exact = exact_expansion();
+        let exact = exact_levels(Pixel::YUV420P);
         // Never decreasing, black at 16 and white at 235 for limited range.
         assert!(limited.windows(2).all(|w| w[0] <= w[1]), "{limited:?}");
         assert!(limited[16] <= 1 && limited[235] >= 254, "{limited:?}");
@@ -318,6 +327,7 @@ mod tests {
         for y in 0..256 {
             assert!(limited[y].abs_diff(exact[y]) <= 3, "{y}: {}", limited[y]);
             assert!(full[y].abs_diff(y as u8) <= 3, "{y}: {}", full[y]);
+            assert_eq!(exact_levels(Pixel::YUVJ420P)[y], y as u8);
         }
     }
 }
