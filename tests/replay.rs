@@ -197,15 +197,26 @@ fn probe_frames(video: &Path) -> (u64, String) {
 
 #[test]
 fn an_annotated_replay_is_h264_with_one_picture_per_analysed_frame() {
+    // The scene model on RGB, and on the decoder's luma plane: there the frames the
+    // motion gate holds have no RGB of their own until the replay asks for it.
+    for from_luma in [false, true] {
+        annotated_replay(from_luma);
+    }
+}
+
+fn annotated_replay(from_luma: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = common::write_config(
-        dir.path(),
-        &config(
-            "mqtt://127.0.0.1:1",
-            &dir.path().join("outbox.sqlite"),
-            &common::media("vtest.avi"),
-        ),
+    let text = config(
+        "mqtt://127.0.0.1:1",
+        &dir.path().join("outbox.sqlite"),
+        &common::media("vtest.avi"),
     );
+    let text = text.replace(
+        "motion_gate = true\n",
+        &format!("motion_gate = true\nfrom_luma = {from_luma}\n"),
+    );
+    assert!(text.contains("from_luma"), "{text}");
+    let cfg = common::write_config(dir.path(), &text);
     let video = dir.path().join("annotated.mp4");
     let clip = common::media("scenarios/litter_drop.mp4");
     let out = Command::new(common::bin())
@@ -258,6 +269,37 @@ fn an_annotated_replay_is_h264_with_one_picture_per_analysed_frame() {
     };
     assert!(near(290, 276), "{:?}", img.get_pixel(290, 276));
     assert!(!near(400, 330), "{:?}", img.get_pixel(400, 330));
+
+    // Every picture, held by the gate or not, shows the street, not black: the
+    // mean luma of each (FFmpeg's signalstats YAVG).
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&video)
+        .args([
+            "-vf",
+            "signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-",
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let means: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("lavfi.signalstats.YAVG="))
+        .map(|v| v.trim().parse().unwrap())
+        .collect();
+    assert_eq!(means.len() as u64, drawn, "one mean per picture");
+    let darkest = means.iter().copied().fold(f64::INFINITY, f64::min);
+    assert!(
+        darkest > 40.0,
+        "from_luma = {from_luma}: a picture is dark (mean luma {darkest:.1})"
+    );
 }
 
 #[test]

@@ -124,11 +124,13 @@ impl<D: Detect> CameraTask<D> {
         let mut rgb = RgbMaker::new();
         while let Some(mut frame) = slot.take().await {
             let step = self.pipeline.frame(&frame);
-            // RGB only for a frame the detector sees or that is an event's evidence.
-            let wanted = match &step {
-                Step::Detect => true,
-                Step::Done(out) => self.evidence.is_some() && out.iter().any(|o| o.evidence),
-            };
+            // RGB only for a frame the detector sees, that is an event's evidence, or
+            // that a tap (a replay drawing every frame) takes.
+            let wanted = self.tap.is_some()
+                || match &step {
+                    Step::Detect => true,
+                    Step::Done(out) => self.evidence.is_some() && out.iter().any(|o| o.evidence),
+                };
             let made = if wanted {
                 frame.make_rgb(&mut rgb)
             } else {

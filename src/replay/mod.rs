@@ -173,11 +173,7 @@ pub async fn run(plan: Plan, out: Outputs<'_>) -> Result<Summary, ReplayError> {
     for cam in &cameras {
         let stats = Arc::new(CameraStats::default());
         let (latest_tx, latest_rx) = watch::channel::<Option<Latest>>(None);
-        let mut source = options::source(cam);
-        if out.annotate.is_some() {
-            // Every frame is drawn, so every frame is made RGB by the decoder.
-            source.grey_width = None;
-        }
+        let source = options::source(cam);
         let tap = match &out.annotate {
             Some(path) => {
                 let (tx, rx) = mpsc::channel::<Tapped>(8);
