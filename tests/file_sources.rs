@@ -14,45 +14,10 @@ use std::time::{Duration, Instant};
 
 use streetwatch::config::HwAccel;
 use streetwatch::monitor::{CameraState, CameraStats};
-use streetwatch::source::runner::{self, SourceOptions};
-use streetwatch::source::{Frame, FrameSlot};
-use tokio_util::sync::CancellationToken;
+use streetwatch::source::runner::SourceOptions;
 
 fn options(camera: &str, url: &Path, fps: f64) -> SourceOptions {
     common::source_options(camera, &url.to_string_lossy(), fps)
-}
-
-/// Runs a source to its end (bounded by `limit` frames and `timeout`); its frames and stats.
-fn run_source(
-    opts: SourceOptions,
-    limit: usize,
-    timeout: Duration,
-) -> (Vec<Frame>, Arc<CameraStats>) {
-    let slot = FrameSlot::new(opts.slot_mode());
-    let stats = Arc::new(CameraStats::default());
-    let stop = CancellationToken::new();
-    let thread = {
-        let (slot, stats, stop) = (slot.clone(), stats.clone(), stop.clone());
-        std::thread::spawn(move || runner::run(&opts, &slot, &stats, &stop))
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + timeout;
-    let mut frames = Vec::new();
-    while frames.len() < limit {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rt.block_on(async { tokio::time::timeout(left, slot.take()).await }) {
-            Ok(Some(f)) => frames.push(f),
-            Ok(None) => break,
-            Err(_) => panic!("source still running after {timeout:?}"),
-        }
-    }
-    stop.cancel();
-    slot.close();
-    thread.join().expect("the runner must not panic");
-    (frames, stats)
 }
 
 fn ffmpeg(args: &[&str]) {
@@ -93,7 +58,8 @@ fn truncated_mp4_without_its_index_is_a_clear_camera_error() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("vtest_truncated.mp4");
     truncate_copy(&common::media("vtest.mp4"), &clip, 2_000_000);
-    let (frames, stats) = run_source(options("cut", &clip, 5.0), 1000, Duration::from_secs(10));
+    let (frames, stats) =
+        common::run_source(options("cut", &clip, 5.0), 1000, Duration::from_secs(10));
     assert!(frames.is_empty());
     match stats.state() {
         CameraState::Error(reason) => {
@@ -121,7 +87,8 @@ fn truncated_mp4_plays_what_is_there_then_ends() {
     let clip = dir.path().join("vtest_faststart_truncated.mp4");
     let len = std::fs::metadata(&full).unwrap().len() as usize / 3;
     truncate_copy(&full, &clip, len);
-    let (frames, stats) = run_source(options("cut", &clip, 10.0), 10_000, Duration::from_secs(60));
+    let (frames, stats) =
+        common::run_source(options("cut", &clip, 10.0), 10_000, Duration::from_secs(60));
     let snap = stats.snapshot();
     eprintln!(
         "truncated faststart mp4: {} frames, {snap:?}, state {}",
@@ -166,7 +133,7 @@ fn garbage_inside_a_stream_is_skipped_and_counted() {
     }
     let clip = dir.path().join("vtest_damaged.ts");
     std::fs::write(&clip, data).unwrap();
-    let (frames, stats) = run_source(
+    let (frames, stats) = common::run_source(
         options("damaged", &clip, 10.0),
         10_000,
         Duration::from_secs(60),
@@ -191,7 +158,8 @@ fn random_bytes_are_a_camera_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("noise_random.mp4");
     random_bytes(&junk, 1 << 20);
-    let (frames, stats) = run_source(options("noise", &junk, 5.0), 1000, Duration::from_secs(20));
+    let (frames, stats) =
+        common::run_source(options("noise", &junk, 5.0), 1000, Duration::from_secs(20));
     let snap = stats.snapshot();
     eprintln!(
         "random bytes: {} frames, {snap:?}, state {}",
@@ -235,7 +203,7 @@ fn resolution_change_mid_stream_is_followed() {
         "copy",
         clip.to_str().unwrap(),
     ]);
-    let (frames, stats) = run_source(
+    let (frames, stats) = common::run_source(
         options("resize", &clip, 10.0),
         1000,
         Duration::from_secs(30),
@@ -289,7 +257,7 @@ fn looped_file_plays_again_with_stream_time_going_on() {
     let clip = short_clip(dir.path());
     let mut opts = options("loop", &clip, 10.0);
     opts.looping = true;
-    let (frames, stats) = run_source(opts, 50, Duration::from_secs(20));
+    let (frames, stats) = common::run_source(opts, 50, Duration::from_secs(20));
     assert_eq!(frames.len(), 50, "a 20-frame clip looped");
     for w in frames.windows(2) {
         assert!(
@@ -317,7 +285,7 @@ fn realtime_file_is_paced_to_stream_time() {
     let mut opts = options("replay", &clip, 10.0);
     opts.realtime = true;
     let t0 = Instant::now();
-    let (frames, _) = run_source(opts, 1000, Duration::from_secs(10));
+    let (frames, _) = common::run_source(opts, 1000, Duration::from_secs(10));
     let took = t0.elapsed();
     assert_eq!(frames.len(), 20);
     // 20 frames at 10 fps: the last is due 1.9 s after the first.
@@ -351,7 +319,7 @@ fn unavailable_hardware_decoder_falls_back_to_software() {
         drop(src);
         let mut o = options("gpu", &clip, 10.0);
         o.hwaccel = hw;
-        let (frames, _) = run_source(o, 1000, Duration::from_secs(10));
+        let (frames, _) = common::run_source(o, 1000, Duration::from_secs(10));
         assert_eq!(frames.len(), 20, "{hw:?}");
     }
 }
@@ -365,7 +333,7 @@ fn image_folder_plays_at_its_fps() {
     std::fs::write(dir.path().join("broken.jpg"), b"not a jpeg").unwrap();
     std::fs::write(dir.path().join("notes.txt"), b"ignored").unwrap();
 
-    let (frames, stats) = run_source(
+    let (frames, stats) = common::run_source(
         options("stills", dir.path(), 2.0),
         100,
         Duration::from_secs(20),
@@ -387,7 +355,7 @@ fn image_folder_plays_at_its_fps() {
     let mut opts = options("stills", &glob, 2.0);
     opts.realtime = true;
     let t0 = Instant::now();
-    let (frames, _) = run_source(opts, 100, Duration::from_secs(10));
+    let (frames, _) = common::run_source(opts, 100, Duration::from_secs(10));
     assert_eq!(frames.len(), 2);
     assert!(
         t0.elapsed() >= Duration::from_millis(450),

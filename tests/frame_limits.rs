@@ -10,13 +10,9 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use streetwatch::monitor::{CameraState, CameraStats};
-use streetwatch::source::FrameSlot;
-use streetwatch::source::runner;
-use tokio_util::sync::CancellationToken;
+use streetwatch::monitor::CameraState;
 
 fn ffmpeg(args: &[&str], out: &Path) {
     let run = Command::new("ffmpeg")
@@ -113,41 +109,13 @@ url = "{big}"
     assert!(events > 0, "the other camera's events arrive:\n{stderr}");
 }
 
-/// Runs `opts` on a source runner to its end; the frames it handed on and its stats.
-fn run_source(opts: runner::SourceOptions) -> (usize, Arc<CameraStats>) {
-    let slot = FrameSlot::new(opts.slot_mode());
-    let stats = Arc::new(CameraStats::default());
-    let stop = CancellationToken::new();
-    let thread = {
-        let (slot, stats, stop) = (slot.clone(), stats.clone(), stop.clone());
-        std::thread::spawn(move || runner::run(&opts, &slot, &stats, &stop))
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut frames = 0;
-    while rt
-        .block_on(async {
-            tokio::time::timeout_at(deadline.into(), slot.take())
-                .await
-                .expect("the runner ends")
-        })
-        .is_some()
-    {
-        frames += 1;
-    }
-    thread.join().expect("the runner must not panic");
-    (frames, stats)
-}
-
 #[test]
 fn a_low_limit_refuses_vtest_before_its_first_frame() {
     let mut opts =
         common::source_options("lowres", &common::media("vtest.avi").to_string_lossy(), 5.0);
     opts.max_pixels = 640 * 480;
-    let (frames, stats) = run_source(opts);
+    let (frames, stats) = common::run_source(opts, usize::MAX, Duration::from_secs(60));
+    let frames = frames.len();
     assert_eq!(frames, 0, "no frame of a refused stream is handed on");
     assert_eq!(
         stats.state(),
@@ -187,7 +155,8 @@ fn a_stream_that_grows_past_the_limit_mid_stream_is_refused() {
     let mixed = dir.path().join("switching.h264");
     std::fs::write(&mixed, stream).unwrap();
     let opts = common::source_options("switch", &mixed.to_string_lossy(), 5.0);
-    let (frames, stats) = run_source(opts);
+    let (frames, stats) = common::run_source(opts, usize::MAX, Duration::from_secs(60));
+    let frames = frames.len();
     assert_eq!(
         stats.state(),
         CameraState::Error(

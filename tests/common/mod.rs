@@ -704,6 +704,42 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs a source to its end (bounded by `limit` frames and `timeout`); its frames and stats.
+pub fn run_source(
+    opts: streetwatch::source::runner::SourceOptions,
+    limit: usize,
+    timeout: Duration,
+) -> (
+    Vec<streetwatch::source::Frame>,
+    std::sync::Arc<streetwatch::monitor::CameraStats>,
+) {
+    let slot = streetwatch::source::FrameSlot::new(opts.slot_mode());
+    let stats = std::sync::Arc::new(streetwatch::monitor::CameraStats::default());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let thread = {
+        let (slot, stats, stop) = (slot.clone(), stats.clone(), stop.clone());
+        std::thread::spawn(move || streetwatch::source::runner::run(&opts, &slot, &stats, &stop))
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut frames = Vec::new();
+    while frames.len() < limit {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rt.block_on(async { tokio::time::timeout(left, slot.take()).await }) {
+            Ok(Some(f)) => frames.push(f),
+            Ok(None) => break,
+            Err(_) => panic!("source still running after {timeout:?}"),
+        }
+    }
+    stop.cancel();
+    slot.close();
+    thread.join().expect("the runner must not panic");
+    (frames, stats)
+}
+
 /// Source options for tests: quick stall detection (2 s) and reconnects (0.25–2 s).
 pub fn source_options(
     camera: &str,
