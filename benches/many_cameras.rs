@@ -93,7 +93,7 @@ fn config(cameras: usize, clip: &Path, snippet: &str, outbox: &Path, port: u16) 
 /// CPU seconds of this process's threads, grouped by what they run.
 fn thread_cpu() -> BTreeMap<String, f64> {
     // SAFETY: sysconf has no preconditions.
-    let tick = unsafe { libc_sysconf_clk_tck() } as f64;
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let mut out = BTreeMap::new();
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return out;
@@ -123,16 +123,6 @@ fn thread_cpu() -> BTreeMap<String, f64> {
         *out.entry(group.to_string()).or_insert(0.0) += secs;
     }
     out
-}
-
-unsafe extern "C" {
-    fn sysconf(name: i32) -> i64;
-}
-
-/// `sysconf(_SC_CLK_TCK)` (2 on Linux).
-unsafe fn libc_sysconf_clk_tck() -> i64 {
-    // SAFETY: forwarded to the caller.
-    unsafe { sysconf(2) }
 }
 
 fn rss_kib() -> u64 {
