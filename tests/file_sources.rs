@@ -389,4 +389,30 @@ fn a_missing_v4l2_device_is_a_clear_camera_error() {
         "{msg}"
     );
     assert!(msg.contains("No such file or directory"), "{msg}");
+    // The V4L2 demuxer came from FFmpeg's device library, loaded for this camera.
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    assert!(maps.contains("libavdevice.so"), "libavdevice is not loaded");
+}
+
+#[test]
+fn the_binary_does_not_link_ffmpegs_device_and_filter_libraries() {
+    // They and the libraries behind them cost every process memory and start-up time;
+    // libavdevice is loaded only when a `/dev/video*` camera opens (above).
+    let out = std::process::Command::new("readelf")
+        .args(["--dynamic", env!("CARGO_BIN_EXE_streetwatch")])
+        .output()
+        .expect("readelf (binutils) runs");
+    assert!(out.status.success(), "{out:?}");
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    let needed: Vec<&str> = dynamic.lines().filter(|l| l.contains("(NEEDED)")).collect();
+    assert!(
+        needed.iter().any(|l| l.contains("libavformat.so")),
+        "readelf shows no FFmpeg at all: {needed:?}"
+    );
+    for lib in ["libavdevice.so", "libavfilter.so"] {
+        assert!(
+            !needed.iter().any(|l| l.contains(lib)),
+            "{lib} is linked: {needed:?}"
+        );
+    }
 }

@@ -5,30 +5,66 @@
 //! format context, or why it could not be opened.
 
 use std::ffi::{CString, c_void};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use ffmpeg_next as ff;
 use ffmpeg_next::ffi;
 
 use super::watchdog::{Watchdog, interrupt_cb};
 
+/// FFmpeg's device library, loaded the first time a `/dev/video*` camera opens.
+///
+/// The binary does not link `libavdevice`: it pulls in `libavfilter` and some two
+/// hundred libraries behind it (speech synthesis, SVG, tracker music, audio
+/// servers), about 37 MB of resident memory in every process, for a demuxer
+/// only a USB camera needs. The library is the one that goes with the linked
+/// `libavformat` (the same major version in every FFmpeg release), and it stays
+/// loaded for the life of the process.
+fn load_devices() -> Result<(), String> {
+    static LOADED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            // SAFETY: a version query with no preconditions.
+            let major = unsafe { ffi::avformat_version() } >> 16;
+            let name = format!("libavdevice.so.{major}");
+            // SAFETY: libavdevice's initialisers only register with the libavformat
+            // this process already has loaded.
+            let lib = unsafe { libloading::Library::new(&name) }.map_err(|e| {
+                format!("V4L2 capture needs FFmpeg's device library {name} (Debian: libavdevice{major}): {e}")
+            })?;
+            // SAFETY: `avdevice_register_all` takes nothing and returns nothing in every
+            // FFmpeg since 4.0.
+            unsafe {
+                let register = lib
+                    .get::<unsafe extern "C" fn()>(b"avdevice_register_all")
+                    .map_err(|e| format!("{name} is not FFmpeg's device library: {e}"))?;
+                register();
+            }
+            // Its demuxers are registered in libavformat: it must never be unloaded.
+            std::mem::forget(lib);
+            Ok(())
+        })
+        .clone()
+}
+
 /// The demuxer to force for `url`: V4L2 for `/dev/video*` (a device is not probed
 /// like a file), none otherwise.
-fn input_format(url: &str) -> *const ffi::AVInputFormat {
-    static REGISTER: Once = Once::new();
+fn input_format(url: &str) -> Result<*const ffi::AVInputFormat, String> {
     if !url.starts_with("/dev/video") {
-        return std::ptr::null();
+        return Ok(std::ptr::null());
     }
-    // SAFETY: registration is idempotent and guarded; the lookup returns a static or null.
-    unsafe {
-        REGISTER.call_once(|| ffi::avdevice_register_all());
-        ffi::av_find_input_format(c"video4linux2".as_ptr())
+    load_devices()?;
+    // SAFETY: the lookup returns a static or null.
+    let found = unsafe { ffi::av_find_input_format(c"video4linux2".as_ptr()) };
+    if found.is_null() {
+        return Err("FFmpeg's device library has no video4linux2 demuxer".into());
     }
+    Ok(found)
 }
 
 /// Name of the demuxer forced for `url` (`video4linux2,v4l2` for `/dev/video*`), if any.
 pub fn forced_demuxer(url: &str) -> Option<String> {
-    let f = input_format(url);
+    let f = input_format(url).ok()?;
     // SAFETY: a non-null AVInputFormat is static and its name a static C string.
     (!f.is_null()).then(|| unsafe {
         std::ffi::CStr::from_ptr((*f).name)
@@ -42,6 +78,8 @@ pub(super) enum OpenFail {
     Ff(ff::Error),
     /// The container announces a video stream of this size, over the limit.
     TooLarge(u32, u32),
+    /// The demuxer `url` needs cannot be had (V4L2 without FFmpeg's device library).
+    Demuxer(String),
 }
 
 impl From<ff::Error> for OpenFail {
@@ -70,6 +108,7 @@ pub(super) fn open_input(
     max_pixels: u64,
 ) -> Result<ff::format::context::Input, OpenFail> {
     let path = CString::new(url).map_err(|_| ff::Error::InvalidData)?;
+    let format = input_format(url).map_err(OpenFail::Demuxer)?;
     // SAFETY: the same sequence as `ffmpeg_next::format::input_with_dictionary`, plus an
     // interrupt callback whose opaque pointer outlives the context (see `FfmpegSource`).
     unsafe {
@@ -85,7 +124,7 @@ pub(super) fn open_input(
             opaque: Arc::as_ptr(dog) as *mut c_void,
         };
         let mut dict = opts.disown();
-        let res = ffi::avformat_open_input(&mut ps, path.as_ptr(), input_format(url), &mut dict);
+        let res = ffi::avformat_open_input(&mut ps, path.as_ptr(), format, &mut dict);
         ff::Dictionary::own(dict);
         if res < 0 {
             // avformat_open_input frees the context on failure.

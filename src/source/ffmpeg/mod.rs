@@ -194,6 +194,7 @@ impl FfmpegSource {
         let input = open_input(url, opts, &watchdog, options.max_pixels).map_err(|e| {
             let e = match e {
                 OpenFail::TooLarge(w, h) => return too_large((w, h)),
+                OpenFail::Demuxer(why) => return open_err(why),
                 OpenFail::Ff(e) => e,
             };
             if watchdog.is_stopped() {
