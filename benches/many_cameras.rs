@@ -349,6 +349,8 @@ fn same_incidents(one: &Run, many: &Run, what: &str) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--child") {
+        // The child is the daemon: the same allocator settings as its `main`.
+        streetwatch::memory::tune();
         let cameras = args[i + 1].parse().unwrap();
         let seconds = args[i + 2].parse().unwrap();
         child(cameras, seconds, args.iter().any(|a| a == "--luma"));

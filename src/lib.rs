@@ -53,6 +53,7 @@ pub mod event;
 pub mod evidence;
 pub mod geom;
 pub mod logs;
+pub mod memory;
 pub mod monitor;
 pub mod mqtt;
 pub mod node;

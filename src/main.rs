@@ -188,6 +188,7 @@ fn json_asked() -> bool {
 }
 
 fn main() -> ExitCode {
+    streetwatch::memory::tune();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if json_asked() && e.use_stderr() => {

@@ -38,8 +38,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut img = match &args.frame {
         Some(path) => detect::load_image(path)?,
         None => {
-            let frame = preview::grab(&options::source(cam))?;
-            image::RgbImage::from_raw(frame.width, frame.height, frame.data)
+            let mut frame = preview::grab(&options::source(cam))?;
+            let data = std::mem::take(&mut frame.data);
+            image::RgbImage::from_raw(frame.width, frame.height, data)
                 .context("the camera's frame has the wrong size")?
         }
     };

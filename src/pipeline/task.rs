@@ -173,14 +173,9 @@ impl<D: Detect> CameraTask<D> {
                     masked: self.pipeline.masks(&[]),
                     method: self.pipeline.mask_method(),
                 };
-                // The frame it replaces gives back the buffer this task made for it,
-                // unless a snapshot holds it (RGB made by the decoder is not ours).
-                let old = self.latest.send_replace(Some(latest));
-                if let Some(old) = old.and_then(|l| Arc::try_unwrap(l.frame).ok())
-                    && old.decoded.is_some()
-                {
-                    rgb.recycle(old.data);
-                }
+                // The frame it replaces gives its buffer back when the last snapshot
+                // holding it is done with it.
+                self.latest.send_replace(Some(latest));
             }
             if let Some(tap) = &self.tap {
                 let tapped = Tapped {

@@ -57,6 +57,13 @@ pub struct Decoded {
     pub picture: Option<ffmpeg::Picture>,
 }
 
+impl Drop for Frame {
+    /// The frame's RGB buffer goes back to the pool the decoders take theirs from.
+    fn drop(&mut self) {
+        ffmpeg::give_back(std::mem::take(&mut self.data));
+    }
+}
+
 impl Frame {
     /// Whether `data` holds the frame's RGB pixels.
     pub fn has_rgb(&self) -> bool {

@@ -30,7 +30,7 @@ use hw::{is_hw_format, open_decoder};
 pub use input::forced_demuxer;
 use input::{OpenFail, announced_size, open_input};
 use picture::{LumaScaler, has_luma_plane};
-pub use picture::{Picture, RgbMaker};
+pub use picture::{Picture, RgbMaker, give_back};
 use skip::{Discard, Skipper};
 pub use watchdog::Watchdog;
 

@@ -8,6 +8,7 @@
 //! detector or into evidence, into a buffer reused across frames.
 
 use std::fmt;
+use std::sync::Mutex;
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -203,25 +204,62 @@ impl LumaScaler {
     }
 }
 
-/// Converts pictures to packed RGB8, reusing its conversion context and buffers.
+/// RGB buffers of frames that ended, kept for the next conversions of any camera.
+///
+/// Every frame the detector or evidence sees needs a full-size RGB buffer; without
+/// the pool each would be a fresh allocation (a fresh mapping, with the allocator
+/// settings of [`crate::memory`]) and a page fault per 4 KiB of it. A [`Frame`]
+/// gives its buffer back here when it is dropped (wherever that is: the camera
+/// task, a replaced snapshot, the slot dropping a stale frame).
+///
+/// [`Frame`]: crate::source::Frame
+static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// Buffers kept at most: those of frames in flight at once come back and go out
+/// again, so a few cover many cameras; more would only hold memory.
+const SPARE_MAX: usize = 6;
+
+/// Buffers smaller than this are not worth keeping.
+const SPARE_MIN_BYTES: usize = 64 * 1024;
+
+/// Keeps `buf` for a later frame, if it is frame-sized and the pool has room.
+pub fn give_back(buf: Vec<u8>) {
+    if buf.capacity() < SPARE_MIN_BYTES {
+        return;
+    }
+    let mut spare = SPARE.lock().unwrap_or_else(|p| p.into_inner());
+    if spare.len() < SPARE_MAX {
+        spare.push(buf);
+    }
+}
+
+/// A kept buffer with room for `len` bytes, or a new empty one.
+fn take_spare(len: usize) -> Vec<u8> {
+    let mut spare = SPARE.lock().unwrap_or_else(|p| p.into_inner());
+    // The smallest that fits, so one camera's small frames leave another's large ones.
+    let best = spare
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.capacity() >= len)
+        .min_by_key(|(_, b)| b.capacity())
+        .map(|(i, _)| i);
+    best.map(|i| spare.swap_remove(i)).unwrap_or_default()
+}
+
+/// Converts pictures to packed RGB8, reusing its conversion context; buffers come
+/// from the pool frames give theirs back to ([`give_back`]).
 pub struct RgbMaker {
     ctx: *mut ffi::SwsContext,
-    /// Buffers handed back, for the next frames.
-    spare: Vec<Vec<u8>>,
 }
 
 // SAFETY: the conversion context is used by one thread at a time (`&mut self`) and
 // has no affinity to the thread that made it.
 unsafe impl Send for RgbMaker {}
 
-/// Spare buffers kept: one for the next frame, one in flight.
-const SPARE: usize = 2;
-
 impl RgbMaker {
     pub fn new() -> Self {
         Self {
             ctx: std::ptr::null_mut(),
-            spare: Vec::new(),
         }
     }
 
@@ -256,9 +294,9 @@ impl RgbMaker {
             return Err(format!("no conversion from pixel format {fmt} at {w}x{h}"));
         }
         let len = w as usize * h as usize * 3;
-        let mut buf = self.spare.pop().unwrap_or_default();
-        buf.clear();
         // Room past the end: SIMD converters may write whole vectors at a row's end.
+        let mut buf = take_spare(len + 64);
+        buf.clear();
         buf.reserve(len + 64);
         let dst = [
             buf.as_mut_ptr(),
@@ -281,19 +319,12 @@ impl RgbMaker {
             )
         };
         if rows != h as i32 {
-            self.spare.push(buf);
+            give_back(buf);
             return Err(format!("colour conversion wrote {rows} of {h} rows"));
         }
         // SAFETY: sws_scale wrote all `h` rows of `w * 3` bytes.
         unsafe { buf.set_len(len) };
         Ok(buf)
-    }
-
-    /// Hands back a buffer of an earlier frame for reuse.
-    pub fn recycle(&mut self, buf: Vec<u8>) {
-        if self.spare.len() < SPARE {
-            self.spare.push(buf);
-        }
     }
 }
 
