@@ -7,9 +7,13 @@
 //! speed (`loop = true`, `realtime = true`), analysed at 5 fps with the
 //! scenario's zones and the motion gate on; then the same cameras with the
 //! scene model's grey image made from the decoder's luma plane
-//! (`[camera.scene] from_luma = true`); then one camera alone, the first way. Each side is a child process of this bench running the real node for
-//! `SECONDS` (default 65) with no broker listening (events wait in the
-//! outbox), so its memory is its own.
+//! (`[camera.scene] from_luma = true`); then the same cameras each at its own
+//! point of the clip (the clip rotated by a multiple of 2 s, at its key frames),
+//! as independent streets would be: on one clip all sixteen see the barrier put
+//! down at the same moment and wake the detector together; then one camera
+//! alone, the first way. Each side is a child process of this bench running the
+//! real node for `SECONDS` (default 65) with no broker listening (events wait in
+//! the outbox), so its memory is its own.
 //!
 //! Per camera per second of wall time it reports: CPU time of the decode
 //! threads (reading, decoding and converting; FFmpeg's own decoder threads
@@ -17,7 +21,9 @@
 //! tasks (the async runtime: scene model, motion gate, tracker, rules), and of
 //! the detector (ONNX Runtime's threads), all from `/proc/self/task`; the
 //! scene model's own time and inference time from the camera counters;
-//! frames decoded, sampled, dropped, gated and analysed; the largest RSS seen;
+//! frames decoded, sampled, dropped (and dropped after the first 5 s, when
+//! every camera's first looks have queued at the detector together), gated and
+//! analysed; the largest RSS seen;
 //! and the incidents started per camera, which must be the single camera's.
 //! Ratios are per camera: N cameras over one, and luma over RGB.
 //!
@@ -50,6 +56,9 @@ struct Run {
     scene_us: u64,
     decode_us: u64,
     max_rss_kib: u64,
+    /// Frames dropped after the first [`WARMUP`] of the run.
+    #[serde(default)]
+    dropped_late: u64,
     /// Incidents started per camera, by `type/zone`.
     starts: BTreeMap<String, BTreeMap<String, u64>>,
 }
@@ -75,7 +84,7 @@ fn scenario_snippet(name: &str) -> String {
         .to_string()
 }
 
-fn config(cameras: usize, clip: &Path, snippet: &str, outbox: &Path, port: u16) -> String {
+fn config(cameras: usize, clips: &[PathBuf], snippet: &str, outbox: &Path, port: u16) -> String {
     let mut s = format!(
         "[node]\nid = \"bench\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n\n\
          [outbox]\npath = \"{}\"\n",
@@ -84,10 +93,70 @@ fn config(cameras: usize, clip: &Path, snippet: &str, outbox: &Path, port: u16) 
     for i in 1..=cameras {
         s += &format!(
             "\n[[camera]]\nid = \"cam-{i:02}\"\nurl = \"{}\"\nfps = 5\nloop = true\nrealtime = true\n\n{snippet}\n",
-            clip.display()
+            clips[(i - 1) % clips.len()].display()
         );
     }
     s
+}
+
+/// Drops in the first seconds of a run, while every camera's first looks queue at
+/// the detector together, are counted apart from the rest.
+const WARMUP: Duration = Duration::from_secs(5);
+
+/// The clip started at each of its key frames (every 2 s): `clip` played from
+/// `k × 2 s` to its end, then from its start to `k × 2 s`, stream-copied by the
+/// `ffmpeg` command. Cameras on these play the same street, each at its own point,
+/// as independent cameras would; on one clip they would all move at once.
+fn rotations(clip: &Path, dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![clip.to_path_buf()];
+    for k in 1..15 {
+        let offset = 2 * k;
+        let list = dir.join(format!("rotate-{offset}.txt"));
+        let c = clip.display();
+        std::fs::write(
+            &list,
+            format!("file '{c}'\ninpoint {offset}\nfile '{c}'\noutpoint {offset}\n"),
+        )
+        .unwrap();
+        let path = dir.join(format!("rotated-{offset}.mp4"));
+        let status = Command::new("ffmpeg")
+            .args([
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "concat",
+                "-safe",
+                "0",
+                "-i",
+            ])
+            .arg(&list)
+            .args(["-c", "copy"])
+            .arg(&path)
+            .status()
+            .expect("the ffmpeg command (deploy/setup.sh installs it) runs");
+        assert!(
+            status.success(),
+            "ffmpeg could not rotate {c} by {offset} s"
+        );
+        out.push(path);
+    }
+    out
+}
+
+/// Counts the `frame_dropped` events of the source runners after [`WARMUP`].
+struct LateDrops {
+    started: Instant,
+    count: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LateDrops {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().name() == "frame_dropped" && self.started.elapsed() >= WARMUP {
+            self.count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// CPU seconds of this process's threads, grouped by what they run.
@@ -135,7 +204,7 @@ fn rss_kib() -> u64 {
 }
 
 /// The child: runs the node with `cameras` cameras for `seconds`, prints a [`Run`] as JSON.
-fn child(cameras: usize, seconds: f64, luma: bool) {
+fn child(cameras: usize, seconds: f64, luma: bool, spread: bool) {
     let clip = cached("media/scenarios/static_object.mp4");
     let mut snippet = scenario_snippet("static_object");
     if luma {
@@ -148,9 +217,14 @@ fn child(cameras: usize, seconds: f64, luma: bool) {
         .local_addr()
         .unwrap()
         .port();
+    let clips = if spread {
+        rotations(&clip, dir.path())
+    } else {
+        vec![clip]
+    };
     let text = config(
         cameras,
-        &clip,
+        &clips,
         &snippet,
         &dir.path().join("outbox.db"),
         port,
@@ -158,6 +232,7 @@ fn child(cameras: usize, seconds: f64, luma: bool) {
     let path = dir.path().join("bench.toml");
     let config = streetwatch::config::Config::from_str_at(&text, &path).unwrap();
     let starts: Arc<Mutex<BTreeMap<String, BTreeMap<String, u64>>>> = Arc::default();
+    let late = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (summary, wall, max_rss) = rt.block_on(async {
         let shutdown = CancellationToken::new();
@@ -175,6 +250,19 @@ fn child(cameras: usize, seconds: f64, luma: bool) {
         };
         let hooks = streetwatch::node::Hooks::new(shutdown.clone(), hook);
         let started = Instant::now();
+        {
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            let only_drops = tracing_subscriber::filter::Targets::new()
+                .with_target("streetwatch::source::runner", tracing::Level::DEBUG);
+            let layer = LateDrops {
+                started,
+                count: late.clone(),
+            };
+            tracing_subscriber::registry()
+                .with(tracing_subscriber::Layer::with_filter(layer, only_drops))
+                .init();
+        }
         let node = tokio::spawn(streetwatch::node::run(config, hooks));
         let mut max_rss = 0;
         while started.elapsed().as_secs_f64() < seconds {
@@ -182,12 +270,13 @@ fn child(cameras: usize, seconds: f64, luma: bool) {
             max_rss = max_rss.max(rss_kib());
         }
         let cpu = thread_cpu();
+        let dropped_late = late.load(std::sync::atomic::Ordering::Relaxed);
         let wall = started.elapsed().as_secs_f64();
         shutdown.cancel();
         let summary = node.await.unwrap().unwrap();
-        (summary, (wall, cpu), max_rss)
+        (summary, (wall, cpu, dropped_late), max_rss)
     });
-    let (wall, cpu) = wall;
+    let (wall, cpu, dropped_late) = wall;
     let t = summary.total();
     let run = Run {
         cameras,
@@ -202,16 +291,18 @@ fn child(cameras: usize, seconds: f64, luma: bool) {
         scene_us: t.scene_us,
         decode_us: t.decode_us,
         max_rss_kib: max_rss,
+        dropped_late,
         starts: std::mem::take(&mut *starts.lock().unwrap()),
     };
     println!("RUN {}", serde_json::to_string(&run).unwrap());
 }
 
-fn spawn_child(cameras: usize, seconds: f64, luma: bool) -> Run {
+fn spawn_child(cameras: usize, seconds: f64, luma: bool, spread: bool) -> Run {
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
         .args(["--child", &cameras.to_string(), &seconds.to_string()])
         .args(luma.then_some("--luma"))
+        .args(spread.then_some("--spread"))
         .env("RUST_LOG", "warn")
         .output()
         .expect("the bench can run itself");
@@ -317,12 +408,43 @@ fn report((a, one): (&str, &Run), (b, many): (&str, &Run)) {
         one.dropped as f64 / one.sampled.max(1) as f64,
         many.dropped as f64 / many.sampled.max(1) as f64
     );
+    println!(
+        "| frames dropped after the first {} s (all cameras) | {} | {} | |",
+        WARMUP.as_secs(),
+        one.dropped_late,
+        many.dropped_late
+    );
     let busy = |r: &Run| r.cpu.values().sum::<f64>() / r.seconds;
     println!(
         "| process CPU, cores busy | {:.2} | {:.2} | |",
         busy(one),
         busy(many)
     );
+}
+
+/// Whether every camera of `many` started incidents of the kinds (type and zone) the
+/// single camera did, and no others. Cameras at other points of the clip see its
+/// events at other times of the run, so how many of each fall in the run differs.
+fn same_kinds(one: &Run, many: &Run, what: &str) {
+    let kinds = |s: &BTreeMap<String, u64>| s.keys().cloned().collect::<Vec<_>>();
+    let reference = one.starts.values().next().map(kinds).unwrap_or_default();
+    let differ: Vec<_> = many
+        .starts
+        .iter()
+        .filter(|(_, s)| kinds(s) != reference)
+        .collect();
+    let silent = many.cameras - many.starts.len();
+    if differ.is_empty() && silent == 0 {
+        println!(
+            "{what}: every one of the {} cameras started incidents of the single camera's kinds {reference:?}, and no others; per camera: {:?}",
+            many.cameras,
+            many.starts.values().collect::<Vec<_>>()
+        );
+    } else {
+        println!(
+            "{what}: DIFFERENT kinds from the single camera's {reference:?}: {differ:?}; cameras without incidents: {silent}"
+        );
+    }
 }
 
 /// Whether every camera of `many` started the incidents the single camera did.
@@ -353,7 +475,8 @@ fn main() {
         streetwatch::memory::tune();
         let cameras = args[i + 1].parse().unwrap();
         let seconds = args[i + 2].parse().unwrap();
-        child(cameras, seconds, args.iter().any(|a| a == "--luma"));
+        let flag = |f: &str| args.iter().any(|a| a == f);
+        child(cameras, seconds, flag("--luma"), flag("--spread"));
         return;
     }
     let env = |k: &str, d: f64| {
@@ -363,7 +486,7 @@ fn main() {
             .unwrap_or(d)
     };
     if !args.iter().any(|a| a == "--bench") {
-        let run = spawn_child(2, 4.0, true);
+        let run = spawn_child(2, 4.0, true, true);
         assert!(run.sampled > 0, "nothing sampled: {run:?}");
         println!("many_cameras: harness works (2 cameras, 4 s; `--bench` for the measurement)");
         return;
@@ -372,16 +495,21 @@ fn main() {
     let seconds = env("SECONDS", 65.0);
     eprintln!(
         "{cameras} cameras for {seconds} s (scene on RGB), {cameras} cameras (scene on luma), \
-         then 1 camera, {seconds} s each …"
+         {cameras} cameras each at its own point of the clip, then 1 camera, {seconds} s each …"
     );
-    let many = spawn_child(cameras, seconds, false);
-    let many_luma = spawn_child(cameras, seconds, true);
-    let one = spawn_child(1, seconds, false);
+    let many = spawn_child(cameras, seconds, false, false);
+    let many_luma = spawn_child(cameras, seconds, true, false);
+    let spread = spawn_child(cameras, seconds, false, true);
+    let one = spawn_child(1, seconds, false, false);
     let n = format!("{cameras} cameras");
     report(("1 camera", &one), (&n, &many));
     report(
         (&format!("{n}, scene on RGB"), &many),
         (&format!("{n}, scene on luma"), &many_luma),
+    );
+    report(
+        (&format!("{n} in step"), &many),
+        (&format!("{n}, each at its own point"), &spread),
     );
     println!(
         "\nruns of {:.0} s each; incidents started by the single camera: {:?}",
@@ -390,4 +518,5 @@ fn main() {
     );
     same_incidents(&one, &many, "scene on RGB");
     same_incidents(&one, &many_luma, "scene on luma");
+    same_kinds(&one, &spread, "each camera at its own point of the clip");
 }

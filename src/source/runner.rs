@@ -367,7 +367,14 @@ fn pump(
         }
         n += 1;
         match slot.put(frame) {
-            Ok(true) => CameraStats::add(&stats.frames_dropped, 1),
+            Ok(true) => {
+                CameraStats::add(&stats.frames_dropped, 1);
+                tracing::debug!(
+                    name: "frame_dropped",
+                    camera = %opts.camera,
+                    "sampled frame dropped: the camera had not taken the one before it"
+                );
+            }
             Ok(false) => {}
             Err(_) => return Ended::Stopped,
         }
