@@ -165,13 +165,14 @@ fn preview_outlines_the_zones_on_a_frame_of_the_camera() {
         assert!(near(&img, x, y, orange, 60), "edge at ({x}, {y})");
     }
     // Its inside, and well outside it, are the camera's picture, not the outline.
-    let original = streetwatch::preview::grab(&common::source_options(
+    let mut original = streetwatch::preview::grab(&common::source_options(
         "campus",
         &common::media("vtest.avi").display().to_string(),
         10.0,
     ))
     .unwrap();
-    let frame = RgbImage::from_raw(original.width, original.height, original.data).unwrap();
+    let data = std::mem::take(&mut original.data);
+    let frame = RgbImage::from_raw(original.width, original.height, data).unwrap();
     for (x, y) in [(269, 420), (700, 100)] {
         assert!(!near(&img, x, y, orange, 20), "({x}, {y}) is orange");
         assert!(
