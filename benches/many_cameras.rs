@@ -422,50 +422,44 @@ fn report((a, one): (&str, &Run), (b, many): (&str, &Run)) {
     );
 }
 
-/// Whether every camera of `many` started incidents of the kinds (type and zone) the
-/// single camera did, and no others. Cameras at other points of the clip see its
-/// events at other times of the run, so how many of each fall in the run differs.
-fn same_kinds(one: &Run, many: &Run, what: &str) {
-    let kinds = |s: &BTreeMap<String, u64>| s.keys().cloned().collect::<Vec<_>>();
-    let reference = one.starts.values().next().map(kinds).unwrap_or_default();
+/// Whether every camera of `many` started what the single camera did, as `seen`
+/// tells it from a camera's incidents started (by `type/zone`).
+fn compare<T: PartialEq + std::fmt::Debug>(
+    one: &Run,
+    many: &Run,
+    what: &str,
+    seen: impl Fn(&BTreeMap<String, u64>) -> T,
+) {
+    let reference = seen(&one.starts.values().next().cloned().unwrap_or_default());
     let differ: Vec<_> = many
         .starts
         .iter()
-        .filter(|(_, s)| kinds(s) != reference)
+        .filter(|(_, s)| seen(s) != reference)
         .collect();
     let silent = many.cameras - many.starts.len();
     if differ.is_empty() && silent == 0 {
         println!(
-            "{what}: every one of the {} cameras started incidents of the single camera's kinds {reference:?}, and no others; per camera: {:?}",
+            "{what}: every one of the {} cameras started the single camera's {reference:?}; per camera: {:?}",
             many.cameras,
             many.starts.values().collect::<Vec<_>>()
         );
     } else {
         println!(
-            "{what}: DIFFERENT kinds from the single camera's {reference:?}: {differ:?}; cameras without incidents: {silent}"
+            "{what}: DIFFERENT from the single camera's {reference:?}: {differ:?}; cameras without incidents: {silent}"
         );
     }
 }
 
-/// Whether every camera of `many` started the incidents the single camera did.
-fn same_incidents(one: &Run, many: &Run, what: &str) {
-    let reference = one.starts.values().next().cloned().unwrap_or_default();
-    let differ: Vec<_> = many
-        .starts
-        .iter()
-        .filter(|(_, s)| **s != reference)
-        .collect();
-    let silent = many.cameras - many.starts.len();
-    if differ.is_empty() && silent == 0 {
-        println!(
-            "{what}: every one of the {} cameras started the single camera's incidents",
-            many.cameras
-        );
-    } else {
-        println!(
-            "{what}: DIFFERENT from the single camera: {differ:?}; cameras without incidents: {silent}"
-        );
-    }
+/// The incidents started, with how many of each.
+fn incidents(s: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    s.clone()
+}
+
+/// The kinds (type and zone) of the incidents started. Cameras at other points of
+/// the clip see its events at other times of the run, so how many of each fall in
+/// the run differs.
+fn kinds(s: &BTreeMap<String, u64>) -> Vec<String> {
+    s.keys().cloned().collect()
 }
 
 fn main() {
@@ -516,7 +510,12 @@ fn main() {
         many.seconds,
         one.starts.values().next()
     );
-    same_incidents(&one, &many, "scene on RGB");
-    same_incidents(&one, &many_luma, "scene on luma");
-    same_kinds(&one, &spread, "each camera at its own point of the clip");
+    compare(&one, &many, "scene on RGB", incidents);
+    compare(&one, &many_luma, "scene on luma", incidents);
+    compare(
+        &one,
+        &spread,
+        "each camera at its own point of the clip",
+        kinds,
+    );
 }
