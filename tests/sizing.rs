@@ -19,23 +19,11 @@ url = "mqtt://127.0.0.1:1"
 [outbox]
 path = "outbox.sqlite"
 
-[[camera]]
-id = "road"
-url = "{clip}"
-fps = 5
-
+{camera}
 [camera.scene]
 from_luma = {from_luma}
-
-[[camera.zone]]
-id = "all"
-polygon = [[0, 0], [1, 0], [1, 1], [0, 1]]
-[camera.zone.congestion]
-levels.light = 4
-levels.moderate = 8
-levels.heavy = 12
 "#,
-        clip = common::media("vtest.mp4").display(),
+        camera = common::plaza_camera(&common::media("vtest.mp4")),
     )
 }
 
@@ -59,7 +47,7 @@ fn bench_sizes_the_box_with_the_scene_on_rgb_and_on_luma() {
         // The camera's row: id, fps, frames analysed, then per-stage milliseconds.
         let row: Vec<&str> = stdout
             .lines()
-            .find(|l| l.starts_with("road "))
+            .find(|l| l.starts_with("campus "))
             .unwrap_or_else(|| panic!("no row for the camera:\n{stdout}"))
             .split_whitespace()
             .collect();
