@@ -9,7 +9,7 @@
 //!
 //! [`tune`] fixes both: two arenas, and blocks of 128 KiB or more (a frame, a
 //! decoder's picture) mapped on their own and unmapped when freed. Measured on
-//! one camera analysing every frame of `vtest.avi`: peak RSS 158 → 132 MB at the
+//! one camera analysing every frame of `vtest.avi`: peak RSS 163 → 135 MB at the
 //! same speed (benches/RESULTS.md). A `MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`
 //! or `MALLOC_TRIM_THRESHOLD_` in the environment wins over the setting here.
 
