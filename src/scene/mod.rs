@@ -33,7 +33,10 @@
 //!    a whole (camera moved, lights switched) and the reference is re-learnt.
 //! 4. **Reference update** (selective): only where a pixel is neither moving
 //!    nor foreground nor part of a region, with a slow rate that follows
-//!    daylight drift; during warm-up everywhere it is not moving, fast.
+//!    daylight drift. During warm-up it is fast, and only a pixel that is
+//!    foreground after something moved there keeps its reference: a thing put
+//!    down in the first seconds is reported once warm-up is over, while what
+//!    the first frame showed and has since left is a ghost (below).
 //! 5. **Static pixels.** Foreground and still for `still_s` → a candidate.
 //!    Candidates are grouped (8-connected after a 3×3 dilation). A group with
 //!    moving pixels in or next to it waits. A new group is then checked for
@@ -526,7 +529,12 @@ impl SceneModel {
     }
 
     /// Selective running average: pixels that move, differ or are held keep
-    /// their reference (during warm-up only moving pixels do).
+    /// their reference. During warm-up the rest is learnt fast, and so are
+    /// pixels that differ but have not changed since the warm-up began (the
+    /// first frame was noisy there, or the light drifted); a pixel that differs
+    /// after something moved there keeps its reference, since something may
+    /// have been put down: once warm-up is over, the ghost test tells that
+    /// from something that was there in the first frame and has left.
     fn learn(&mut self, dt: f64, warm: bool) {
         let tau = if warm {
             self.config.warmup_s * WARMUP_TAU_FRACTION
@@ -539,7 +547,12 @@ impl SceneModel {
             1.0
         };
         for i in 0..self.bg.len() {
-            if self.moving[i] != 0 || (!warm && (self.fg[i] != 0 || self.held[i] >= 0)) {
+            let keep = if warm {
+                self.fg[i] != 0 && self.still_since[i] > self.learn_from
+            } else {
+                self.fg[i] != 0 || self.held[i] >= 0
+            };
+            if self.moving[i] != 0 || keep {
                 continue;
             }
             self.bg[i] += alpha * (self.grey[i] as f32 - self.bg[i]);

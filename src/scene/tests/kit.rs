@@ -24,7 +24,7 @@ pub(super) fn hash(x: u32, y: u32, seed: u32) -> u32 {
     h ^ (h >> 15)
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(super) enum Look {
     Flat([u8; 3]),
     /// 8-px checkerboard of two colours.

@@ -23,17 +23,35 @@ fn nothing_is_reported_in_warm_up_or_on_a_static_scene() {
 }
 
 #[test]
-fn warm_up_hides_an_object_dropped_early() {
-    // Dropped at 1 s, still from 1 s: static from 3 s, but warm-up learns it (it
-    // is part of the view the model starts from), so it is never reported.
+fn an_object_put_down_during_warm_up_is_reported_when_it_ends() {
+    // Put down at 1 s, still from then: warm-up (3 s) must not learn it as part
+    // of the street. A box restarted while someone dumps a bag sees it.
     let cfg = SceneConfig::default();
-    let mut m = SceneModel::new(cfg);
+    let mut m = SceneModel::new(cfg.clone());
     let block = Block::at(200, 150, 60, 50, PARCEL);
     let ups = play(&mut m, 0, at(10.0), |n| {
         let b = if n >= at(1.0) { vec![block] } else { vec![] };
         (b, NORMAL)
     });
-    assert_eq!(first_with_region(&ups), None);
+    let first = first_with_region(&ups).expect("the object is reported");
+    assert_eq!(first, at(cfg.warmup_s), "reported at frame {first}");
+    let r = &ups.last().unwrap().1.regions;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(iou(r[0].bbox, block.bbox()) > 0.8, "bbox {:?}", r[0].bbox);
+    assert_eq!(r[0].appeared, pts(at(1.0)));
+}
+
+#[test]
+fn what_the_first_frame_showed_and_left_during_warm_up_is_not_reported() {
+    for look in [PARCEL, Look::Flat([235, 235, 235])] {
+        let mut m = SceneModel::new(SceneConfig::default());
+        let car = Block::at(300, 100, 120, 80, look);
+        let ups = play(&mut m, 0, at(20.0), |n| {
+            let b = if n < at(1.0) { vec![car] } else { vec![] };
+            (b, NORMAL)
+        });
+        assert_eq!(first_with_region(&ups), None, "{look:?}");
+    }
 }
 
 #[test]
