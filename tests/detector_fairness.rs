@@ -256,3 +256,65 @@ fn with_a_dynamic_batch_model_cameras_share_inferences_and_stay_fair() {
         "busy cameras' frames do not queue behind a batch: {waits:?} in {reports:?}"
     );
 }
+
+/// Cameras started together open their sources [`streetwatch::node::START_SPACING`]
+/// apart, in the order of the configuration: their first looks (the detector on
+/// every frame until their tracks are confirmed) do not all queue at once. Three
+/// cameras on 3 s of vtest.avi through the real daemon; the daemon's JSON log
+/// says when each source opened.
+#[test]
+fn cameras_started_together_open_their_sources_spaced_in_config_order() {
+    let _one = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("short.avi");
+    let ok = Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-i"])
+        .arg(common::media("vtest.avi"))
+        .args(["-t", "3", "-c", "copy"])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let ids = ["north", "east", "south"];
+    let mut text = format!(
+        "[node]\nid = \"pole\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\n[outbox]\npath = \"{}\"\n",
+        common::free_port(),
+        dir.path().join("outbox.sqlite").display()
+    );
+    for id in ids {
+        text += &format!(
+            "[[camera]]\nid = \"{id}\"\nurl = \"{}\"\nfps = 5\nrealtime = false\n",
+            clip.display()
+        );
+    }
+    let cfg = common::write_config(dir.path(), &text);
+    let out = Command::new(common::bin())
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let opened: Vec<(String, jiff::Timestamp)> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "camera source opened")
+        .map(|v| {
+            let camera = v["fields"]["camera"].as_str().unwrap().to_string();
+            (camera, v["timestamp"].as_str().unwrap().parse().unwrap())
+        })
+        .collect();
+    let order: Vec<&str> = opened.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(order, ids, "{stderr}");
+    let spacing = streetwatch::node::START_SPACING.as_secs_f64();
+    for pair in opened.windows(2) {
+        let gap = pair[1].1.duration_since(pair[0].1).as_secs_f64();
+        // Opening a file takes a few milliseconds, more for one than another.
+        assert!(
+            (spacing - 0.05..spacing + 1.0).contains(&gap),
+            "{} opened {gap:.3} s after {}: {stderr}",
+            pair[1].0,
+            pair[0].0
+        );
+    }
+}

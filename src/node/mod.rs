@@ -19,7 +19,14 @@
 //! `reload`), restarts with backoff a camera whose decode or detector thread
 //! died (starting a new detector service first when that one died), and
 //! ends when every camera has ended and none is disabled or waiting for a
-//! restart, or when `shutdown` fires. Then the publisher drains the outbox
+//! restart, or when `shutdown` fires.
+//!
+//! Cameras started together (at start, by a reload, restarts due at once)
+//! open their sources [`START_SPACING`] apart: a camera's first look asks
+//! the detector for several frames in a row (until its tracks are
+//! confirmed), and sixteen such first looks at once queue at the one
+//! detector for longer than a frame interval, so every camera would drop
+//! frames in its first seconds. Then the publisher drains the outbox
 //! for a bounded time and says `offline`.
 //!
 //! What the node is made of comes in as [`Parts`]: the real sources and the
@@ -61,6 +68,20 @@ use crate::pipeline::task::{CameraExit, CameraTask, Latest};
 use crate::source::runner::{DefaultOpener, Opener};
 use cameras::{Action, CameraSet};
 use hub::Hub;
+
+/// Time between the openings of cameras started together (see the module doc).
+pub const START_SPACING: Duration = Duration::from_millis(250);
+/// The last of the cameras started together opens at most this long after the first.
+pub const START_SPREAD_MAX: Duration = Duration::from_secs(4);
+
+/// The spacing of `n` cameras started together: [`START_SPACING`], or less so
+/// that the last one opens within [`START_SPREAD_MAX`].
+fn start_spacing(n: usize) -> Duration {
+    match n {
+        0 | 1 => Duration::ZERO,
+        n => START_SPACING.min(START_SPREAD_MAX / (n as u32 - 1)),
+    }
+}
 
 /// Problems found before any camera starts. All mean "fix the configuration or the box".
 #[derive(Debug, thiserror::Error)]
@@ -368,6 +389,12 @@ impl Node {
     }
 
     async fn apply(&mut self, actions: Vec<Action>) {
+        let starts = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Start { .. }))
+            .count();
+        let spacing = start_spacing(starts);
+        let mut after = Duration::ZERO;
         for action in actions {
             match action {
                 Action::Stop { camera } => {
@@ -375,12 +402,16 @@ impl Node {
                         live.token.cancel();
                     }
                 }
-                Action::Start { camera, generation } => self.start(camera, generation).await,
+                Action::Start { camera, generation } => {
+                    self.start(camera, generation, after).await;
+                    after += spacing;
+                }
             }
         }
     }
 
-    async fn start(&mut self, id: String, generation: u64) {
+    /// Starts camera `id`, opening its source `after` from now.
+    async fn start(&mut self, id: String, generation: u64, after: Duration) {
         let Some(cam) = self.set.camera(&id).cloned() else {
             return;
         };
@@ -408,6 +439,7 @@ impl Node {
             evidence: options::evidence(&self.set.config().evidence),
             tap: None,
             jpeg_budget: self.jpeg_budget.clone(),
+            start_after: after,
         };
         let span = tracing::info_span!("camera", camera = %id);
         let handle = self.tasks.spawn(task.run().instrument(span));
@@ -527,5 +559,22 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cameras_started_together_are_spaced_within_the_spread() {
+        assert_eq!(start_spacing(0), Duration::ZERO);
+        assert_eq!(start_spacing(1), Duration::ZERO);
+        assert_eq!(start_spacing(16), START_SPACING);
+        // 64 cameras: the last opens START_SPREAD_MAX after the first, not 15.75 s.
+        let s = start_spacing(64);
+        assert!(s < START_SPACING);
+        let last = s * 63;
+        assert!(last <= START_SPREAD_MAX && START_SPREAD_MAX - last < Duration::from_micros(1));
     }
 }

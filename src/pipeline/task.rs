@@ -81,6 +81,9 @@ pub struct CameraTask<D: Detect> {
     pub tap: Option<mpsc::Sender<Tapped>>,
     /// The largest JPEG the broker takes (evidence is made to fit it).
     pub jpeg_budget: JpegBudget,
+    /// How long to wait before opening the source (the node spaces the cameras it
+    /// starts together; see [`crate::node`]). The camera stays `connecting` meanwhile.
+    pub start_after: std::time::Duration,
 }
 
 /// An analysed frame and what the pipeline made of it.
@@ -99,6 +102,12 @@ pub struct Tapped {
 
 impl<D: Detect> CameraTask<D> {
     pub async fn run(mut self) -> CameraExit {
+        if !self.start_after.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(self.start_after) => {}
+                _ = self.stop.cancelled() => return CameraExit::Done,
+            }
+        }
         let slot = FrameSlot::new(self.source.slot_mode());
         let decode = {
             let (slot, stats, stop) = (slot.clone(), self.stats.clone(), self.stop.clone());

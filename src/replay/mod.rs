@@ -201,6 +201,7 @@ pub async fn run(plan: Plan, out: Outputs<'_>) -> Result<Summary, ReplayError> {
             evidence: options::evidence(&config.evidence),
             tap,
             jpeg_budget: jpeg_budget.clone(),
+            start_after: Duration::ZERO,
         };
         let span = tracing::info_span!("camera", camera = %cam.id);
         let id = cam.id.clone();
