@@ -10,8 +10,9 @@
 //! (`[camera.scene] from_luma = true`); then the same cameras each at its own
 //! point of the clip (the clip rotated by a multiple of 2 s, at its key frames),
 //! as independent streets would be: on one clip all sixteen see the barrier put
-//! down at the same moment and wake the detector together; then one camera
-//! alone, the first way. Each side is a child process of this bench running the
+//! down within the few seconds that the node spaces their openings by
+//! (`node::START_SPACING`), and wake the detector close together; then one
+//! camera alone, the first way. Each side is a child process of this bench running the
 //! real node for `SECONDS` (default 65) with no broker listening (events wait in
 //! the outbox), so its memory is its own.
 //!
@@ -21,9 +22,9 @@
 //! tasks (the async runtime: scene model, motion gate, tracker, rules), and of
 //! the detector (ONNX Runtime's threads), all from `/proc/self/task`; the
 //! scene model's own time and inference time from the camera counters;
-//! frames decoded, sampled, dropped (and dropped after the first 5 s, when
-//! every camera's first looks have queued at the detector together), gated and
-//! analysed; the largest RSS seen;
+//! frames decoded, sampled, dropped (and dropped after the first 5 s, once
+//! every camera has had its first look), gated and analysed; the largest RSS
+//! seen;
 //! and the incidents started per camera, which must be the single camera's.
 //! Ratios are per camera: N cameras over one, and luma over RGB.
 //!
@@ -502,7 +503,7 @@ fn main() {
         (&format!("{n}, scene on luma"), &many_luma),
     );
     report(
-        (&format!("{n} in step"), &many),
+        (&format!("{n} on one clip"), &many),
         (&format!("{n}, each at its own point"), &spread),
     );
     println!(
