@@ -183,7 +183,8 @@ fn thread_cpu() -> BTreeMap<String, f64> {
         let secs = (u.parse::<u64>().unwrap_or(0) + s.parse::<u64>().unwrap_or(0)) as f64 / tick;
         let group = if name.starts_with("decode-") {
             "decode"
-        } else if name.starts_with("tokio-runtime") {
+        } else if name.starts_with("tokio-") {
+            // The runtime's workers: "tokio-rt-worker", "tokio-runtime-worker" in older tokio.
             "tasks"
         } else if name.starts_with("detector") {
             "detector"
