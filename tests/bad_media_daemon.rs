@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Command;
 
 #[test]
 fn broken_files_end_their_own_camera_only() {
@@ -14,19 +13,7 @@ fn broken_files_end_their_own_camera_only() {
     let sub = common::Subscriber::connect(broker.port, "swbad/#");
     let dir = tempfile::tempdir().unwrap();
     // The first 20 s of the sample video: people enough for a congestion event.
-    let good = dir.path().join("vtest_20s.mp4");
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-i"])
-        .arg(common::media("vtest.mp4"))
-        .args(["-t", "20", "-c", "copy"])
-        .arg(&good)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let good = common::vtest_head(dir.path(), 20);
     let cut = dir.path().join("vtest_cut.mp4");
     let full = std::fs::read(common::media("vtest.mp4")).unwrap();
     std::fs::write(&cut, &full[..full.len() / 2]).unwrap();

@@ -260,21 +260,13 @@ fn with_a_dynamic_batch_model_cameras_share_inferences_and_stay_fair() {
 /// Cameras started together open their sources [`streetwatch::node::START_SPACING`]
 /// apart, in the order of the configuration: their first looks (the detector on
 /// every frame until their tracks are confirmed) do not all queue at once. Three
-/// cameras on 3 s of vtest.avi through the real daemon; the daemon's JSON log
+/// cameras on 3 s of the sample video through the real daemon; the daemon's JSON log
 /// says when each source opened.
 #[test]
 fn cameras_started_together_open_their_sources_spaced_in_config_order() {
     let _one = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let clip = dir.path().join("short.avi");
-    let ok = Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-i"])
-        .arg(common::media("vtest.avi"))
-        .args(["-t", "3", "-c", "copy"])
-        .arg(&clip)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    let clip = common::vtest_head(dir.path(), 3);
     let ids = ["north", "east", "south"];
     let mut text = format!(
         "[node]\nid = \"pole\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\n[outbox]\npath = \"{}\"\n",

@@ -48,12 +48,7 @@ fn a_16k_stream_is_refused_and_the_other_camera_runs_on() {
         ],
         &big,
     );
-    let clip = dir.path().join("vtest_20s.mp4");
-    let vtest = common::media("vtest.mp4");
-    ffmpeg(
-        &["-i", &vtest.to_string_lossy(), "-t", "20", "-c", "copy"],
-        &clip,
-    );
+    let clip = common::vtest_head(dir.path(), 20);
     let cfg = common::write_config(
         dir.path(),
         &format!(

@@ -51,6 +51,24 @@ pub fn media(name: &str) -> PathBuf {
     cached(&format!("media/{name}"))
 }
 
+/// The first `seconds` of the sample video (`vtest.mp4`, stream-copied) in `dir`.
+pub fn vtest_head(dir: &Path, seconds: u32) -> PathBuf {
+    let clip = dir.join(format!("vtest_{seconds}s.mp4"));
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-i"])
+        .arg(media("vtest.mp4"))
+        .args(["-t", &seconds.to_string(), "-c", "copy"])
+        .arg(&clip)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cutting vtest.mp4: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    clip
+}
+
 pub fn default_model() -> PathBuf {
     cached("models/nanodet-m-416.onnx")
 }
