@@ -6,7 +6,6 @@
 
 mod common;
 
-
 #[test]
 fn broken_files_end_their_own_camera_only() {
     let broker = common::Mosquitto::start();
