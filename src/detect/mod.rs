@@ -534,9 +534,11 @@ fn open_session(
 fn tune(
     builder: ort::session::builder::SessionBuilder,
 ) -> Result<ort::session::builder::SessionBuilder, String> {
-    builder
+    let builder = builder
         .with_intra_op_spinning(false)
-        .and_then(|b| b.with_memory_pattern(false))
+        .map_err(|e| e.to_string())?;
+    builder
+        .with_memory_pattern(false)
         .map_err(|e| e.to_string())
 }
 
