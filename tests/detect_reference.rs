@@ -66,16 +66,11 @@ fn bus_jpg_matches_reference_detections() {
 
 #[test]
 fn detect_command_prints_bus_and_persons_as_json() {
-    let out = Command::new(common::bin())
-        .args(["detect", "--json"])
-        .arg(common::media("bus.jpg"))
-        .env("STREETWATCH_CACHE", streetwatch::cache_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "detect failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::output_ok(
+        Command::new(common::bin())
+            .args(["detect", "--json"])
+            .arg(common::media("bus.jpg"))
+            .env("STREETWATCH_CACHE", streetwatch::cache_dir()),
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["width"], 810);

@@ -21,15 +21,10 @@ fn options(camera: &str, url: &Path, fps: f64) -> SourceOptions {
 }
 
 fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg must be installed (make setup)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    common::output_ok(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-y"])
+            .args(args),
     );
 }
 

@@ -15,16 +15,11 @@ use std::time::Duration;
 use streetwatch::monitor::CameraState;
 
 fn ffmpeg(args: &[&str], out: &Path) {
-    let run = Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args(args)
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    common::output_ok(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-y"])
+            .args(args)
+            .arg(out),
     );
 }
 

@@ -8,16 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::output_ok(Command::new("openssl").args(args).current_dir(dir));
 }
 
 /// A CA, and a certificate + key signed by it for `name` (server or client).

@@ -51,16 +51,11 @@ fn detect_annotate_draws_each_detection_where_it_is_and_masks_heads() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("bus-annotated.jpg");
     let bus = common::media("bus.jpg");
-    let out = Command::new(common::bin())
-        .args(["detect", "--json", "--annotate"])
-        .arg(&out_path)
-        .arg(&bus)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::output_ok(
+        Command::new(common::bin())
+            .args(["detect", "--json", "--annotate"])
+            .arg(&out_path)
+            .arg(&bus),
     );
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let dets = doc["detections"].as_array().unwrap();
@@ -187,19 +182,14 @@ fn preview_draws_detections_on_a_given_frame_and_names_a_wrong_camera() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = preview_config(dir.path(), "[privacy]\nenabled = false\n");
     let out_path = dir.path().join("bus-zones.jpg");
-    let out = Command::new(common::bin())
-        .args(["preview", "--camera", "campus", "--frame"])
-        .arg(common::media("bus.jpg"))
-        .arg("-o")
-        .arg(&out_path)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::output_ok(
+        Command::new(common::bin())
+            .args(["preview", "--camera", "campus", "--frame"])
+            .arg(common::media("bus.jpg"))
+            .arg("-o")
+            .arg(&out_path)
+            .arg("--config")
+            .arg(&cfg),
     );
     let img = decode(&out_path);
     assert_eq!(img.dimensions(), (810, 1080));

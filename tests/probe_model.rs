@@ -6,19 +6,12 @@ mod common;
 use std::process::Command;
 
 fn probe(model: &std::path::Path) -> String {
-    let out = Command::new(common::bin())
-        .args(["probe-model", "--runs", "1"])
-        .arg(model)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "probe-model {} failed: {}",
-        model.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::output_ok(
+        Command::new(common::bin())
+            .args(["probe-model", "--runs", "1"])
+            .arg(model),
     );
-    stdout
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn line<'a>(report: &'a str, key: &str) -> &'a str {

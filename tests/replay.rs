@@ -272,22 +272,17 @@ fn annotated_replay(from_luma: bool) {
 
     // Every picture, held by the gate or not, shows the street, not black: the
     // mean luma of each (FFmpeg's signalstats YAVG).
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&video)
-        .args([
-            "-vf",
-            "signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-",
-            "-f",
-            "null",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::output_ok(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&video)
+            .args([
+                "-vf",
+                "signalstats,metadata=print:key=lavfi.signalstats.YAVG:file=-",
+                "-f",
+                "null",
+                "-",
+            ]),
     );
     let means: Vec<f64> = String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -51,20 +51,30 @@ pub fn media(name: &str) -> PathBuf {
     cached(&format!("media/{name}"))
 }
 
+/// Runs `cmd` to its end and returns what it printed; fails the test, naming the
+/// command and showing its stderr, unless it succeeded.
+pub fn output_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?} cannot start: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// The first `seconds` of the sample video (`vtest.mp4`, stream-copied) in `dir`.
 pub fn vtest_head(dir: &Path, seconds: u32) -> PathBuf {
     let clip = dir.join(format!("vtest_{seconds}s.mp4"));
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-i"])
-        .arg(media("vtest.mp4"))
-        .args(["-t", &seconds.to_string(), "-c", "copy"])
-        .arg(&clip)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cutting vtest.mp4: {}",
-        String::from_utf8_lossy(&out.stderr)
+    output_ok(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y", "-i"])
+            .arg(media("vtest.mp4"))
+            .args(["-t", &seconds.to_string(), "-c", "copy"])
+            .arg(&clip),
     );
     clip
 }
