@@ -19,15 +19,15 @@
 //! `reload`), restarts with backoff a camera whose decode or detector thread
 //! died (starting a new detector service first when that one died), and
 //! ends when every camera has ended and none is disabled or waiting for a
-//! restart, or when `shutdown` fires.
+//! restart, or when `shutdown` fires. Then the publisher drains the outbox
+//! for a bounded time and says `offline`.
 //!
 //! Cameras started together (at start, by a reload, restarts due at once)
 //! open their sources [`START_SPACING`] apart: a camera's first look asks
 //! the detector for several frames in a row (until its tracks are
 //! confirmed), and sixteen such first looks at once queue at the one
 //! detector for longer than a frame interval, so every camera would drop
-//! frames in its first seconds. Then the publisher drains the outbox
-//! for a bounded time and says `offline`.
+//! frames in its first seconds.
 //!
 //! What the node is made of comes in as [`Parts`]: the real sources and the
 //! real model, or stand-ins that tests use to make threads die or wedge. What
