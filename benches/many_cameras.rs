@@ -58,7 +58,6 @@ struct Run {
     decode_us: u64,
     max_rss_kib: u64,
     /// Frames dropped after the first [`WARMUP`] of the run.
-    #[serde(default)]
     dropped_late: u64,
     /// Incidents started per camera, by `type/zone`.
     starts: BTreeMap<String, BTreeMap<String, u64>>,
@@ -100,8 +99,8 @@ fn config(cameras: usize, clips: &[PathBuf], snippet: &str, outbox: &Path, port:
     s
 }
 
-/// Drops in the first seconds of a run, while every camera's first looks queue at
-/// the detector together, are counted apart from the rest.
+/// Drops in the first seconds of a run, while the cameras open and take their first
+/// looks, are counted apart from the rest.
 const WARMUP: Duration = Duration::from_secs(5);
 
 /// The clip started at each of its key frames (every 2 s): `clip` played from
