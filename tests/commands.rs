@@ -198,3 +198,162 @@ fn commands_steer_the_node_and_garbage_changes_nothing() {
     common::signal(daemon.id(), "TERM");
     assert!(daemon.wait().unwrap().success());
 }
+
+/// A clip of one still frame of the sample video, `seconds` long at 10 fps.
+fn still_clip(dir: &std::path::Path, seconds: u32) -> std::path::PathBuf {
+    let (frame, clip) = (dir.join("still.png"), dir.join("still.avi"));
+    common::output_ok(
+        std::process::Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y", "-ss", "5", "-i"])
+            .arg(common::media("vtest.avi"))
+            .args(["-frames:v", "1"])
+            .arg(&frame),
+    );
+    common::output_ok(
+        std::process::Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-loop",
+                "1",
+                "-framerate",
+                "10",
+                "-i",
+            ])
+            .arg(&frame)
+            .args(["-t", &seconds.to_string(), "-c:v", "mpeg4", "-q:v", "3"])
+            .arg(&clip),
+    );
+    clip
+}
+
+fn snapshot_captured_at(r: &Value) -> std::time::SystemTime {
+    let at = r["result"]["captured_at"].as_str().unwrap();
+    let t: jiff::Timestamp = at.parse().unwrap();
+    std::time::SystemTime::from(t)
+}
+
+#[test]
+fn a_snapshot_shows_the_street_now_though_the_motion_gate_holds_every_frame() {
+    let broker = common::Mosquitto::start();
+    let port = broker.port;
+    let dir = tempfile::tempdir().unwrap();
+    let clip = still_clip(dir.path(), 60);
+    // Nothing moves: after its first look the detector sees no frame for a minute, and
+    // with the scene model working on the luma plane no held frame is made RGB.
+    let text = config(&broker.url(), dir.path(), 5).replace(
+        &common::media("vtest.avi").display().to_string(),
+        &clip.display().to_string(),
+    ) + "[[camera.zone]]\nid = \"all\"\npolygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]\n\
+         [camera.scene]\nmotion_gate = true\nrecheck_s = 60\nfrom_luma = true\n";
+    let cfg = common::write_config(dir.path(), &text);
+    let results = common::Subscriber::connect(port, "swc/cmd-node/cmd/result");
+    let states = common::Subscriber::connect(port, "swc/cmd-node/cameras/+/status");
+    let mut daemon = common::Daemon(
+        std::process::Command::new(common::bin())
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    camera_state(&states, "online");
+    // Each snapshot is of a frame taken after it was asked for (frames come every
+    // 200 ms), though the detector saw none of them.
+    let mut taken = vec![snapshot_once_running(port, &results)];
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1700));
+        let asked = std::time::SystemTime::now();
+        let r = command(port, &results, "snapshot", r#"{"camera": "campus"}"#);
+        assert_eq!(r["ok"], true, "{r}");
+        let at = snapshot_captured_at(&r);
+        let early = asked.duration_since(at).unwrap_or_default();
+        assert!(
+            early < Duration::from_secs(1),
+            "the snapshot asked for at {asked:?} is of a frame {early:?} older: {r}"
+        );
+        taken.push(r);
+    }
+    let times: Vec<_> = taken.iter().map(snapshot_captured_at).collect();
+    assert!(
+        times.windows(2).all(|w| w[1] > w[0]),
+        "four snapshots, four frames: {taken:?}"
+    );
+    common::signal(daemon.id(), "TERM");
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_camera_that_sends_nothing_fails_its_snapshot_and_holds_up_no_other_command() {
+    use common::{RtspMedia, RtspServer};
+    let server = RtspServer::start(RtspMedia::TestPattern {
+        fps: 10,
+        width: 320,
+        height: 240,
+    });
+    let broker = common::Mosquitto::start();
+    let port = broker.port;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(&broker.url(), dir.path(), 5)
+        .replace(
+            &format!("url = \"{}\"", common::media("vtest.avi").display()),
+            &format!("url = \"{}\"", server.url()),
+        )
+        .replace("loop = true\nrealtime = true\n", "");
+    let cfg = common::write_config(dir.path(), &text);
+    let results = common::Subscriber::connect(port, "swc/cmd-node/cmd/result");
+    let states = common::Subscriber::connect(port, "swc/cmd-node/cameras/+/status");
+    let mut daemon = common::Daemon(
+        std::process::Command::new(common::bin())
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    camera_state(&states, "online");
+    snapshot_once_running(port, &results);
+
+    server.freeze();
+    std::thread::sleep(Duration::from_secs(1));
+    let asked = Instant::now();
+    common::publish(
+        port,
+        "swc/cmd-node/cmd/snapshot",
+        br#"{"id": "s", "camera": "campus"}"#,
+    );
+    common::publish(
+        port,
+        "swc/cmd-node/cmd/camera/enable",
+        br#"{"id": "e", "camera": "campus"}"#,
+    );
+    let r: Value =
+        serde_json::from_slice(&next_on(&results, "swc/cmd-node/cmd/result").payload).unwrap();
+    assert_eq!(
+        r["id"], "e",
+        "the enable is answered while the snapshot waits: {r}"
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let r: Value =
+        serde_json::from_slice(&next_on(&results, "swc/cmd-node/cmd/result").payload).unwrap();
+    assert_eq!(
+        (r["id"].as_str(), r["ok"].as_bool()),
+        (Some("s"), Some(false)),
+        "{r}"
+    );
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.contains("campus") && error.contains("took no frame within 2.0 s"),
+        "{r}"
+    );
+    assert!(asked.elapsed() >= Duration::from_secs(2), "{r}");
+
+    server.thaw();
+    snapshot_once_running(port, &results);
+    common::signal(daemon.id(), "TERM");
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "{status}");
+}

@@ -35,7 +35,7 @@ pub const MAX_PAYLOAD: usize = 64 * 1024;
 pub enum Command {
     /// Re-read the config file and apply camera changes.
     Reload,
-    /// Publish a JPEG of the camera's latest frame.
+    /// Publish a JPEG of the camera's next frame.
     Snapshot { camera: String },
     /// Start a camera (again).
     CameraEnable { camera: String },

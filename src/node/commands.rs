@@ -1,16 +1,19 @@
 //! What the node does for a command (MQTT `cmd/…`, or SIGHUP's `reload`):
 //! enable or disable a camera, read the configuration again, or take a
-//! snapshot of a camera's latest analysed frame.
+//! snapshot of a camera's next frame.
 //!
 //! In: a parsed [`Command`]. Out: its [`Reply`] (the result, and a snapshot's
 //! JPEG to publish), or the error the command result carries.
 
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
-use super::{Node, options};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Node, SNAPSHOTS_WAITING, options};
 use crate::config::Config;
 use crate::event::rfc3339;
-use crate::mqtt::commands::{Command, Reply};
+use crate::mqtt::commands::{Command, ControlRequest, Reply};
 use crate::pipeline::task::Latest;
 
 impl Node {
@@ -38,7 +41,10 @@ impl Node {
                     serde_json::json!({"camera": camera, "enabled": true, "changed": changed}),
                 ))
             }
-            Command::Snapshot { camera } => self.snapshot(camera).await,
+            Command::Snapshot { camera } => match self.snapshot(camera) {
+                Ok(job) => job.await,
+                Err(e) => Err(e),
+            },
             Command::Reload => {
                 self.manager.reloading();
                 let outcome = self.reload().await;
@@ -60,55 +66,122 @@ impl Node {
         Ok(serde_json::to_value(report).expect("report encodes"))
     }
 
-    /// A JPEG of the camera's latest analysed frame, made like evidence (`[evidence]`
-    /// width and quality, `[privacy]` masks, within the broker's packet limit); refused
-    /// when evidence is off: no picture leaves the box then.
-    async fn snapshot(&mut self, camera: String) -> Result<Reply, String> {
-        if self.set.camera(&camera).is_none() {
-            return Err(format!("no camera {camera:?} on this node"));
+    /// Answers a command: a snapshot waits for the camera's next frame off the
+    /// node's loop (cameras and other commands are not held up meanwhile); every
+    /// other command is done before the next is taken.
+    pub(super) async fn serve(&mut self, req: ControlRequest) {
+        match req.command {
+            Command::Snapshot { camera } => match self.snapshot(camera) {
+                Ok(job) => {
+                    tokio::spawn(async move {
+                        let _ = req.reply.send(job.await);
+                    });
+                }
+                Err(e) => {
+                    let _ = req.reply.send(Err(e));
+                }
+            },
+            command => {
+                let outcome = self.execute(command).await;
+                let _ = req.reply.send(outcome);
+            }
         }
+    }
+
+    /// A JPEG of the camera's next frame, made like evidence (`[evidence]` width and
+    /// quality, `[privacy]` masks, within the broker's packet limit); refused when
+    /// evidence is off: no picture leaves the box then. The camera is asked here; the
+    /// job returned waits for its answer (at most [`snapshot_wait`]) and encodes it.
+    fn snapshot(
+        &mut self,
+        camera: String,
+    ) -> Result<impl Future<Output = Result<Reply, String>> + Send + 'static, String> {
+        let Some(cam) = self.set.camera(&camera) else {
+            return Err(format!("no camera {camera:?} on this node"));
+        };
+        let wait = snapshot_wait(cam.fps);
         let Some(opts) = options::evidence(&self.set.config().evidence) else {
             return Err(
                 "snapshots are off: [evidence] enabled = false keeps pictures on the box".into(),
             );
         };
-        let Latest {
-            frame,
-            masked,
-            method,
-        } = self
-            .live
-            .get(&camera)
-            .and_then(|l| l.latest.borrow().clone())
-            .ok_or_else(|| format!("camera {camera:?} has no frame yet (not running?)"))?;
+        let not_running = || format!("camera {camera:?} is not running");
+        let live = self.live.get(&camera).ok_or_else(not_running)?;
+        let (tx, rx) = oneshot::channel();
+        live.snapshots.try_send(tx).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => format!(
+                "camera {camera:?} already has {SNAPSHOTS_WAITING} snapshots waiting for its next frame"
+            ),
+            mpsc::error::TrySendError::Closed(_) => not_running(),
+        })?;
         let max_bytes = self.jpeg_budget.get();
-        let jpeg = tokio::task::spawn_blocking({
-            let frame = frame.clone();
-            move || {
-                let ann = crate::evidence::Annotation::masks(&masked, method);
-                crate::evidence::render_within(&frame, &ann, &opts, max_bytes)
-            }
+        let stats = self.stats_of(&camera).clone();
+        Ok(async move {
+            let Latest {
+                frame,
+                masked,
+                method,
+            } = match tokio::time::timeout(wait, rx).await {
+                Ok(Ok(latest)) => latest,
+                Ok(Err(_)) => {
+                    return Err(format!("camera {camera:?} stopped before its next frame"));
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "camera {camera:?} took no frame within {:.1} s (state: {})",
+                        wait.as_secs_f64(),
+                        stats.state()
+                    ));
+                }
+            };
+            let jpeg = tokio::task::spawn_blocking({
+                let frame = frame.clone();
+                move || {
+                    let ann = crate::evidence::Annotation::masks(&masked, method);
+                    crate::evidence::render_within(&frame, &ann, &opts, max_bytes)
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("JPEG encoding failed: {e}"))?;
+            let (width, height) = image::ImageReader::new(std::io::Cursor::new(&jpeg))
+                .with_guessed_format()
+                .ok()
+                .and_then(|r| r.into_dimensions().ok())
+                .unwrap_or((0, 0));
+            let suffix = format!("snapshots/{camera}");
+            Ok(Reply {
+                result: serde_json::json!({
+                    "camera": camera,
+                    "topic_suffix": suffix,
+                    "width": width,
+                    "height": height,
+                    "bytes": jpeg.len(),
+                    "captured_at": rfc3339(frame.captured_at),
+                    "stream_time_s": frame.pts.as_secs_f64(),
+                }),
+                attachment: Some((suffix, jpeg)),
+            })
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("JPEG encoding failed: {e}"))?;
-        let (width, height) = image::ImageReader::new(std::io::Cursor::new(&jpeg))
-            .with_guessed_format()
-            .ok()
-            .and_then(|r| r.into_dimensions().ok())
-            .unwrap_or((0, 0));
-        let suffix = format!("snapshots/{camera}");
-        Ok(Reply {
-            result: serde_json::json!({
-                "camera": camera,
-                "topic_suffix": suffix,
-                "width": width,
-                "height": height,
-                "bytes": jpeg.len(),
-                "captured_at": rfc3339(frame.captured_at),
-                "stream_time_s": frame.pts.as_secs_f64(),
-            }),
-            attachment: Some((suffix, jpeg)),
-        })
+    }
+}
+
+/// How long a snapshot waits for the camera's next frame: three frame intervals at
+/// its `fps`, and never less than 2 s (a frame may be decoding, or waiting for the
+/// detector on a busy box).
+fn snapshot_wait(fps: f64) -> Duration {
+    let three_frames = if fps > 0.0 { 3.0 / fps } else { 0.0 };
+    Duration::from_secs_f64(three_frames.max(2.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_waits_three_frames_and_at_least_two_seconds() {
+        assert_eq!(snapshot_wait(5.0), Duration::from_secs(2));
+        assert_eq!(snapshot_wait(0.5), Duration::from_secs(6));
+        assert_eq!(snapshot_wait(0.0), Duration::from_secs(2));
     }
 }

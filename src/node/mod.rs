@@ -49,7 +49,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -73,6 +73,9 @@ use hub::Hub;
 pub const START_SPACING: Duration = Duration::from_millis(250);
 /// The last of the cameras started together opens at most this long after the first.
 pub const START_SPREAD_MAX: Duration = Duration::from_secs(4);
+/// Snapshot requests a camera holds before it refuses more: each is answered by the
+/// same next frame, so more would only be more of the same.
+const SNAPSHOTS_WAITING: usize = 8;
 
 /// The spacing of `n` cameras started together: [`START_SPACING`], or less so
 /// that the last one opens within [`START_SPREAD_MAX`].
@@ -333,7 +336,8 @@ pub async fn run_with(
 /// A camera run in progress.
 struct Live {
     token: CancellationToken,
-    latest: watch::Receiver<Option<Latest>>,
+    /// Where snapshot requests go; the camera answers with its next frame.
+    snapshots: mpsc::Sender<oneshot::Sender<Latest>>,
     generation: u64,
 }
 
@@ -426,7 +430,7 @@ impl Node {
         };
         let opts = options::pipeline(self.set.config(), &cam, &self.labels);
         let token = self.shutdown.child_token();
-        let (latest_tx, latest) = watch::channel(None);
+        let (snapshots, snapshot_requests) = mpsc::channel(SNAPSHOTS_WAITING);
         let task = CameraTask {
             pipeline: CameraPipeline::new(opts, stats.clone(), self.parts.clock.clone()),
             source: options::source(&cam),
@@ -435,7 +439,8 @@ impl Node {
             events: self.events.clone(),
             stats,
             stop: token.clone(),
-            latest: latest_tx,
+            snapshots: snapshot_requests,
+            position: watch::channel(Duration::ZERO).0,
             evidence: options::evidence(&self.set.config().evidence),
             tap: None,
             jpeg_budget: self.jpeg_budget.clone(),
@@ -448,7 +453,7 @@ impl Node {
             id,
             Live {
                 token,
-                latest,
+                snapshots,
                 generation,
             },
         );
@@ -523,14 +528,8 @@ impl Node {
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 Some(joined) = self.tasks.join_next_with_id() => self.finished(joined),
-                Some(req) = control.recv() => {
-                    let outcome = self.execute(req.command).await;
-                    let _ = req.reply.send(outcome);
-                }
-                Some(req) = recv(&mut local) => {
-                    let outcome = self.execute(req.command).await;
-                    let _ = req.reply.send(outcome);
-                }
+                Some(req) = control.recv() => self.serve(req).await,
+                Some(req) = recv(&mut local) => self.serve(req).await,
                 _ = sleep_until(restart), if restart.is_some() => {
                     let due = self.set.due(Instant::now());
                     self.apply(due).await;

@@ -6,6 +6,11 @@
 //! the evidence JPEG of each `start` event off the runtime, and hands events
 //! to the publisher. It decides nothing itself.
 //!
+//! A snapshot is asked for, not kept: the task answers a request with the next
+//! frame it takes, made RGB for it, so no camera holds a full RGB frame between
+//! snapshots and a snapshot shows the street as it is, not as it was when the
+//! detector last looked.
+//!
 //! A thread that dies is seen: the decode thread closes the slot as it
 //! unwinds and its panic comes back from `join`; a dead detector answers
 //! [`ServiceError::Died`]. Either way the camera's open incidents are ended,
@@ -15,7 +20,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{CameraPipeline, Detected, Outgoing, Step};
@@ -45,7 +52,7 @@ impl Detect for DetectorService {
     }
 }
 
-/// The latest analysed frame and what a snapshot of it masks.
+/// A frame taken for a snapshot (it has RGB pixels) and what a snapshot of it masks.
 #[derive(Debug, Clone)]
 pub struct Latest {
     pub frame: Arc<Frame>,
@@ -72,8 +79,10 @@ pub struct CameraTask<D: Detect> {
     pub events: mpsc::Sender<Handover>,
     pub stats: Arc<CameraStats>,
     pub stop: CancellationToken,
-    /// The latest frame with RGB pixels (one the detector saw), for snapshots.
-    pub latest: watch::Sender<Option<Latest>>,
+    /// Snapshot requests: each is answered with the next frame the task takes.
+    pub snapshots: mpsc::Receiver<oneshot::Sender<Latest>>,
+    /// Stream time of the latest frame the task took (replays report progress by it).
+    pub position: watch::Sender<Duration>,
     /// How evidence of start events is made; `None`: no evidence.
     pub evidence: Option<EvidenceOptions>,
     /// Every analysed frame with what the pipeline made of it (replays draw them);
@@ -131,11 +140,18 @@ impl<D: Detect> CameraTask<D> {
 
         let mut died: Option<String> = None;
         let mut rgb = RgbMaker::new();
+        let mut asked: Vec<oneshot::Sender<Latest>> = Vec::new();
         while let Some(mut frame) = slot.take().await {
+            while let Ok(reply) = self.snapshots.try_recv() {
+                asked.push(reply);
+            }
+            asked.retain(|reply| !reply.is_closed());
+            self.position.send_replace(frame.pts);
             let step = self.pipeline.frame(&frame);
-            // RGB only for a frame the detector sees, that is an event's evidence, or
-            // that a tap (a replay drawing every frame) takes.
+            // RGB only for a frame the detector sees, that is an event's evidence, that
+            // a snapshot was asked for, or that a tap (a replay drawing every frame) takes.
             let wanted = self.tap.is_some()
+                || !asked.is_empty()
                 || match &step {
                     Step::Detect => true,
                     Step::Done(out) => self.evidence.is_some() && out.iter().any(|o| o.evidence),
@@ -176,15 +192,15 @@ impl<D: Detect> CameraTask<D> {
                     }
                 },
             };
-            if frame.has_rgb() {
+            if frame.has_rgb() && !asked.is_empty() {
                 let latest = Latest {
                     frame: frame.clone(),
                     masked: self.pipeline.masks(&[]),
                     method: self.pipeline.mask_method(),
                 };
-                // The frame it replaces gives its buffer back when the last snapshot
-                // holding it is done with it.
-                self.latest.send_replace(Some(latest));
+                for reply in asked.drain(..) {
+                    let _ = reply.send(latest.clone());
+                }
             }
             if let Some(tap) = &self.tap {
                 let tapped = Tapped {

@@ -31,7 +31,7 @@ use crate::monitor::{CameraSnapshot, CameraStats};
 use crate::node::{StartError, options};
 use crate::outbox::Handover;
 use crate::pipeline::CameraPipeline;
-use crate::pipeline::task::{CameraExit, CameraTask, Latest, Tapped};
+use crate::pipeline::task::{CameraExit, CameraTask, Tapped};
 use crate::source::runner::DefaultOpener;
 
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +172,7 @@ pub async fn run(plan: Plan, out: Outputs<'_>) -> Result<Summary, ReplayError> {
     let jpeg_budget = options::jpeg_budget(&config);
     for cam in &cameras {
         let stats = Arc::new(CameraStats::default());
-        let (latest_tx, latest_rx) = watch::channel::<Option<Latest>>(None);
+        let (position_tx, position) = watch::channel(Duration::ZERO);
         let source = options::source(cam);
         let tap = match &out.annotate {
             Some(path) => {
@@ -197,7 +197,9 @@ pub async fn run(plan: Plan, out: Outputs<'_>) -> Result<Summary, ReplayError> {
             events: events_tx.clone(),
             stats: stats.clone(),
             stop: stop.child_token(),
-            latest: latest_tx,
+            // No snapshots in a replay: the requests' sender is gone from the start.
+            snapshots: mpsc::channel(1).1,
+            position: position_tx,
             evidence: options::evidence(&config.evidence),
             tap,
             jpeg_budget: jpeg_budget.clone(),
@@ -213,7 +215,7 @@ pub async fn run(plan: Plan, out: Outputs<'_>) -> Result<Summary, ReplayError> {
             camera: cam.id.clone(),
             duration: video::duration(&cam.url),
             stats,
-            latest: latest_rx,
+            position,
         });
     }
     drop(events_tx);
@@ -299,18 +301,15 @@ struct Watched {
     camera: String,
     duration: Option<Duration>,
     stats: Arc<CameraStats>,
-    latest: watch::Receiver<Option<Latest>>,
+    /// Stream time of the latest frame the camera took.
+    position: watch::Receiver<Duration>,
 }
 
 impl Watched {
     fn progress(&self) -> Progress {
         Progress {
             camera: self.camera.clone(),
-            position: self
-                .latest
-                .borrow()
-                .as_ref()
-                .map_or(Duration::ZERO, |l| l.frame.pts),
+            position: *self.position.borrow(),
             duration: self.duration,
             analysed: self.stats.snapshot().frames_analysed,
         }
