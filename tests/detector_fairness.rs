@@ -280,13 +280,12 @@ fn cameras_started_together_open_their_sources_spaced_in_config_order() {
         );
     }
     let cfg = common::write_config(dir.path(), &text);
-    let out = Command::new(common::bin())
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = common::output_ok(
+        Command::new(common::bin())
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(&cfg),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     let opened: Vec<(String, jiff::Timestamp)> = stderr
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
