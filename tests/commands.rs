@@ -8,6 +8,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 fn config(broker: &str, dir: &std::path::Path, fps: u32) -> String {
+    let clip = common::media("vtest.avi");
+    config_of(broker, dir, fps, &clip.display().to_string()) + "loop = true\nrealtime = true\n"
+}
+
+/// The node with one camera `campus` on `url`, whose table the caller may go on.
+fn config_of(broker: &str, dir: &std::path::Path, fps: u32, url: &str) -> String {
     format!(
         r#"
 [node]
@@ -19,13 +25,10 @@ topic_prefix = "swc"
 path = "{dir}/outbox.sqlite"
 [[camera]]
 id = "campus"
-url = "{clip}"
+url = "{url}"
 fps = {fps}
-loop = true
-realtime = true
 "#,
         dir = dir.display(),
-        clip = common::media("vtest.avi").display()
     )
 }
 
@@ -51,6 +54,29 @@ fn command(port: u16, sub: &common::Subscriber, verb: &str, payload: &str) -> Va
     );
     let m = next_on(sub, "swc/cmd-node/cmd/result");
     serde_json::from_slice(&m.payload).unwrap()
+}
+
+/// The daemon on `cfg`, once its camera is online; and the command results.
+fn start_daemon(port: u16, cfg: &std::path::Path) -> (common::Daemon, common::Subscriber) {
+    let results = common::Subscriber::connect(port, "swc/cmd-node/cmd/result");
+    let states = common::Subscriber::connect(port, "swc/cmd-node/cameras/+/status");
+    let daemon = common::Daemon(
+        std::process::Command::new(common::bin())
+            .args(["run", "--config"])
+            .arg(cfg)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    camera_state(&states, "online");
+    (daemon, results)
+}
+
+/// Stops the daemon as systemd would; it must exit cleanly.
+fn stop_daemon(mut daemon: common::Daemon) {
+    common::signal(daemon.id(), "TERM");
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "{status}");
 }
 
 fn camera_state(sub: &common::Subscriber, want: &str) {
@@ -87,18 +113,8 @@ fn commands_steer_the_node_and_garbage_changes_nothing() {
     let port = broker.port;
     let dir = tempfile::tempdir().unwrap();
     let cfg = common::write_config(dir.path(), &config(&broker.url(), dir.path(), 2));
-    let results = common::Subscriber::connect(port, "swc/cmd-node/cmd/result");
     let snaps = common::Subscriber::connect(port, "swc/cmd-node/snapshots/#");
-    let states = common::Subscriber::connect(port, "swc/cmd-node/cameras/+/status");
-    let mut daemon = common::Daemon(
-        std::process::Command::new(common::bin())
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
-    camera_state(&states, "online");
+    let (mut daemon, results) = start_daemon(port, &cfg);
 
     // Garbage: each gets an error result, with the request id when it could be read.
     let r = command(port, &results, "reload", "{not json");
@@ -195,8 +211,7 @@ fn commands_steer_the_node_and_garbage_changes_nothing() {
     // Still working after all of it (once the restarted camera analysed a frame).
     snapshot_once_running(port, &results);
     assert!(daemon.try_wait().unwrap().is_none(), "daemon still running");
-    common::signal(daemon.id(), "TERM");
-    assert!(daemon.wait().unwrap().success());
+    stop_daemon(daemon);
 }
 
 /// A clip of one still frame of the sample video, `seconds` long at 10 fps.
@@ -243,23 +258,11 @@ fn a_snapshot_shows_the_street_now_though_the_motion_gate_holds_every_frame() {
     let clip = still_clip(dir.path(), 60);
     // Nothing moves: after its first look the detector sees no frame for a minute, and
     // with the scene model working on the luma plane no held frame is made RGB.
-    let text = config(&broker.url(), dir.path(), 5).replace(
-        &common::media("vtest.avi").display().to_string(),
-        &clip.display().to_string(),
-    ) + "[[camera.zone]]\nid = \"all\"\npolygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]\n\
+    let text = config_of(&broker.url(), dir.path(), 5, &clip.display().to_string())
+        + "loop = true\nrealtime = true\n[[camera.zone]]\nid = \"all\"\npolygon = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]\n\
          [camera.scene]\nmotion_gate = true\nrecheck_s = 60\nfrom_luma = true\n";
     let cfg = common::write_config(dir.path(), &text);
-    let results = common::Subscriber::connect(port, "swc/cmd-node/cmd/result");
-    let states = common::Subscriber::connect(port, "swc/cmd-node/cameras/+/status");
-    let mut daemon = common::Daemon(
-        std::process::Command::new(common::bin())
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
-    camera_state(&states, "online");
+    let (daemon, results) = start_daemon(port, &cfg);
     // Each snapshot is of a frame taken after it was asked for (frames come every
     // 200 ms), though the detector saw none of them.
     let mut taken = vec![snapshot_once_running(port, &results)];
@@ -281,9 +284,7 @@ fn a_snapshot_shows_the_street_now_though_the_motion_gate_holds_every_frame() {
         times.windows(2).all(|w| w[1] > w[0]),
         "four snapshots, four frames: {taken:?}"
     );
-    common::signal(daemon.id(), "TERM");
-    let status = daemon.wait().unwrap();
-    assert!(status.success(), "{status}");
+    stop_daemon(daemon);
 }
 
 #[test]
@@ -297,24 +298,9 @@ fn a_camera_that_sends_nothing_fails_its_snapshot_and_holds_up_no_other_command(
     let broker = common::Mosquitto::start();
     let port = broker.port;
     let dir = tempfile::tempdir().unwrap();
-    let text = config(&broker.url(), dir.path(), 5)
-        .replace(
-            &format!("url = \"{}\"", common::media("vtest.avi").display()),
-            &format!("url = \"{}\"", server.url()),
-        )
-        .replace("loop = true\nrealtime = true\n", "");
+    let text = config_of(&broker.url(), dir.path(), 5, &server.url());
     let cfg = common::write_config(dir.path(), &text);
-    let results = common::Subscriber::connect(port, "swc/cmd-node/cmd/result");
-    let states = common::Subscriber::connect(port, "swc/cmd-node/cameras/+/status");
-    let mut daemon = common::Daemon(
-        std::process::Command::new(common::bin())
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
-    camera_state(&states, "online");
+    let (daemon, results) = start_daemon(port, &cfg);
     snapshot_once_running(port, &results);
 
     server.freeze();
@@ -353,7 +339,5 @@ fn a_camera_that_sends_nothing_fails_its_snapshot_and_holds_up_no_other_command(
 
     server.thaw();
     snapshot_once_running(port, &results);
-    common::signal(daemon.id(), "TERM");
-    let status = daemon.wait().unwrap();
-    assert!(status.success(), "{status}");
+    stop_daemon(daemon);
 }
