@@ -337,6 +337,26 @@ fn a_camera_that_sends_nothing_fails_its_snapshot_and_holds_up_no_other_command(
     );
     assert!(asked.elapsed() >= Duration::from_secs(2), "{r}");
 
+    // Eight more at once (as many as the node takes in progress) all give up; the
+    // ones that gave up do not count against the next.
+    for i in 0..8 {
+        let payload = format!(r#"{{"id": "m{i}", "camera": "campus"}}"#);
+        common::publish(port, "swc/cmd-node/cmd/snapshot", payload.as_bytes());
+    }
+    for _ in 0..8 {
+        let r: Value =
+            serde_json::from_slice(&next_on(&results, "swc/cmd-node/cmd/result").payload).unwrap();
+        assert!(
+            r["error"].as_str().unwrap_or("").contains("took no frame"),
+            "{r}"
+        );
+    }
+    let r = command(port, &results, "snapshot", r#"{"camera": "campus"}"#);
+    assert!(
+        r["error"].as_str().unwrap_or("").contains("took no frame"),
+        "{r}"
+    );
+
     server.thaw();
     snapshot_once_running(port, &results);
     stop_daemon(daemon);

@@ -8,13 +8,11 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
-
 use super::{Node, SNAPSHOTS_WAITING, options};
 use crate::config::Config;
 use crate::event::rfc3339;
 use crate::mqtt::commands::{Command, ControlRequest, Reply};
-use crate::pipeline::task::Latest;
+use crate::pipeline::task::{Latest, NotAsked};
 
 impl Node {
     pub(super) async fn execute(&mut self, cmd: Command) -> Result<Reply, String> {
@@ -107,12 +105,11 @@ impl Node {
         };
         let not_running = || format!("camera {camera:?} is not running");
         let live = self.live.get(&camera).ok_or_else(not_running)?;
-        let (tx, rx) = oneshot::channel();
-        live.snapshots.try_send(tx).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => format!(
-                "camera {camera:?} already has {SNAPSHOTS_WAITING} snapshots waiting for its next frame"
-            ),
-            mpsc::error::TrySendError::Closed(_) => not_running(),
+        let rx = live.snapshots.ask(SNAPSHOTS_WAITING).map_err(|e| match e {
+            NotAsked::Full(n) => {
+                format!("camera {camera:?} already has {n} snapshots waiting for its next frame")
+            }
+            NotAsked::Ended => not_running(),
         })?;
         let max_bytes = self.jpeg_budget.get();
         let stats = self.stats_of(&camera).clone();

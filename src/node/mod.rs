@@ -49,7 +49,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -64,7 +64,7 @@ use crate::mqtt::commands::ControlRequest;
 use crate::mqtt::{CommitHook, PublisherReport, run_publisher};
 use crate::outbox::{Handover, Outbox, OutboxError};
 use crate::pipeline::CameraPipeline;
-use crate::pipeline::task::{CameraExit, CameraTask, Latest};
+use crate::pipeline::task::{CameraExit, CameraTask, SnapshotRequests};
 use crate::source::runner::{DefaultOpener, Opener};
 use cameras::{Action, CameraSet};
 use hub::Hub;
@@ -337,7 +337,7 @@ pub async fn run_with(
 struct Live {
     token: CancellationToken,
     /// Where snapshot requests go; the camera answers with its next frame.
-    snapshots: mpsc::Sender<oneshot::Sender<Latest>>,
+    snapshots: SnapshotRequests,
     generation: u64,
 }
 
@@ -430,7 +430,7 @@ impl Node {
         };
         let opts = options::pipeline(self.set.config(), &cam, &self.labels);
         let token = self.shutdown.child_token();
-        let (snapshots, snapshot_requests) = mpsc::channel(SNAPSHOTS_WAITING);
+        let snapshots = SnapshotRequests::default();
         let task = CameraTask {
             pipeline: CameraPipeline::new(opts, stats.clone(), self.parts.clock.clone()),
             source: options::source(&cam),
@@ -439,7 +439,7 @@ impl Node {
             events: self.events.clone(),
             stats,
             stop: token.clone(),
-            snapshots: snapshot_requests,
+            snapshots: snapshots.clone(),
             position: watch::channel(Duration::ZERO).0,
             evidence: options::evidence(&self.set.config().evidence),
             tap: None,

@@ -60,6 +60,64 @@ pub struct Latest {
     pub method: Method,
 }
 
+/// Snapshot requests waiting for a camera's next frame: the node adds them, the
+/// camera task answers them. Requests whose asker gave up are dropped, so a camera
+/// that takes no frame for a while does not fill up with dead ones.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotRequests(Arc<std::sync::Mutex<Waiting>>);
+
+#[derive(Debug, Default)]
+struct Waiting {
+    requests: Vec<oneshot::Sender<Latest>>,
+    /// The camera task ended: no frame will come.
+    ended: bool,
+}
+
+/// Why a snapshot request was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAsked {
+    /// This many requests already wait for the camera's next frame.
+    Full(usize),
+    /// The camera task has ended.
+    Ended,
+}
+
+impl SnapshotRequests {
+    /// Adds a request for the camera's next frame, unless `max` already wait.
+    pub fn ask(&self, max: usize) -> Result<oneshot::Receiver<Latest>, NotAsked> {
+        let mut w = self.lock();
+        if w.ended {
+            return Err(NotAsked::Ended);
+        }
+        w.requests.retain(|r| !r.is_closed());
+        if w.requests.len() >= max {
+            return Err(NotAsked::Full(w.requests.len()));
+        }
+        let (tx, rx) = oneshot::channel();
+        w.requests.push(tx);
+        Ok(rx)
+    }
+
+    /// The requests still waiting, taken out.
+    fn take(&self) -> Vec<oneshot::Sender<Latest>> {
+        let mut taken = std::mem::take(&mut self.lock().requests);
+        taken.retain(|r| !r.is_closed());
+        taken
+    }
+
+    /// No more frames: every waiting request is told so, and later ones are refused.
+    fn end(&self) {
+        let mut w = self.lock();
+        w.ended = true;
+        w.requests.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        // The lock guards a list: one that panicked mid-update is still a list.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// How a camera task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CameraExit {
@@ -80,7 +138,7 @@ pub struct CameraTask<D: Detect> {
     pub stats: Arc<CameraStats>,
     pub stop: CancellationToken,
     /// Snapshot requests: each is answered with the next frame the task takes.
-    pub snapshots: mpsc::Receiver<oneshot::Sender<Latest>>,
+    pub snapshots: SnapshotRequests,
     /// Stream time of the latest frame the task took (replays report progress by it).
     pub position: watch::Sender<Duration>,
     /// How evidence of start events is made; `None`: no evidence.
@@ -142,9 +200,7 @@ impl<D: Detect> CameraTask<D> {
         let mut rgb = RgbMaker::new();
         let mut asked: Vec<oneshot::Sender<Latest>> = Vec::new();
         while let Some(mut frame) = slot.take().await {
-            while let Ok(reply) = self.snapshots.try_recv() {
-                asked.push(reply);
-            }
+            asked.extend(self.snapshots.take());
             asked.retain(|reply| !reply.is_closed());
             self.position.send_replace(frame.pts);
             let step = self.pipeline.frame(&frame);
@@ -218,6 +274,8 @@ impl<D: Detect> CameraTask<D> {
                 break;
             }
         }
+        self.snapshots.end();
+        drop(asked);
         let ends = self.pipeline.finish();
         self.emit(ends, None).await;
         slot.close();
@@ -303,4 +361,29 @@ async fn evidence_of(
         |e| tracing::warn!(error = %e, event = %event.id, "event published without evidence"),
     )
     .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_requests_drop_dead_askers_and_end_with_the_camera() {
+        let requests = SnapshotRequests::default();
+        let first = requests.ask(2).unwrap();
+        let second = requests.ask(2).unwrap();
+        assert_eq!(requests.ask(2).unwrap_err(), NotAsked::Full(2));
+        // An asker that gave up frees its place.
+        drop(first);
+        let mut third = requests.ask(2).unwrap();
+        assert_eq!(requests.take().len(), 2, "the live ones are taken");
+        assert_eq!(requests.take().len(), 0);
+        drop(second);
+        // A request waiting when the camera ends is told no frame comes.
+        let mut fourth = requests.ask(2).unwrap();
+        requests.end();
+        assert!(fourth.try_recv().is_err());
+        assert!(third.try_recv().is_err(), "taken and dropped: closed");
+        assert_eq!(requests.ask(2).unwrap_err(), NotAsked::Ended);
+    }
 }

@@ -197,8 +197,8 @@ pub async fn run(plan: Plan, out: Outputs<'_>) -> Result<Summary, ReplayError> {
             events: events_tx.clone(),
             stats: stats.clone(),
             stop: stop.child_token(),
-            // No snapshots in a replay: the requests' sender is gone from the start.
-            snapshots: mpsc::channel(1).1,
+            // No snapshots in a replay: nothing asks.
+            snapshots: Default::default(),
             position: position_tx,
             evidence: options::evidence(&config.evidence),
             tap,
