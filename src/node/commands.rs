@@ -39,10 +39,7 @@ impl Node {
                     serde_json::json!({"camera": camera, "enabled": true, "changed": changed}),
                 ))
             }
-            Command::Snapshot { camera } => match self.snapshot(camera) {
-                Ok(job) => job.await,
-                Err(e) => Err(e),
-            },
+            Command::Snapshot { camera } => self.snapshot(camera)?.await,
             Command::Reload => {
                 self.manager.reloading();
                 let outcome = self.reload().await;
@@ -112,7 +109,7 @@ impl Node {
             NotAsked::Ended => not_running(),
         })?;
         let max_bytes = self.jpeg_budget.get();
-        let stats = self.stats_of(&camera).clone();
+        let stats = self.stats_of(&camera);
         Ok(async move {
             let Latest {
                 frame,

@@ -440,7 +440,7 @@ impl Node {
             stats,
             stop: token.clone(),
             snapshots: snapshots.clone(),
-            position: watch::channel(Duration::ZERO).0,
+            position: None,
             evidence: options::evidence(&self.set.config().evidence),
             tap: None,
             jpeg_budget: self.jpeg_budget.clone(),

@@ -98,11 +98,24 @@ impl SnapshotRequests {
         Ok(rx)
     }
 
-    /// The requests still waiting, taken out.
-    fn take(&self) -> Vec<oneshot::Sender<Latest>> {
-        let mut taken = std::mem::take(&mut self.lock().requests);
-        taken.retain(|r| !r.is_closed());
-        taken
+    /// Whether a request waits for a frame (those whose asker gave up are dropped).
+    fn waiting(&self) -> bool {
+        let mut w = self.lock();
+        w.requests.retain(|r| !r.is_closed());
+        !w.requests.is_empty()
+    }
+
+    /// Answers every waiting request with the frame `latest` makes (only made if
+    /// one waits).
+    fn answer(&self, latest: impl FnOnce() -> Latest) {
+        let requests = std::mem::take(&mut self.lock().requests);
+        if requests.is_empty() {
+            return;
+        }
+        let latest = latest();
+        for reply in requests {
+            let _ = reply.send(latest.clone());
+        }
     }
 
     /// No more frames: every waiting request is told so, and later ones are refused.
@@ -139,8 +152,9 @@ pub struct CameraTask<D: Detect> {
     pub stop: CancellationToken,
     /// Snapshot requests: each is answered with the next frame the task takes.
     pub snapshots: SnapshotRequests,
-    /// Stream time of the latest frame the task took (replays report progress by it).
-    pub position: watch::Sender<Duration>,
+    /// Stream time of the latest frame the task took (replays report progress by
+    /// it); `None` for the daemon.
+    pub position: Option<watch::Sender<Duration>>,
     /// How evidence of start events is made; `None`: no evidence.
     pub evidence: Option<EvidenceOptions>,
     /// Every analysed frame with what the pipeline made of it (replays draw them);
@@ -198,16 +212,15 @@ impl<D: Detect> CameraTask<D> {
 
         let mut died: Option<String> = None;
         let mut rgb = RgbMaker::new();
-        let mut asked: Vec<oneshot::Sender<Latest>> = Vec::new();
         while let Some(mut frame) = slot.take().await {
-            asked.extend(self.snapshots.take());
-            asked.retain(|reply| !reply.is_closed());
-            self.position.send_replace(frame.pts);
+            if let Some(position) = &self.position {
+                position.send_replace(frame.pts);
+            }
             let step = self.pipeline.frame(&frame);
             // RGB only for a frame the detector sees, that is an event's evidence, that
             // a snapshot was asked for, or that a tap (a replay drawing every frame) takes.
             let wanted = self.tap.is_some()
-                || !asked.is_empty()
+                || self.snapshots.waiting()
                 || match &step {
                     Step::Detect => true,
                     Step::Done(out) => self.evidence.is_some() && out.iter().any(|o| o.evidence),
@@ -248,15 +261,12 @@ impl<D: Detect> CameraTask<D> {
                     }
                 },
             };
-            if frame.has_rgb() && !asked.is_empty() {
-                let latest = Latest {
+            if frame.has_rgb() {
+                self.snapshots.answer(|| Latest {
                     frame: frame.clone(),
                     masked: self.pipeline.masks(&[]),
                     method: self.pipeline.mask_method(),
-                };
-                for reply in asked.drain(..) {
-                    let _ = reply.send(latest.clone());
-                }
+                });
             }
             if let Some(tap) = &self.tap {
                 let tapped = Tapped {
@@ -275,7 +285,6 @@ impl<D: Detect> CameraTask<D> {
             }
         }
         self.snapshots.end();
-        drop(asked);
         let ends = self.pipeline.finish();
         self.emit(ends, None).await;
         slot.close();
@@ -376,14 +385,16 @@ mod tests {
         // An asker that gave up frees its place.
         drop(first);
         let mut third = requests.ask(2).unwrap();
-        assert_eq!(requests.take().len(), 2, "the live ones are taken");
-        assert_eq!(requests.take().len(), 0);
+        assert!(requests.waiting());
         drop(second);
         // A request waiting when the camera ends is told no frame comes.
         let mut fourth = requests.ask(2).unwrap();
         requests.end();
         assert!(fourth.try_recv().is_err());
-        assert!(third.try_recv().is_err(), "taken and dropped: closed");
+        assert!(third.try_recv().is_err());
         assert_eq!(requests.ask(2).unwrap_err(), NotAsked::Ended);
+        assert!(!requests.waiting());
+        // With no one waiting no snapshot frame is made.
+        requests.answer(|| unreachable!("no request waits"));
     }
 }

@@ -199,7 +199,7 @@ pub async fn run(plan: Plan, out: Outputs<'_>) -> Result<Summary, ReplayError> {
             stop: stop.child_token(),
             // No snapshots in a replay: nothing asks.
             snapshots: Default::default(),
-            position: position_tx,
+            position: Some(position_tx),
             evidence: options::evidence(&config.evidence),
             tap,
             jpeg_budget: jpeg_budget.clone(),
