@@ -52,6 +52,11 @@ fn command(port: u16, sub: &common::Subscriber, verb: &str, payload: &str) -> Va
         &format!("swc/cmd-node/cmd/{verb}"),
         payload.as_bytes(),
     );
+    next_result(sub)
+}
+
+/// The next command result.
+fn next_result(sub: &common::Subscriber) -> Value {
     let m = next_on(sub, "swc/cmd-node/cmd/result");
     serde_json::from_slice(&m.payload).unwrap()
 }
@@ -316,15 +321,13 @@ fn a_camera_that_sends_nothing_fails_its_snapshot_and_holds_up_no_other_command(
         "swc/cmd-node/cmd/camera/enable",
         br#"{"id": "e", "camera": "campus"}"#,
     );
-    let r: Value =
-        serde_json::from_slice(&next_on(&results, "swc/cmd-node/cmd/result").payload).unwrap();
+    let r = next_result(&results);
     assert_eq!(
         r["id"], "e",
         "the enable is answered while the snapshot waits: {r}"
     );
     assert_eq!(r["ok"], true, "{r}");
-    let r: Value =
-        serde_json::from_slice(&next_on(&results, "swc/cmd-node/cmd/result").payload).unwrap();
+    let r = next_result(&results);
     assert_eq!(
         (r["id"].as_str(), r["ok"].as_bool()),
         (Some("s"), Some(false)),
@@ -344,8 +347,7 @@ fn a_camera_that_sends_nothing_fails_its_snapshot_and_holds_up_no_other_command(
         common::publish(port, "swc/cmd-node/cmd/snapshot", payload.as_bytes());
     }
     for _ in 0..8 {
-        let r: Value =
-            serde_json::from_slice(&next_on(&results, "swc/cmd-node/cmd/result").payload).unwrap();
+        let r = next_result(&results);
         assert!(
             r["error"].as_str().unwrap_or("").contains("took no frame"),
             "{r}"
