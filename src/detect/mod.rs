@@ -6,7 +6,9 @@
 //! build; [`load_runtime`] checks it is there and new enough before anything
 //! else touches it. [`Detector`] owns one session and its scratch buffers;
 //! [`DetectorService`] runs one detector on its own thread for all cameras,
-//! batching frames of different cameras when the model allows it.
+//! batching frames of different cameras when the model allows it, and opens a
+//! [`Replica`] (a second session sharing the prepacked weights) to run beside it
+//! when frames wait.
 //!
 //! | module | owns |
 //! |---|---|
@@ -32,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ort::session::Session;
+use ort::session::builder::PrepackedWeights;
 use ort::value::TensorRef;
 
 pub use manifest::Manifest;
@@ -133,6 +136,26 @@ pub struct Detector {
     manifest_source: String,
     /// Why the model cannot run several frames at once; `None` if it can.
     batch_refusal: Option<String>,
+    /// How it was opened, on the provider chosen: what a [`Replica`] opens again.
+    options: DetectorOptions,
+    /// The weights as the provider's kernels laid them out, kept once for this
+    /// session and every replica of it.
+    prepacked: PrepackedWeights,
+}
+
+/// How to open one more [`Detector`] like another, to run beside it: the same model,
+/// manifest, thresholds and provider, its session sharing the prepacked weights.
+#[derive(Clone)]
+pub struct Replica {
+    options: DetectorOptions,
+    prepacked: PrepackedWeights,
+}
+
+impl Replica {
+    /// Opens the detector (as long as [`Detector::open`] takes, on the caller's thread).
+    pub fn open(&self) -> Result<Detector, DetectError> {
+        Detector::open_sharing(&self.options, Some(self.prepacked.clone()))
+    }
 }
 
 /// A model's inputs and outputs as ONNX Runtime reports them.
@@ -158,6 +181,23 @@ fn io_of(list: &[ort::value::Outlet]) -> Vec<OutputInfo> {
 impl Detector {
     /// Loads the runtime, the manifest and the model, and checks they fit together.
     pub fn open(opts: &DetectorOptions) -> Result<Detector, DetectError> {
+        Self::open_sharing(opts, None)
+    }
+
+    /// How to open another detector like this one, to run inferences beside it.
+    pub fn replica(&self) -> Replica {
+        Replica {
+            options: self.options.clone(),
+            prepacked: self.prepacked.clone(),
+        }
+    }
+
+    /// Opens a detector whose session keeps its prepacked weights in `prepacked` (a new
+    /// container when `None`, made once the runtime is loaded).
+    fn open_sharing(
+        opts: &DetectorOptions,
+        prepacked: Option<PrepackedWeights>,
+    ) -> Result<Detector, DetectError> {
         if !opts.model.exists() {
             return Err(DetectError::ModelMissing {
                 path: opts.model.clone(),
@@ -169,7 +209,8 @@ impl Detector {
             path: opts.model.clone(),
             message,
         };
-        let (session, provider) = open_session(env, opts)?;
+        let prepacked = prepacked.unwrap_or_else(PrepackedWeights::new);
+        let (session, provider) = open_session(env, opts, &prepacked)?;
         let manifest_source = match (&located, &opts.manifest) {
             (None, _) => "Ultralytics metadata in the model".to_string(),
             (Some(_), Some(p)) => p.display().to_string(),
@@ -268,6 +309,11 @@ impl Detector {
             model_path: opts.model.clone(),
             provider,
             manifest_source,
+            options: DetectorOptions {
+                providers: vec![provider],
+                ..opts.clone()
+            },
+            prepacked,
         })
     }
 
@@ -479,6 +525,7 @@ fn extract<'a>(
 fn open_session(
     env: &ort::environment::Environment,
     opts: &DetectorOptions,
+    prepacked: &PrepackedWeights,
 ) -> Result<(Session, Provider), DetectError> {
     let model_err = |message: String| DetectError::Model {
         path: opts.model.clone(),
@@ -493,7 +540,9 @@ fn open_session(
                     .with_intra_threads(opts.intra_threads)
                     .map_err(|e| e.to_string())?;
             }
-            builder = tune(builder)?;
+            builder = tune(builder)?
+                .with_prepacked_weights(prepacked)
+                .map_err(|e| e.to_string())?;
             if let Some(ep) = provider.dispatch() {
                 builder = builder
                     .with_execution_providers([ep])
