@@ -83,6 +83,8 @@ fn service(
         depth: 2,
         max_batch,
         max_wait: Duration::from_millis(5),
+        // One inference at a time: what batching alone does.
+        runs: 1,
     };
     let (svc, thread) = DetectorService::spawn_with(detector(), opts);
     let frames: Vec<Arc<Frame>> = imgs

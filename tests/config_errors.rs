@@ -422,6 +422,12 @@ const BAD: &[Bad] = &[
         "[detector]\nmax_wait_ms = 5000\n[outbox]",
         &["`detector.max_wait_ms`"],
     ),
+    bad(
+        "too many inferences at once",
+        "[outbox]",
+        "[detector]\nruns = 12\n[outbox]",
+        &["`detector.runs`", "between 0"],
+    ),
     // [outbox], [evidence]
     bad(
         "outbox under a file",

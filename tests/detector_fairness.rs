@@ -75,7 +75,8 @@ fn summary(stderr: &str) -> HashMap<String, (u64, u64, u64, f64)> {
 
 /// Runs the daemon on four real-time cameras over `model` with `[detector] max_batch = 4`;
 /// returns its stderr and every stats report published meanwhile.
-fn overload(model: &Path) -> (String, Vec<serde_json::Value>) {
+/// The four cameras through the daemon, with `[detector] runs = runs` (0: its default).
+fn overload(model: &Path, runs: usize) -> (String, Vec<serde_json::Value>) {
     let broker = common::Mosquitto::start();
     let stats = common::Subscriber::connect(broker.port, "streetwatch/fair/stats");
     let dir = tempfile::tempdir().unwrap();
@@ -92,6 +93,7 @@ path = "{model}"
 [detector]
 max_batch = 4
 max_wait_ms = 5
+runs = {runs}
 [outbox]
 path = "{dir}/outbox.sqlite"
 "#,
@@ -199,7 +201,7 @@ struct Waits {
 fn four_cameras_over_capacity_are_all_analysed_and_shed_only_where_overloaded() {
     let _one = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
     let model = common::default_model();
-    let (stderr, reports) = overload(&model);
+    let (stderr, reports) = overload(&model, 0);
     // The default model has a fixed batch of 1: max_batch = 4 is refused, by name.
     let warning = stderr
         .lines()
@@ -214,9 +216,30 @@ fn four_cameras_over_capacity_are_all_analysed_and_shed_only_where_overloaded() 
         .find(|l| l.contains("detector stopped"))
         .unwrap_or_else(|| panic!("{stderr}"));
     assert!(stopped.contains("mean_batch=1.00"), "{stopped}");
+    // Frames waited: a second session opened and ran beside the first (the default on
+    // the CPU), and both served frames.
+    assert!(
+        stderr.contains("2 inferences run at once from now on"),
+        "{stderr}"
+    );
+    let served: Vec<u64> = stderr
+        .lines()
+        .filter(|l| l.contains("detector stopped"))
+        .map(|l| {
+            l.split(" frames=")
+                .nth(1)
+                .and_then(|s| s.split(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{l}"))
+        })
+        .collect();
+    assert!(
+        served.len() == 2 && served.iter().all(|&n| n > 0),
+        "two inference threads, each ran frames: {served:?}\n{stderr}"
+    );
     let waits = assert_fair_and_shed_where_overloaded(&stderr, &reports);
-    // One frame at a time: while one busy camera's frame runs, the others' wait their
-    // turn, so reports see them in the queue.
+    // Three busy cameras, two runs: while both run, the third's frame waits its turn,
+    // so reports see busy cameras in the queue.
     assert!(
         waits.busy_waiting >= waits.reports / 2,
         "busy cameras are seen waiting for the detector: {waits:?} in {reports:?}"
@@ -227,7 +250,8 @@ fn four_cameras_over_capacity_are_all_analysed_and_shed_only_where_overloaded() 
 fn with_a_dynamic_batch_model_cameras_share_inferences_and_stay_fair() {
     let _one = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
     let model = common::cached("models/variants/dynbatch.onnx");
-    let (stderr, reports) = overload(&model);
+    // One run, so every frame that waits joins the next batch.
+    let (stderr, reports) = overload(&model, 1);
     assert!(
         stderr.contains("batching frames of different cameras into one inference"),
         "{stderr}"

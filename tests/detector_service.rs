@@ -81,7 +81,14 @@ async fn four_flooding_cameras_are_all_analysed_and_drops_are_counted_per_camera
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_camera_cannot_starve_a_quiet_one() {
-    let (svc, thread) = service(8);
+    // One run, so the order frames finish in is the order they were served in.
+    let det = Detector::open(&DetectorOptions::for_model(common::default_model())).unwrap();
+    let opts = ServiceOptions {
+        depth: 8,
+        runs: 1,
+        ..ServiceOptions::default()
+    };
+    let (svc, thread) = DetectorService::spawn_with(det, opts);
     let f = frame();
     let order = Arc::new(Mutex::new(Vec::new()));
     let busy_stats = Arc::new(CameraStats::default());
@@ -168,6 +175,7 @@ async fn frames_of_four_cameras_run_as_one_inference_and_each_gets_its_own_detec
         depth: 2,
         max_batch: 4,
         max_wait: Duration::from_secs(5),
+        ..ServiceOptions::default()
     };
     let (svc, thread) = DetectorService::spawn_with(dynbatch(), opts);
     assert_eq!(svc.max_batch(), 4);
@@ -200,6 +208,7 @@ async fn a_lone_frame_waits_at_most_max_wait_for_company() {
         depth: 2,
         max_batch: 4,
         max_wait: Duration::from_millis(300),
+        ..ServiceOptions::default()
     };
     let (svc, thread) = DetectorService::spawn_with(dynbatch(), opts);
     let start = std::time::Instant::now();
@@ -223,6 +232,7 @@ async fn a_fixed_batch_model_runs_one_frame_at_a_time_whatever_max_batch_says() 
         depth: 2,
         max_batch: 4,
         max_wait: Duration::from_secs(5),
+        ..ServiceOptions::default()
     };
     let (svc, thread) = DetectorService::spawn_with(det, opts);
     assert_eq!(svc.max_batch(), 1);
@@ -237,6 +247,72 @@ async fn a_fixed_batch_model_runs_one_frame_at_a_time_whatever_max_batch_says() 
         assert!(!t.await.unwrap().unwrap().detections.is_empty());
     }
     assert_eq!(svc.inferences(), 4);
+    drop(svc);
+    thread.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_at_once_give_every_camera_its_own_photos_detections() {
+    let names = ["bus.jpg", "zidane.jpg", "scenetext01.jpg", "leuvenA.jpg"];
+    let frames: Vec<Arc<Frame>> = names.iter().map(|n| photo(n)).collect();
+    let opts = DetectorOptions::for_model(common::default_model());
+    let mut alone = Detector::open(&opts).unwrap();
+    let want: Vec<Vec<Detection>> = frames
+        .iter()
+        .map(|f| {
+            alone
+                .detect(RgbView {
+                    width: f.width,
+                    height: f.height,
+                    data: &f.data,
+                })
+                .unwrap()
+                .detections
+        })
+        .collect();
+    assert!(
+        want.iter().filter(|d| !d.is_empty()).count() >= 3,
+        "{want:?}"
+    );
+    // A replica is the same model, thresholds and provider on a session of its own.
+    let mut replica = alone.replica().open().unwrap();
+    assert_eq!(replica.provider(), alone.provider());
+    for ((name, f), want) in names.iter().zip(&frames).zip(&want) {
+        let got = replica
+            .detect(RgbView {
+                width: f.width,
+                height: f.height,
+                data: &f.data,
+            })
+            .unwrap();
+        assert_close(name, want, &got.detections);
+    }
+    drop(replica);
+
+    // Two runs on the CPU by default; the second opens once frames wait.
+    let (svc, thread) = DetectorService::spawn_with(alone, ServiceOptions::default());
+    assert_eq!(svc.runs(), 1, "one run until frames wait");
+    // Four cameras at once, round after round: a busy detector.
+    for round in 0..10 {
+        let tasks: Vec<_> = names
+            .iter()
+            .zip(&frames)
+            .map(|(cam, f)| {
+                let (h, f) = (svc.camera(cam), f.clone());
+                tokio::spawn(async move { h.detect(f).await })
+            })
+            .collect();
+        for ((name, want), t) in names.iter().zip(&want).zip(tasks) {
+            let out = t.await.unwrap().unwrap();
+            assert_close(&format!("{name}, round {round}"), want, &out.detections);
+        }
+    }
+    assert_eq!(
+        svc.runs(),
+        2,
+        "frames of four cameras waited: a second run opened"
+    );
+    assert_eq!(svc.inferences(), 40);
     drop(svc);
     thread.join().unwrap();
 }

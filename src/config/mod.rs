@@ -178,6 +178,10 @@ pub struct DetectorConfig {
     /// Once a batch holds one frame, milliseconds to wait for frames of other cameras.
     #[serde(default = "default_max_wait_ms")]
     pub max_wait_ms: u64,
+    /// Inferences run at once at most, each on its own session (0: two on the CPU, one
+    /// on any other provider). More than one opens only when frames wait.
+    #[serde(default)]
+    pub runs: usize,
 }
 
 impl Default for DetectorConfig {
@@ -188,6 +192,7 @@ impl Default for DetectorConfig {
             providers: default_providers(),
             max_batch: default_max_batch(),
             max_wait_ms: default_max_wait_ms(),
+            runs: 0,
         }
     }
 }

@@ -174,13 +174,16 @@ fn max_pixels_defaults_to_4k_and_must_be_positive() {
 fn batching_keys_default_to_off_and_are_checked() {
     let c = parse(GOOD).unwrap();
     assert_eq!((c.detector.max_batch, c.detector.max_wait_ms), (1, 5));
-    let text = format!("[detector]\nmax_batch = 4\nmax_wait_ms = 8\n{GOOD}");
+    assert_eq!(c.detector.runs, 0, "the runs at once follow the provider");
+    let text = format!("[detector]\nmax_batch = 4\nmax_wait_ms = 8\nruns = 1\n{GOOD}");
     let c = parse(&text).unwrap();
     assert_eq!((c.detector.max_batch, c.detector.max_wait_ms), (4, 8));
+    assert_eq!(c.detector.runs, 1);
     for (line, key) in [
         ("max_batch = 0", "detector.max_batch"),
         ("max_batch = 65", "detector.max_batch"),
         ("max_wait_ms = 1001", "detector.max_wait_ms"),
+        ("runs = 9", "detector.runs"),
     ] {
         let err = parse(&format!("[detector]\n{line}\n{GOOD}")).unwrap_err();
         assert!(

@@ -123,6 +123,12 @@ impl Config {
                 "must be between 1 (no batching) and 64",
             ));
         }
+        if self.detector.runs > 8 {
+            return Err(self.invalid(
+                "detector.runs",
+                "must be between 0 (two on the CPU, one on a GPU) and 8",
+            ));
+        }
         if self.detector.max_wait_ms > 1000 {
             return Err(self.invalid(
                 "detector.max_wait_ms",

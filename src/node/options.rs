@@ -34,13 +34,14 @@ pub fn detector(c: &Config) -> DetectorOptions {
     }
 }
 
-/// `[detector] max_batch` and `max_wait_ms`. A camera has one frame in flight at a
+/// `[detector] max_batch`, `max_wait_ms` and `runs`. A camera has one frame in flight at a
 /// time, so a queue of 2 per camera is plenty.
 pub fn service(c: &Config) -> ServiceOptions {
     ServiceOptions {
         depth: 2,
         max_batch: c.detector.max_batch,
         max_wait: Duration::from_millis(c.detector.max_wait_ms),
+        runs: c.detector.runs,
     }
 }
 

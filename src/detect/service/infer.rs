@@ -3,6 +3,9 @@
 
 use crate::detect::{DetectError, DetectOutput, Detector, RgbView};
 
+/// Opens another of an [`Infer`] to run beside it, on another thread.
+pub type Replicate = Box<dyn Fn() -> Result<Box<dyn Infer>, String> + Send + Sync>;
+
 /// What the inference thread runs: the model, or a stand-in in tests.
 pub trait Infer: Send + 'static {
     /// Detects objects in one image.
@@ -20,6 +23,10 @@ pub trait Infer: Send + 'static {
     /// The execution provider inference runs on (`cpu`, `cuda`, …), for the info message.
     fn execution_provider(&self) -> &str {
         "unknown"
+    }
+    /// How to open another of it that runs inferences beside it; `None`: one at a time.
+    fn replica(&self) -> Option<Replicate> {
+        None
     }
 }
 
@@ -45,6 +52,9 @@ impl<T: Infer + ?Sized> Infer for Box<T> {
     fn execution_provider(&self) -> &str {
         (**self).execution_provider()
     }
+    fn replica(&self) -> Option<Replicate> {
+        (**self).replica()
+    }
 }
 
 impl Infer for Detector {
@@ -68,5 +78,14 @@ impl Infer for Detector {
     }
     fn execution_provider(&self) -> &str {
         self.provider().as_str()
+    }
+    fn replica(&self) -> Option<Replicate> {
+        let replica = Detector::replica(self);
+        Some(Box::new(move || {
+            replica
+                .open()
+                .map(|d| Box::new(d) as Box<dyn Infer>)
+                .map_err(|e| e.to_string())
+        }))
     }
 }

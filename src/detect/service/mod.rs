@@ -13,6 +13,15 @@
 //! one, and runs them as one inference. With a fixed batch of 1, or
 //! `max_batch = 1`, frames run one at a time and nobody waits.
 //!
+//! Up to [`ServiceOptions::runs`] inferences run at once, each on a thread and
+//! model session of its own ([`Infer::replica`]). The service starts with one;
+//! the next opens, on its own thread while the others go on, only when frames
+//! still wait once every run has taken its batch, after a quarter of the last 64
+//! batches left frames waiting (a busy detector, not two cameras that met once). Two runs on two cores analyse
+//! more frames per second than one run using both (ONNX Runtime's threads wait
+//! for each other inside an inference; two inferences fill those gaps). A replica
+//! that cannot open leaves the service at the runs it has, with a warning.
+//!
 //! If the inference thread dies (a panic in the model runtime or a decoder
 //! bug), every waiting frame and every later request is answered with
 //! [`ServiceError::Died`] and its reason, so no camera waits forever; the node
@@ -45,7 +54,7 @@ use crate::monitor::heartbeat::Beat;
 use crate::source::Frame;
 
 mod infer;
-pub use infer::Infer;
+pub use infer::{Infer, Replicate};
 
 /// Why the service gave no detections for a frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +81,10 @@ pub struct ServiceOptions {
     pub max_batch: usize,
     /// Once a batch holds a frame, how long to wait for more before running it.
     pub max_wait: Duration,
+    /// Inferences that may run at once, each on a thread and session of its own (0: two
+    /// on the CPU, one on any other provider). Another opens only when frames keep
+    /// waiting while every run is busy, so a lone camera never pays for it.
+    pub runs: usize,
 }
 
 impl Default for ServiceOptions {
@@ -80,6 +93,7 @@ impl Default for ServiceOptions {
             depth: 2,
             max_batch: 1,
             max_wait: Duration::from_millis(5),
+            runs: 0,
         }
     }
 }
@@ -117,8 +131,15 @@ struct Queues {
     closed: bool,
     /// Set when the inference thread died, with its panic message.
     died: Option<String>,
-    /// Frames taken for the inference in progress.
+    /// Frames taken for the inferences in progress.
     running: usize,
+    /// Inference threads serving now, and how many may.
+    runs: usize,
+    runs_max: usize,
+    /// A thread is opening its detector to serve beside the others.
+    opening: bool,
+    /// One bit per batch taken, newest lowest: whether frames still waited after it.
+    waited: u64,
 }
 
 impl Queues {
@@ -167,6 +188,10 @@ struct Shared {
     inferences: AtomicU64,
     /// Progress for the watchdog: runs done, frames waiting or running.
     beat: Arc<Beat>,
+    /// Opens another detector to run beside the first, when the model runtime can.
+    replicate: Option<Replicate>,
+    /// The threads started beside the first; it joins them before it ends.
+    beside: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Shared {
@@ -196,7 +221,7 @@ impl Shared {
     fn next_batch(&self, max: usize, wait: Duration) -> Option<Vec<(usize, Request)>> {
         let mut q = self.lock();
         while !q.any_waiting() {
-            if q.closed {
+            if q.closed || q.died.is_some() {
                 return None;
             }
             q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
@@ -216,7 +241,7 @@ impl Shared {
                 .0;
             q.take_fair(&mut batch, max);
         }
-        q.running = batch.len();
+        q.running += batch.len();
         self.beat.waiting(q.backlog());
         Some(batch)
     }
@@ -306,13 +331,26 @@ impl DetectorService {
                 n
             }
         };
+        let replicate = detector.replica();
+        let runs_max = match (opts.runs, &replicate) {
+            (_, None) => 1,
+            (0, Some(_)) if detector.execution_provider() == "cpu" => 2,
+            (0, Some(_)) => 1,
+            (n, Some(_)) => n,
+        };
         let shared = Arc::new(Shared {
-            queues: Default::default(),
+            queues: Mutex::new(Queues {
+                runs: 1,
+                runs_max,
+                ..Queues::default()
+            }),
             wake: Condvar::new(),
             depth: opts.depth.max(1),
             max_batch,
             inferences: AtomicU64::new(0),
             beat,
+            replicate,
+            beside: Mutex::default(),
         });
         let worker = shared.clone();
         let wait = if max_batch > 1 {
@@ -328,6 +366,18 @@ impl DetectorService {
                 }));
                 if let Err(payload) = served {
                     worker.die(crate::thread::panic_message(payload.as_ref()));
+                }
+                // The threads beside it end with it: the queues are closed or it died.
+                loop {
+                    let beside = std::mem::take(
+                        &mut *worker.beside.lock().unwrap_or_else(|p| p.into_inner()),
+                    );
+                    if beside.is_empty() {
+                        break;
+                    }
+                    for thread in beside {
+                        let _ = thread.join();
+                    }
                 }
             })
             .expect("spawning the detector thread");
@@ -384,6 +434,12 @@ impl DetectorService {
                 queued: c.waiting.len() as u64,
             })
             .unwrap_or_default()
+    }
+
+    /// Inferences that can run at once now: 1 until frames waited while one ran and a
+    /// second opened (see [`ServiceOptions::runs`]).
+    pub fn runs(&self) -> usize {
+        self.shared.lock().runs
     }
 
     /// Why the inference thread died, if it did.
@@ -447,10 +503,12 @@ impl DetectorService {
     }
 }
 
-/// The inference thread: batches in fair order until the queues close and empty.
-fn serve(shared: &Shared, detector: &mut dyn Infer, mut max_batch: usize, wait: Duration) {
+/// An inference thread: batches in fair order until the queues close and empty.
+fn serve(shared: &Arc<Shared>, detector: &mut dyn Infer, mut max_batch: usize, wait: Duration) {
     let (mut frames, mut inferences) = (0u64, 0u64);
     while let Some(batch) = shared.next_batch(max_batch, wait) {
+        run_beside(shared, max_batch, wait);
+        let before = inferences;
         frames += batch.len() as u64;
         inferences += 1;
         let views: Vec<RgbView<'_>> = batch
@@ -478,7 +536,8 @@ fn serve(shared: &Shared, detector: &mut dyn Infer, mut max_batch: usize, wait: 
             }
         };
         drop(views);
-        let runs = inferences - shared.inferences.swap(inferences, Relaxed);
+        let runs = inferences - before;
+        shared.inferences.fetch_add(runs, Relaxed);
         shared.beat.done(runs);
         {
             let mut q = shared.lock();
@@ -487,7 +546,7 @@ fn serve(shared: &Shared, detector: &mut dyn Infer, mut max_batch: usize, wait: 
                     q.cameras[*cam].analysed += 1;
                 }
             }
-            q.running = 0;
+            q.running = q.running.saturating_sub(batch.len());
             shared.beat.waiting(q.backlog());
         }
         for ((_, req), r) in batch.into_iter().zip(results) {
@@ -495,11 +554,84 @@ fn serve(shared: &Shared, detector: &mut dyn Infer, mut max_batch: usize, wait: 
         }
     }
     tracing::info!(
+        thread = std::thread::current().name().unwrap_or("detector"),
         frames,
         inferences,
         mean_batch = %format!("{:.2}", frames as f64 / inferences.max(1) as f64),
         "detector stopped"
     );
+}
+
+/// Of the last 64 batches, how many must have left frames waiting before another run
+/// opens: a detector busy a good part of the time, not two cameras that met once.
+const BUSY_BATCHES: u32 = 16;
+
+/// Frames still wait while every inference thread is busy (after a quarter of the last
+/// 64 batches did too), and another may run: starts one. It opens its own detector
+/// first (as long as the first took to open), while the others go on; if it cannot,
+/// the service stays at the runs it has.
+fn run_beside(shared: &Arc<Shared>, max_batch: usize, wait: Duration) {
+    if shared.replicate.is_none() {
+        return;
+    }
+    let n = {
+        let mut q = shared.lock();
+        let waiting = q.any_waiting();
+        q.waited = q.waited << 1 | u64::from(waiting);
+        if q.opening
+            || q.runs >= q.runs_max
+            || !waiting
+            || q.waited.count_ones() < BUSY_BATCHES
+            || q.died.is_some()
+        {
+            return;
+        }
+        q.opening = true;
+        q.runs + 1
+    };
+    let worker = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("detector-{n}"))
+        .spawn(move || {
+            let Some(replicate) = &worker.replicate else {
+                return;
+            };
+            let mut detector = match replicate() {
+                Ok(detector) => detector,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open another detector to run beside the first; inferences stay {}", n - 1);
+                    let mut q = worker.lock();
+                    (q.opening, q.runs_max) = (false, q.runs);
+                    return;
+                }
+            };
+            {
+                let mut q = worker.lock();
+                (q.opening, q.runs) = (false, q.runs + 1);
+            }
+            tracing::info!(
+                runs = n,
+                "frames waited while the detector was busy: {n} inferences run at once from now on"
+            );
+            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                serve(&worker, detector.as_mut(), max_batch, wait)
+            }));
+            if let Err(payload) = served {
+                worker.die(crate::thread::panic_message(payload.as_ref()));
+            }
+        });
+    match spawned {
+        Ok(thread) => shared
+            .beside
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(thread),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start another detector thread");
+            let mut q = shared.lock();
+            (q.opening, q.runs_max) = (false, q.runs);
+        }
+    }
 }
 
 /// Runs one batch: as one inference when it can, else frame by frame (turning

@@ -235,3 +235,224 @@ async fn a_dead_inference_thread_answers_every_camera_with_its_reason() {
         Some("tensor shape mismatch in frame 3")
     );
 }
+
+/// What a [`Meter`]'s replicas do.
+#[derive(Clone, Copy, PartialEq)]
+enum Replicas {
+    None,
+    Open,
+    FailToOpen,
+    Panic,
+}
+
+/// A stand-in model that takes 30 ms a frame and counts how many frames it runs at
+/// once, over it and every replica of it.
+#[derive(Clone)]
+struct Meter {
+    now: Arc<std::sync::atomic::AtomicUsize>,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+    opened: Arc<std::sync::atomic::AtomicUsize>,
+    provider: &'static str,
+    replicas: Replicas,
+    panics: bool,
+}
+
+impl Meter {
+    fn new(provider: &'static str, replicas: Replicas) -> Self {
+        Self {
+            now: Arc::default(),
+            most: Arc::default(),
+            opened: Arc::default(),
+            provider,
+            replicas,
+            panics: false,
+        }
+    }
+    fn most(&self) -> usize {
+        self.most.load(Relaxed)
+    }
+    fn opened(&self) -> usize {
+        self.opened.load(Relaxed)
+    }
+}
+
+impl Infer for Meter {
+    fn detect(&mut self, _: RgbView<'_>) -> Result<DetectOutput, DetectError> {
+        let n = self.now.fetch_add(1, Relaxed) + 1;
+        self.most.fetch_max(n, Relaxed);
+        std::thread::sleep(Duration::from_millis(30));
+        self.now.fetch_sub(1, Relaxed);
+        assert!(!self.panics, "the replica's runtime failed");
+        Ok(DetectOutput {
+            detections: Vec::new(),
+            elapsed: Duration::from_millis(30),
+        })
+    }
+    fn detect_batch(&mut self, imgs: &[RgbView<'_>]) -> Result<Vec<DetectOutput>, DetectError> {
+        imgs.iter().map(|i| self.detect(*i)).collect()
+    }
+    fn batch_refusal(&self) -> Option<&str> {
+        Some("a stand-in")
+    }
+    fn model_path(&self) -> &std::path::Path {
+        std::path::Path::new("meter.onnx")
+    }
+    fn model_name(&self) -> &str {
+        "meter"
+    }
+    fn labels(&self) -> &[String] {
+        &[]
+    }
+    fn execution_provider(&self) -> &str {
+        self.provider
+    }
+    fn replica(&self) -> Option<Replicate> {
+        if self.replicas == Replicas::None {
+            return None;
+        }
+        let me = self.clone();
+        Some(Box::new(move || {
+            me.opened.fetch_add(1, Relaxed);
+            match me.replicas {
+                Replicas::FailToOpen => Err("out of device memory".into()),
+                kind => Ok(Box::new(Meter {
+                    replicas: Replicas::None,
+                    panics: kind == Replicas::Panic,
+                    ..me.clone()
+                }) as Box<dyn Infer>),
+            }
+        }))
+    }
+}
+
+/// Four cameras send `rounds` frames each at once; every answer is returned.
+async fn four_cameras(
+    service: &DetectorService,
+    rounds: usize,
+) -> Vec<Result<DetectOutput, ServiceError>> {
+    let mut answers = Vec::new();
+    for _ in 0..rounds {
+        let sent: Vec<_> = (0..4)
+            .map(|c| {
+                let camera = service.camera(&format!("cam{c}"));
+                tokio::spawn(async move { camera.detect(frame()).await })
+            })
+            .collect();
+        for s in sent {
+            answers.push(s.await.unwrap());
+        }
+    }
+    answers
+}
+
+fn runs(n: usize) -> ServiceOptions {
+    ServiceOptions {
+        runs: n,
+        ..ServiceOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn a_second_run_opens_only_when_frames_wait_and_then_runs_beside_the_first() {
+    let meter = Meter::new("cpu", Replicas::Open);
+    let (service, thread) = DetectorService::spawn_with(meter.clone(), runs(0));
+    // One camera, one frame at a time: nothing ever waits, nothing more is opened.
+    let one = service.camera("cam0");
+    for _ in 0..5 {
+        one.detect(frame()).await.unwrap();
+    }
+    assert_eq!((meter.opened(), meter.most()), (0, 1));
+    // Two cameras whose frames meet now and then: one waits each time, but that is not
+    // a busy detector, and nothing opens.
+    let other = service.camera("cam1");
+    for _ in 0..(BUSY_BATCHES - 1) {
+        let (a, b) = tokio::join!(one.detect(frame()), other.detect(frame()));
+        a.unwrap();
+        b.unwrap();
+    }
+    assert_eq!((meter.opened(), meter.most(), service.runs()), (0, 1, 1));
+    // Four cameras at once, again and again: frames keep waiting, a second run opens
+    // (on the CPU, two by default) and runs beside the first; never a third.
+    let answers = four_cameras(&service, 12).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    assert_eq!(meter.opened(), 1, "one replica, opened once");
+    assert_eq!(meter.most(), 2, "two frames ran at once, never more");
+    assert_eq!(service.runs(), 2);
+    assert_eq!(
+        service.inferences(),
+        5 + 2 * u64::from(BUSY_BATCHES - 1) + 48
+    );
+    drop((one, other, service));
+    thread.join().unwrap();
+}
+
+#[tokio::test]
+async fn runs_are_as_many_as_configured_and_one_off_the_cpu() {
+    // On another provider (a GPU's memory is the limit) one run, unless configured.
+    let gpu = Meter::new("cuda", Replicas::Open);
+    let (service, thread) = DetectorService::spawn_with(gpu.clone(), runs(0));
+    assert!(four_cameras(&service, 4).await.iter().all(Result::is_ok));
+    assert_eq!((gpu.opened(), gpu.most()), (0, 1));
+    drop(service);
+    thread.join().unwrap();
+
+    let three = Meter::new("cuda", Replicas::Open);
+    let (service, thread) = DetectorService::spawn_with(three.clone(), runs(3));
+    assert!(four_cameras(&service, 16).await.iter().all(Result::is_ok));
+    assert_eq!(three.opened(), 2);
+    assert!((2..=3).contains(&three.most()), "{}", three.most());
+    drop(service);
+    thread.join().unwrap();
+
+    let one = Meter::new("cpu", Replicas::Open);
+    let (service, thread) = DetectorService::spawn_with(one.clone(), runs(1));
+    assert!(four_cameras(&service, 4).await.iter().all(Result::is_ok));
+    assert_eq!((one.opened(), one.most()), (0, 1));
+    drop(service);
+    thread.join().unwrap();
+}
+
+#[tokio::test]
+async fn a_replica_that_cannot_open_leaves_the_service_at_one_run() {
+    let meter = Meter::new("cpu", Replicas::FailToOpen);
+    let (service, thread) = DetectorService::spawn_with(meter.clone(), runs(2));
+    let answers = four_cameras(&service, 12).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    assert_eq!(
+        meter.opened(),
+        1,
+        "tried once, not at every frame that waited"
+    );
+    assert_eq!(meter.most(), 1);
+    drop(service);
+    thread.join().unwrap();
+}
+
+#[tokio::test]
+async fn a_replica_that_dies_takes_the_service_down_with_its_reason() {
+    let meter = Meter::new("cpu", Replicas::Panic);
+    let (service, thread) = DetectorService::spawn_with(meter.clone(), runs(2));
+    let answers = four_cameras(&service, 12).await;
+    let died: Vec<_> = answers
+        .iter()
+        .filter_map(|a| match a {
+            Err(ServiceError::Died(reason)) => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!died.is_empty(), "{answers:?}");
+    assert!(
+        died.iter().all(|r| r == "the replica's runtime failed"),
+        "{died:?}"
+    );
+    assert_eq!(
+        service.died().as_deref(),
+        Some("the replica's runtime failed")
+    );
+    // The first thread ends too, having joined the one beside it.
+    thread.join().unwrap();
+    assert!(matches!(
+        service.camera("cam9").detect(frame()).await,
+        Err(ServiceError::Died(_))
+    ));
+}
