@@ -85,6 +85,7 @@ fn service(
         max_wait: Duration::from_millis(5),
         // One inference at a time: what batching alone does.
         runs: 1,
+        ..ServiceOptions::default()
     };
     let (svc, thread) = DetectorService::spawn_with(detector(), opts);
     let frames: Vec<Arc<Frame>> = imgs

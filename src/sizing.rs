@@ -16,6 +16,9 @@
 //! spreads over the cores, so one camera takes
 //! `inference + (decode + scene + rules + publish) / cores` of the box per
 //! second of video, and the box sustains `⌊1 / that⌋` cameras without drops.
+//! A second inference beside the first (`[detector] runs`) is not counted: it
+//! adds 1.1–1.2× on a loaded two-core box (`make bench`), a margin the count
+//! keeps rather than spends.
 
 use std::path::Path;
 use std::sync::Arc;

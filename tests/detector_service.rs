@@ -289,30 +289,38 @@ async fn two_runs_at_once_give_every_camera_its_own_photos_detections() {
     }
     drop(replica);
 
-    // Two runs on the CPU by default; the second opens once frames wait.
-    let (svc, thread) = DetectorService::spawn_with(alone, ServiceOptions::default());
+    // Two runs on the CPU by default; the second opens once frames keep waiting (here
+    // for 0.2 s rather than the daemon's 10).
+    let opts = ServiceOptions {
+        busy_window: Duration::from_millis(200),
+        ..ServiceOptions::default()
+    };
+    let (svc, thread) = DetectorService::spawn_with(alone, opts);
     assert_eq!(svc.runs(), 1, "one run until frames wait");
-    // Four cameras at once, round after round: a busy detector.
+    // Eight cameras (each photo twice) at once, round after round: a busy detector.
     for round in 0..10 {
-        let tasks: Vec<_> = names
-            .iter()
-            .zip(&frames)
-            .map(|(cam, f)| {
-                let (h, f) = (svc.camera(cam), f.clone());
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (h, f) = (svc.camera(&format!("cam{i}")), frames[i % 4].clone());
                 tokio::spawn(async move { h.detect(f).await })
             })
             .collect();
-        for ((name, want), t) in names.iter().zip(&want).zip(tasks) {
+        for (i, t) in tasks.into_iter().enumerate() {
             let out = t.await.unwrap().unwrap();
-            assert_close(&format!("{name}, round {round}"), want, &out.detections);
+            let name = names[i % 4];
+            assert_close(
+                &format!("{name}, round {round}"),
+                &want[i % 4],
+                &out.detections,
+            );
         }
     }
     assert_eq!(
         svc.runs(),
         2,
-        "frames of four cameras waited: a second run opened"
+        "frames of eight cameras kept waiting: a second run opened"
     );
-    assert_eq!(svc.inferences(), 40);
+    assert_eq!(svc.inferences(), 80);
     drop(svc);
     thread.join().unwrap();
 }

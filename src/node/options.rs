@@ -42,6 +42,7 @@ pub fn service(c: &Config) -> ServiceOptions {
         max_batch: c.detector.max_batch,
         max_wait: Duration::from_millis(c.detector.max_wait_ms),
         runs: c.detector.runs,
+        ..ServiceOptions::default()
     }
 }
 

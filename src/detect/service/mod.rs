@@ -16,8 +16,9 @@
 //! Up to [`ServiceOptions::runs`] inferences run at once, each on a thread and
 //! model session of its own ([`Infer::replica`]). The service starts with one;
 //! the next opens, on its own thread while the others go on, only when frames
-//! still wait once every run has taken its batch, after a quarter of the last 64
-//! batches left frames waiting (a busy detector, not two cameras that met once). Two runs on two cores analyse
+//! still wait once every run has taken its batch and did for more than half of
+//! the last few seconds ([`ServiceOptions::busy_window`]): a loaded detector,
+//! not two cameras that met once or every camera's first frame at start-up. Two runs on two cores analyse
 //! more frames per second than one run using both (ONNX Runtime's threads wait
 //! for each other inside an inference; two inferences fill those gaps). A replica
 //! that cannot open leaves the service at the runs it has, with a warning.
@@ -85,6 +86,10 @@ pub struct ServiceOptions {
     /// on the CPU, one on any other provider). Another opens only when frames keep
     /// waiting while every run is busy, so a lone camera never pays for it.
     pub runs: usize,
+    /// How long, about, frames must keep waiting before another run opens: frames
+    /// waited for more than half of a time that decays over this window. A burst (every
+    /// camera's first frame at start-up, cameras back after an outage) does not count.
+    pub busy_window: Duration,
 }
 
 impl Default for ServiceOptions {
@@ -94,6 +99,7 @@ impl Default for ServiceOptions {
             max_batch: 1,
             max_wait: Duration::from_millis(5),
             runs: 0,
+            busy_window: Duration::from_secs(10),
         }
     }
 }
@@ -138,8 +144,12 @@ struct Queues {
     runs_max: usize,
     /// A thread is opening its detector to serve beside the others.
     opening: bool,
-    /// One bit per batch taken, newest lowest: whether frames still waited after it.
-    waited: u64,
+    /// The share of the recent time (decaying over the busy window) in which frames
+    /// waited while every run was busy; when the last batch was taken and whether it
+    /// left frames waiting.
+    busy: f64,
+    last_take: Option<Instant>,
+    left_waiting: bool,
 }
 
 impl Queues {
@@ -190,6 +200,8 @@ struct Shared {
     beat: Arc<Beat>,
     /// Opens another detector to run beside the first, when the model runtime can.
     replicate: Option<Replicate>,
+    /// See [`ServiceOptions::busy_window`].
+    busy_window: Duration,
     /// The threads started beside the first; it joins them before it ends.
     beside: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
@@ -350,6 +362,7 @@ impl DetectorService {
             inferences: AtomicU64::new(0),
             beat,
             replicate,
+            busy_window: opts.busy_window,
             beside: Mutex::default(),
         });
         let worker = shared.clone();
@@ -562,27 +575,27 @@ fn serve(shared: &Arc<Shared>, detector: &mut dyn Infer, mut max_batch: usize, w
     );
 }
 
-/// Of the last 64 batches, how many must have left frames waiting before another run
-/// opens: a detector busy a good part of the time, not two cameras that met once.
-const BUSY_BATCHES: u32 = 16;
-
-/// Frames still wait while every inference thread is busy (after a quarter of the last
-/// 64 batches did too), and another may run: starts one. It opens its own detector
-/// first (as long as the first took to open), while the others go on; if it cannot,
-/// the service stays at the runs it has.
+/// Frames still wait while every inference thread is busy, they did for more than half
+/// of the recent time ([`ServiceOptions::busy_window`]), and another run may open:
+/// starts one. It opens its own detector first (as long as the first took to open),
+/// while the others go on; if it cannot, the service stays at the runs it has.
 fn run_beside(shared: &Arc<Shared>, max_batch: usize, wait: Duration) {
     if shared.replicate.is_none() {
         return;
     }
     let n = {
         let mut q = shared.lock();
-        let waiting = q.any_waiting();
-        q.waited = q.waited << 1 | u64::from(waiting);
-        if q.opening
-            || q.runs >= q.runs_max
-            || !waiting
-            || q.waited.count_ones() < BUSY_BATCHES
-            || q.died.is_some()
+        let now = Instant::now();
+        if let Some(last) = q.last_take {
+            // Frames left waiting at the last take waited until now (or until another
+            // run took them: near enough).
+            let window = shared.busy_window.as_secs_f64().max(1e-3);
+            let keep = (-now.duration_since(last).as_secs_f64() / window).exp();
+            q.busy = q.busy * keep + if q.left_waiting { 1.0 - keep } else { 0.0 };
+        }
+        q.last_take = Some(now);
+        q.left_waiting = q.any_waiting();
+        if q.opening || q.runs >= q.runs_max || !q.left_waiting || q.busy < 0.5 || q.died.is_some()
         {
             return;
         }

@@ -325,14 +325,15 @@ impl Infer for Meter {
     }
 }
 
-/// Four cameras send `rounds` frames each at once; every answer is returned.
-async fn four_cameras(
+/// `n` cameras send `rounds` frames each at once; every answer is returned.
+async fn cameras(
     service: &DetectorService,
+    n: usize,
     rounds: usize,
 ) -> Vec<Result<DetectOutput, ServiceError>> {
     let mut answers = Vec::new();
     for _ in 0..rounds {
-        let sent: Vec<_> = (0..4)
+        let sent: Vec<_> = (0..n)
             .map(|c| {
                 let camera = service.camera(&format!("cam{c}"));
                 tokio::spawn(async move { camera.detect(frame()).await })
@@ -345,9 +346,11 @@ async fn four_cameras(
     answers
 }
 
+/// `n` runs at most; frames that keep waiting for 0.3 s (ten frames) open another.
 fn runs(n: usize) -> ServiceOptions {
     ServiceOptions {
         runs: n,
+        busy_window: Duration::from_millis(300),
         ..ServiceOptions::default()
     }
 }
@@ -362,26 +365,24 @@ async fn a_second_run_opens_only_when_frames_wait_and_then_runs_beside_the_first
         one.detect(frame()).await.unwrap();
     }
     assert_eq!((meter.opened(), meter.most()), (0, 1));
-    // Two cameras whose frames meet now and then: one waits each time, but that is not
-    // a busy detector, and nothing opens.
+    // Two cameras whose frames meet every 0.1 s: one waits 30 ms each time, but that
+    // is not a loaded detector, and nothing opens.
     let other = service.camera("cam1");
-    for _ in 0..(BUSY_BATCHES - 1) {
+    for _ in 0..15 {
         let (a, b) = tokio::join!(one.detect(frame()), other.detect(frame()));
         a.unwrap();
         b.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!((meter.opened(), meter.most(), service.runs()), (0, 1, 1));
-    // Four cameras at once, again and again: frames keep waiting, a second run opens
+    // Eight cameras at once, again and again: frames keep waiting, a second run opens
     // (on the CPU, two by default) and runs beside the first; never a third.
-    let answers = four_cameras(&service, 12).await;
+    let answers = cameras(&service, 8, 12).await;
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
     assert_eq!(meter.opened(), 1, "one replica, opened once");
     assert_eq!(meter.most(), 2, "two frames ran at once, never more");
     assert_eq!(service.runs(), 2);
-    assert_eq!(
-        service.inferences(),
-        5 + 2 * u64::from(BUSY_BATCHES - 1) + 48
-    );
+    assert_eq!(service.inferences(), 5 + 2 * 15 + 96);
     drop((one, other, service));
     thread.join().unwrap();
 }
@@ -391,14 +392,14 @@ async fn runs_are_as_many_as_configured_and_one_off_the_cpu() {
     // On another provider (a GPU's memory is the limit) one run, unless configured.
     let gpu = Meter::new("cuda", Replicas::Open);
     let (service, thread) = DetectorService::spawn_with(gpu.clone(), runs(0));
-    assert!(four_cameras(&service, 4).await.iter().all(Result::is_ok));
+    assert!(cameras(&service, 8, 4).await.iter().all(Result::is_ok));
     assert_eq!((gpu.opened(), gpu.most()), (0, 1));
     drop(service);
     thread.join().unwrap();
 
     let three = Meter::new("cuda", Replicas::Open);
     let (service, thread) = DetectorService::spawn_with(three.clone(), runs(3));
-    assert!(four_cameras(&service, 16).await.iter().all(Result::is_ok));
+    assert!(cameras(&service, 8, 16).await.iter().all(Result::is_ok));
     assert_eq!(three.opened(), 2);
     assert!((2..=3).contains(&three.most()), "{}", three.most());
     drop(service);
@@ -406,7 +407,7 @@ async fn runs_are_as_many_as_configured_and_one_off_the_cpu() {
 
     let one = Meter::new("cpu", Replicas::Open);
     let (service, thread) = DetectorService::spawn_with(one.clone(), runs(1));
-    assert!(four_cameras(&service, 4).await.iter().all(Result::is_ok));
+    assert!(cameras(&service, 8, 4).await.iter().all(Result::is_ok));
     assert_eq!((one.opened(), one.most()), (0, 1));
     drop(service);
     thread.join().unwrap();
@@ -416,7 +417,7 @@ async fn runs_are_as_many_as_configured_and_one_off_the_cpu() {
 async fn a_replica_that_cannot_open_leaves_the_service_at_one_run() {
     let meter = Meter::new("cpu", Replicas::FailToOpen);
     let (service, thread) = DetectorService::spawn_with(meter.clone(), runs(2));
-    let answers = four_cameras(&service, 12).await;
+    let answers = cameras(&service, 8, 12).await;
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
     assert_eq!(
         meter.opened(),
@@ -432,7 +433,7 @@ async fn a_replica_that_cannot_open_leaves_the_service_at_one_run() {
 async fn a_replica_that_dies_takes_the_service_down_with_its_reason() {
     let meter = Meter::new("cpu", Replicas::Panic);
     let (service, thread) = DetectorService::spawn_with(meter.clone(), runs(2));
-    let answers = four_cameras(&service, 12).await;
+    let answers = cameras(&service, 8, 12).await;
     let died: Vec<_> = answers
         .iter()
         .filter_map(|a| match a {
@@ -455,4 +456,30 @@ async fn a_replica_that_dies_takes_the_service_down_with_its_reason() {
         service.camera("cam9").detect(frame()).await,
         Err(ServiceError::Died(_))
     ));
+}
+
+#[tokio::test]
+async fn a_burst_of_first_frames_opens_nothing_but_a_load_that_lasts_does() {
+    let meter = Meter::new("cpu", Replicas::Open);
+    let opts = ServiceOptions {
+        busy_window: Duration::from_secs(1),
+        ..runs(2)
+    };
+    let (service, thread) = DetectorService::spawn_with(meter.clone(), opts);
+    // Twelve cameras' first frames at once, as at start-up: frames wait for 0.33 s.
+    let first: Vec<_> = (0..12)
+        .map(|c| {
+            let camera = service.camera(&format!("cam{c}"));
+            tokio::spawn(async move { camera.detect(frame()).await })
+        })
+        .collect();
+    for f in first {
+        f.await.unwrap().unwrap();
+    }
+    assert_eq!((meter.opened(), service.runs()), (0, 1));
+    // Eight cameras that keep the detector busy for two seconds and more: it opens.
+    assert!(cameras(&service, 8, 10).await.iter().all(Result::is_ok));
+    assert_eq!((meter.opened(), service.runs()), (1, 2));
+    drop(service);
+    thread.join().unwrap();
 }
