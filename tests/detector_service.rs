@@ -136,6 +136,35 @@ fn dynbatch() -> Detector {
     Detector::open(&DetectorOptions::for_model(model)).unwrap()
 }
 
+/// Four real photos, most of them with something to find.
+const PHOTOS: [&str; 4] = ["bus.jpg", "zidane.jpg", "scenetext01.jpg", "leuvenA.jpg"];
+
+fn photos() -> Vec<Arc<Frame>> {
+    PHOTOS.iter().map(|n| photo(n)).collect()
+}
+
+/// What `detector` finds in each frame on its own, outside any service.
+fn found_alone(detector: &mut Detector, frames: &[Arc<Frame>]) -> Vec<Vec<Detection>> {
+    let found: Vec<Vec<Detection>> = frames
+        .iter()
+        .map(|f| {
+            detector
+                .detect(RgbView {
+                    width: f.width,
+                    height: f.height,
+                    data: &f.data,
+                })
+                .unwrap()
+                .detections
+        })
+        .collect();
+    assert!(
+        found.iter().filter(|d| !d.is_empty()).count() >= 3,
+        "{found:?}"
+    );
+    found
+}
+
 /// Same classes in the same order, boxes within 0.5 px, scores within 1e-3.
 fn assert_close(what: &str, want: &[Detection], got: &[Detection]) {
     assert_eq!(want.len(), got.len(), "{what}: {got:?} vs {want:?}");
@@ -150,26 +179,9 @@ fn assert_close(what: &str, want: &[Detection], got: &[Detection]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_of_four_cameras_run_as_one_inference_and_each_gets_its_own_detections() {
-    let names = ["bus.jpg", "zidane.jpg", "scenetext01.jpg", "leuvenA.jpg"];
-    let frames: Vec<Arc<Frame>> = names.iter().map(|n| photo(n)).collect();
+    let (names, frames) = (PHOTOS, photos());
     let mut alone = dynbatch();
-    let want: Vec<Vec<Detection>> = frames
-        .iter()
-        .map(|f| {
-            alone
-                .detect(RgbView {
-                    width: f.width,
-                    height: f.height,
-                    data: &f.data,
-                })
-                .unwrap()
-                .detections
-        })
-        .collect();
-    assert!(
-        want.iter().filter(|d| !d.is_empty()).count() >= 3,
-        "{want:?}"
-    );
+    let want = found_alone(&mut alone, &frames);
     // A long wait: the four frames, sent together, are sure to make one batch.
     let opts = ServiceOptions {
         depth: 2,
@@ -253,39 +265,16 @@ async fn a_fixed_batch_model_runs_one_frame_at_a_time_whatever_max_batch_says() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_at_once_give_every_camera_its_own_photos_detections() {
-    let names = ["bus.jpg", "zidane.jpg", "scenetext01.jpg", "leuvenA.jpg"];
-    let frames: Vec<Arc<Frame>> = names.iter().map(|n| photo(n)).collect();
+    let (names, frames) = (PHOTOS, photos());
     let opts = DetectorOptions::for_model(common::default_model());
     let mut alone = Detector::open(&opts).unwrap();
-    let want: Vec<Vec<Detection>> = frames
-        .iter()
-        .map(|f| {
-            alone
-                .detect(RgbView {
-                    width: f.width,
-                    height: f.height,
-                    data: &f.data,
-                })
-                .unwrap()
-                .detections
-        })
-        .collect();
-    assert!(
-        want.iter().filter(|d| !d.is_empty()).count() >= 3,
-        "{want:?}"
-    );
+    let want = found_alone(&mut alone, &frames);
     // A replica is the same model, thresholds and provider on a session of its own.
     let mut replica = alone.replica().open().unwrap();
     assert_eq!(replica.provider(), alone.provider());
-    for ((name, f), want) in names.iter().zip(&frames).zip(&want) {
-        let got = replica
-            .detect(RgbView {
-                width: f.width,
-                height: f.height,
-                data: &f.data,
-            })
-            .unwrap();
-        assert_close(name, want, &got.detections);
+    let got = found_alone(&mut replica, &frames);
+    for ((name, want), got) in names.iter().zip(&want).zip(&got) {
+        assert_close(name, want, got);
     }
     drop(replica);
 
