@@ -18,10 +18,11 @@
 //! the next opens, on its own thread while the others go on, only when frames
 //! still wait once every run has taken its batch and did for more than half of
 //! the last few seconds ([`ServiceOptions::busy_window`]): a loaded detector,
-//! not two cameras that met once or every camera's first frame at start-up. Two runs on two cores analyse
-//! more frames per second than one run using both (ONNX Runtime's threads wait
-//! for each other inside an inference; two inferences fill those gaps). A replica
-//! that cannot open leaves the service at the runs it has, with a warning.
+//! not two cameras that met once or every camera's first frame at start-up.
+//! Two runs on two cores analyse more frames per second than one run using both
+//! (ONNX Runtime's threads wait for each other inside an inference; two
+//! inferences fill those gaps). A replica that cannot open leaves the service at
+//! the runs it has, with a warning.
 //!
 //! If the inference thread dies (a panic in the model runtime or a decoder
 //! bug), every waiting frame and every later request is answered with
@@ -153,6 +154,11 @@ struct Queues {
 }
 
 impl Queues {
+    /// Another run could not open: none is opening, and none will be tried again.
+    fn stay_at_runs(&mut self) {
+        (self.opening, self.runs_max) = (false, self.runs);
+    }
+
     fn any_waiting(&self) -> bool {
         self.cameras.iter().any(|c| !c.waiting.is_empty())
     }
@@ -374,12 +380,7 @@ impl DetectorService {
         let handle = std::thread::Builder::new()
             .name("detector".into())
             .spawn(move || {
-                let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    serve(&worker, &mut detector, max_batch, wait)
-                }));
-                if let Err(payload) = served {
-                    worker.die(crate::thread::panic_message(payload.as_ref()));
-                }
+                serve_or_die(&worker, &mut detector, max_batch, wait);
                 // The threads beside it end with it: the queues are closed or it died.
                 loop {
                     let beside = std::mem::take(
@@ -516,6 +517,17 @@ impl DetectorService {
     }
 }
 
+/// An inference thread's life: [`serve`], and a panic in it takes the service down
+/// with its message.
+fn serve_or_die(shared: &Arc<Shared>, detector: &mut dyn Infer, max_batch: usize, wait: Duration) {
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        serve(shared, detector, max_batch, wait)
+    }));
+    if let Err(payload) = served {
+        shared.die(crate::thread::panic_message(payload.as_ref()));
+    }
+}
+
 /// An inference thread: batches in fair order until the queues close and empty.
 fn serve(shared: &Arc<Shared>, detector: &mut dyn Infer, mut max_batch: usize, wait: Duration) {
     let (mut frames, mut inferences) = (0u64, 0u64);
@@ -613,8 +625,7 @@ fn run_beside(shared: &Arc<Shared>, max_batch: usize, wait: Duration) {
                 Ok(detector) => detector,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot open another detector to run beside the first; inferences stay {}", n - 1);
-                    let mut q = worker.lock();
-                    (q.opening, q.runs_max) = (false, q.runs);
+                    worker.lock().stay_at_runs();
                     return;
                 }
             };
@@ -626,12 +637,7 @@ fn run_beside(shared: &Arc<Shared>, max_batch: usize, wait: Duration) {
                 runs = n,
                 "frames waited while the detector was busy: {n} inferences run at once from now on"
             );
-            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                serve(&worker, detector.as_mut(), max_batch, wait)
-            }));
-            if let Err(payload) = served {
-                worker.die(crate::thread::panic_message(payload.as_ref()));
-            }
+            serve_or_die(&worker, detector.as_mut(), max_batch, wait);
         });
     match spawned {
         Ok(thread) => shared
@@ -641,8 +647,7 @@ fn run_beside(shared: &Arc<Shared>, max_batch: usize, wait: Duration) {
             .push(thread),
         Err(e) => {
             tracing::warn!(error = %e, "cannot start another detector thread");
-            let mut q = shared.lock();
-            (q.opening, q.runs_max) = (false, q.runs);
+            shared.lock().stay_at_runs();
         }
     }
 }
