@@ -14,7 +14,8 @@
 //! - **python** (when the PyPI `onnxruntime` is in the set-up's conversion venv,
 //!   `deploy/setup.sh check`): the same loop in Python;
 //! - **1 camera**: `streetwatch run` on `vtest.avi` (768×576) with every frame
-//!   analysed (a file is read as fast as it is analysed);
+//!   analysed (a file is read as fast as it is analysed, the next frame looked at
+//!   while the detector works on the last); by default and with `runs = 1`;
 //! - **over capacity**: `--cameras` real-time cameras looping `vtest.avi` at
 //!   5 fps each for `--seconds` (more than the box can analyse);
 //!   once as the daemon runs by default (two inferences at once on the CPU when
@@ -344,6 +345,8 @@ struct Round {
     bare: Run,
     python: Option<Run>,
     one: Run,
+    /// The 1-camera run with one inference at a time (`runs = 1`).
+    one_single: Run,
     over: Run,
     eighty: Run,
     /// The same two with one inference at a time (`runs = 1`).
@@ -370,6 +373,7 @@ fn bench(plan: &Plan) {
             "bare",
             "python",
             "one",
+            "one-single",
             "over",
             "over-single",
             "eighty",
@@ -377,8 +381,8 @@ fn bench(plan: &Plan) {
             "eighty-live",
         ];
         if r % 2 == 1 {
-            steps[..5].reverse();
-            steps[5..].reverse();
+            steps[..6].reverse();
+            steps[6..].reverse();
         }
         // The 80 % run needs this round's 1-camera rate: it always comes after it.
         for step in steps {
@@ -390,9 +394,16 @@ fn bench(plan: &Plan) {
                         .as_deref()
                         .map(|py| run_python(py, VTEST_FRAMES, plan.threads))
                 }
-                "one" => {
-                    round.one =
-                        run_daemon(broker.port, plan.threads, 0, &[(&vtest, 60.0, false)], None)
+                "one" | "one-single" => {
+                    let single = step == "one-single";
+                    let cams = [(vtest.as_path(), 60.0, false)];
+                    let run =
+                        run_daemon(broker.port, plan.threads, usize::from(single), &cams, None);
+                    *if single {
+                        &mut round.one_single
+                    } else {
+                        &mut round.one
+                    } = run;
                 }
                 "over" | "over-single" => {
                     let cams = vec![(vtest.as_path(), 5.0, true); plan.cameras];
@@ -496,6 +507,10 @@ fn report(plan: &Plan, rounds: &[Round], python: bool) -> String {
         });
     }
     row("streetwatch, 1 camera, every frame", &|r| r.one.clone());
+    row(
+        "streetwatch, 1 camera, every frame, one inference at a time (`runs = 1`)",
+        &|r| r.one_single.clone(),
+    );
     let over = format!(
         "streetwatch, {} real-time cameras × 5 fps (over capacity)",
         plan.cameras

@@ -7,7 +7,9 @@
 //! quiet one. Latency stays bounded because stale frames are replaced, not
 //! queued. Once with the default model (fixed batch: `max_batch = 4` is
 //! refused with a warning naming the model), once with its dynamic-batch
-//! variant, where frames of different cameras run as one inference.
+//! variant, where frames of different cameras run as one inference. And a
+//! lone camera reading a file as fast as it is analysed: its next frame is
+//! looked at, and waits at the detector, while the detector works on the last.
 
 mod common;
 
@@ -117,6 +119,21 @@ path = "{dir}/outbox.sqlite"
     (stderr, reports)
 }
 
+/// Frames each inference thread served, from its `detector stopped` line.
+fn served(stderr: &str) -> Vec<u64> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("detector stopped"))
+        .map(|l| {
+            l.split(" frames=")
+                .nth(1)
+                .and_then(|s| s.split(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{l}"))
+        })
+        .collect()
+}
+
 /// What must hold for any model: fair shares, drops exactly where the load was too
 /// high, bounded latency, and the same picture on the stats topic.
 fn assert_fair_and_shed_where_overloaded(stderr: &str, reports: &[serde_json::Value]) -> Waits {
@@ -222,17 +239,7 @@ fn four_cameras_over_capacity_are_all_analysed_and_shed_only_where_overloaded() 
         stderr.contains("2 inferences run at once from now on"),
         "{stderr}"
     );
-    let served: Vec<u64> = stderr
-        .lines()
-        .filter(|l| l.contains("detector stopped"))
-        .map(|l| {
-            l.split(" frames=")
-                .nth(1)
-                .and_then(|s| s.split(' ').next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{l}"))
-        })
-        .collect();
+    let served = served(&stderr);
     assert!(
         served.len() == 2 && served.iter().all(|&n| n > 0),
         "two inference threads, each ran frames: {served:?}\n{stderr}"
@@ -332,4 +339,87 @@ fn cameras_started_together_open_their_sources_spaced_in_config_order() {
             pair[0].0
         );
     }
+}
+
+/// A file read as fast as it is analysed (no motion gate) has its next frame looked
+/// at while the detector works on the last, and handed to the detector at once:
+/// the stats reports see that frame waiting in the detector's queue, which a camera
+/// handing over one frame at a time never shows. Every frame is analysed, none is
+/// dropped or shed, and the events are those of the same file analysed again.
+#[test]
+fn a_file_read_as_fast_as_analysed_keeps_its_next_frame_at_the_detector() {
+    let _one = HEAVY.lock().unwrap_or_else(|p| p.into_inner());
+    let broker = common::Mosquitto::start();
+    let stats = common::Subscriber::connect(broker.port, "swahead/ahead/stats");
+    let events = common::Subscriber::connect(broker.port, "swahead/+/events/#");
+    let dir = tempfile::tempdir().unwrap();
+    let clip = common::vtest_head(dir.path(), 40);
+    let run = |name: &str| {
+        let text = format!(
+            r#"
+[node]
+id = "ahead"
+[mqtt]
+url = "{url}"
+topic_prefix = "swahead"
+stats_interval_s = 1
+[outbox]
+path = "{dir}/{name}.sqlite"
+
+[[camera]]
+id = "file"
+url = "{clip}"
+fps = 60
+[[camera.zone]]
+id = "road"
+polygon = [[0.0, 0.3], [1.0, 0.3], [1.0, 1.0], [0.0, 1.0]]
+[camera.zone.congestion]
+classes = ["person"]
+levels = {{ light = 3, moderate = 6, heavy = 10 }}
+"#,
+            url = broker.url(),
+            dir = dir.path().display(),
+            clip = clip.display(),
+        );
+        let cfg = common::write_config(dir.path(), &text);
+        let stderr = common::run_daemon_to_end(&cfg, "info");
+        let (decoded, analysed, dropped, _) = summary(&stderr)["file"];
+        assert!(decoded >= 400, "{stderr}");
+        assert_eq!((analysed, dropped), (decoded, 0), "{stderr}");
+        let published: Vec<_> = events
+            .drain(Duration::from_millis(500))
+            .iter()
+            .map(|m| {
+                let e: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+                let s = |k: &str| e[k].to_string();
+                (s("kind"), s("phase"), s("zone"), s("stream_time_s"))
+            })
+            .collect();
+        (stderr, published)
+    };
+    let (stderr, first) = run("first");
+    let reports: Vec<serde_json::Value> = stats
+        .drain(Duration::from_millis(500))
+        .iter()
+        .map(|m| serde_json::from_slice(&m.payload).unwrap())
+        .filter(|r: &serde_json::Value| r["cameras"]["file"].is_object())
+        .collect();
+    let queued: Vec<u64> = reports
+        .iter()
+        .map(|r| r["cameras"]["file"]["detector_queue"].as_u64().unwrap())
+        .collect();
+    for r in &reports {
+        assert_eq!(r["cameras"]["file"]["frames_shed"], 0, "{r}");
+    }
+    assert!(
+        queued.len() >= 5 && queued.iter().all(|&q| q <= 1),
+        "{queued:?}\n{stderr}"
+    );
+    assert!(
+        queued.iter().filter(|&&q| q == 1).count() >= 2,
+        "the next frame is seen waiting at the detector: {queued:?}\n{stderr}"
+    );
+    assert!(!first.is_empty(), "{stderr}");
+    let (_, again) = run("again");
+    assert_eq!(first, again);
 }

@@ -22,7 +22,10 @@
 //! 2. [`CameraPipeline::detected`] takes the detector's result for that
 //!    frame: the tracker matches it, the rules observe, events come back. A
 //!    frame the detector could not take ([`Detected::Skipped`]) produces
-//!    nothing and changes nothing but the scene model.
+//!    nothing and changes nothing but the scene model. Without the motion
+//!    gate the next frame may be looked at before the last one's result has
+//!    come ([`CameraPipeline::looks_ahead`]): results are then taken in the
+//!    order the frames were looked at.
 //! 3. [`CameraPipeline::finish`] ends every open incident when the stream
 //!    ends or the camera stops.
 //!
@@ -137,8 +140,8 @@ pub struct CameraPipeline {
     timed: bool,
     stats: Arc<CameraStats>,
     clock: SharedClock,
-    /// The frame waiting for its detections.
-    looking: Option<Looking>,
+    /// The frames waiting for their detections, oldest first.
+    looking: std::collections::VecDeque<Looking>,
     /// The last detector result; the rules see it again on held frames.
     detections: Vec<Detection>,
     /// Stream time of the last detector result.
@@ -183,12 +186,19 @@ impl CameraPipeline {
             camera: opts.camera,
             stats,
             clock,
-            looking: None,
+            looking: std::collections::VecDeque::new(),
             detections: Vec::new(),
             detected_at: None,
             last: None,
             tracks: Vec::new(),
         }
+    }
+
+    /// Whether a frame may be looked at while an earlier one still waits for its
+    /// detections: only without the motion gate, whose decision about a frame
+    /// depends on the detections of the frames before it.
+    pub fn looks_ahead(&self) -> bool {
+        self.gate.is_none()
     }
 
     /// Whether capture times are wall-clock times (latencies are measured).
@@ -229,13 +239,14 @@ impl CameraPipeline {
                 return Step::Done(events);
             }
         }
-        self.looking = Some(looking);
+        self.looking.push_back(looking);
         Step::Detect
     }
 
-    /// The detector's result for the frame [`CameraPipeline::frame`] asked about.
+    /// The detector's result for the oldest frame [`CameraPipeline::frame`] asked
+    /// about and has no result yet.
     pub fn detected(&mut self, result: Detected) -> Vec<Outgoing> {
-        let Some(looking) = self.looking.take() else {
+        let Some(looking) = self.looking.pop_front() else {
             return Vec::new();
         };
         let Detected::Found {
@@ -264,7 +275,7 @@ impl CameraPipeline {
 
     /// Ends every open incident: the stream ended or the camera is stopping.
     pub fn finish(&mut self) -> Vec<Outgoing> {
-        self.looking = None;
+        self.looking.clear();
         match self.last.take() {
             Some((at, pts)) => {
                 let evs = self.rules.finish(at, pts);

@@ -4,7 +4,10 @@
 //! reconnects and the camera's connection state), takes frames from the
 //! one-frame slot, asks the detector when the pipeline wants it, renders
 //! the evidence JPEG of each `start` event off the runtime, and hands events
-//! to the publisher. It decides nothing itself.
+//! to the publisher. It decides nothing itself. A file read as fast as it is
+//! analysed keeps up to two frames at the detector when the pipeline
+//! [looks ahead](CameraPipeline::looks_ahead): the next frame is looked at
+//! while the detector works on the last, and the answers are taken in order.
 //!
 //! A snapshot is asked for, not kept: the task answers a request with the next
 //! frame it takes, made RGB for it, so no camera holds a full RGB frame between
@@ -33,23 +36,58 @@ use crate::monitor::{CameraState, CameraStats};
 use crate::outbox::Handover;
 use crate::source::ffmpeg::RgbMaker;
 use crate::source::runner::{self, Opener, SourceOptions};
-use crate::source::{Frame, FrameSlot};
+use crate::source::{Frame, FrameSlot, SlotMode};
 
 /// Runs the detector on a frame: the shared [`DetectorService`], or a stand-in in tests.
+/// The answer does not borrow the detector, so a camera can have a frame at the
+/// detector while it looks at the next one.
 pub trait Detect: Send + Sync + 'static {
     fn detect(
         &self,
         frame: Arc<Frame>,
-    ) -> impl Future<Output = Result<DetectOutput, ServiceError>> + Send;
+    ) -> impl Future<Output = Result<DetectOutput, ServiceError>> + Send + 'static;
 }
 
 impl Detect for DetectorService {
     fn detect(
         &self,
         frame: Arc<Frame>,
-    ) -> impl Future<Output = Result<DetectOutput, ServiceError>> + Send {
-        DetectorService::detect(self, frame)
+    ) -> impl Future<Output = Result<DetectOutput, ServiceError>> + Send + 'static {
+        let service = self.clone();
+        async move { DetectorService::detect(&service, frame).await }
     }
+}
+
+/// A frame whose detector result the pipeline has yet to take, in the order frames
+/// were looked at.
+enum Answer {
+    /// At the detector.
+    Pending(
+        Arc<Frame>,
+        tokio::task::JoinHandle<Result<DetectOutput, ServiceError>>,
+    ),
+    /// No picture to detect on: skipped.
+    NoPicture,
+}
+
+/// What a frame taken from the slot became.
+enum Looked {
+    /// The motion gate held it: its events.
+    Held(Arc<Frame>, Vec<Outgoing>),
+    /// It goes to the detector.
+    Detect(Arc<Frame>),
+    /// It has no picture: skipped.
+    NoPicture,
+}
+
+/// What the camera task does next.
+enum Next {
+    /// A frame from the slot (`None`: the slot is closed).
+    Frame(Option<Frame>),
+    /// The oldest waiting frame's answer came.
+    Answered(Result<DetectOutput, ServiceError>),
+    /// The oldest waiting frame had no picture.
+    NoPicture,
 }
 
 /// A frame taken for a snapshot (it has RGB pixels) and what a snapshot of it masks.
@@ -212,76 +250,74 @@ impl<D: Detect> CameraTask<D> {
 
         let mut died: Option<String> = None;
         let mut rgb = RgbMaker::new();
-        while let Some(mut frame) = slot.take().await {
-            if let Some(position) = &self.position {
-                position.send_replace(frame.pts);
-            }
-            let step = self.pipeline.frame(&frame);
-            // RGB only for a frame the detector sees, that is an event's evidence, that
-            // a snapshot was asked for, or that a tap (a replay drawing every frame) takes.
-            let wanted = self.tap.is_some()
-                || self.snapshots.waiting()
-                || match &step {
-                    Step::Detect => true,
-                    Step::Done(out) => self.evidence.is_some() && out.iter().any(|o| o.evidence),
-                };
-            let made = if wanted {
-                frame.make_rgb(&mut rgb)
-            } else {
-                Ok(())
-            };
-            frame.release_picture();
-            if let Err(e) = &made {
-                tracing::warn!(error = %e, "frame has no picture; skipped");
-            }
-            let frame = Arc::new(frame);
-            let (out, held) = match step {
-                Step::Detect if made.is_err() => {
-                    self.pipeline.detected(Detected::Skipped);
-                    continue;
-                }
-                Step::Done(out) => (out, true),
-                Step::Detect => match self.detector.detect(frame.clone()).await {
-                    Ok(found) => (
-                        self.pipeline.detected(Detected::Found {
-                            detections: found.detections,
-                            inference: found.elapsed,
-                        }),
-                        false,
-                    ),
-                    Err(ServiceError::Died(reason)) => {
-                        died = Some(format!("the detector thread died: {reason}"));
-                        break;
-                    }
-                    Err(ServiceError::Stopped) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "detection failed; frame skipped");
-                        self.pipeline.detected(Detected::Skipped);
-                        continue;
-                    }
+        // A file read as fast as it is analysed has its next frame ready at once: the
+        // pipeline looks at it while the detector works on the last one (without the
+        // motion gate). A live or real-time camera hands over one frame at a time, so
+        // under load its stale frames are replaced in the slot instead of queueing.
+        let ahead = if self.pipeline.looks_ahead() && self.source.slot_mode() == SlotMode::Block {
+            2
+        } else {
+            1
+        };
+        let mut waiting = std::collections::VecDeque::new();
+        let mut open = true;
+        loop {
+            let room = open && waiting.len() < ahead;
+            // The oldest answer first; a new frame while it is being worked on.
+            let next = match waiting.front_mut() {
+                Some(Answer::NoPicture) => Next::NoPicture,
+                Some(Answer::Pending(_, answer)) if !room => Next::Answered(joined(answer.await)),
+                Some(Answer::Pending(_, answer)) => tokio::select! {
+                    biased;
+                    answer = answer => Next::Answered(joined(answer)),
+                    frame = slot.take() => Next::Frame(frame),
                 },
+                None if room => Next::Frame(slot.take().await),
+                None => break,
             };
-            if frame.has_rgb() {
-                self.snapshots.answer(|| Latest {
-                    frame: frame.clone(),
-                    masked: self.pipeline.masks(&[]),
-                    method: self.pipeline.mask_method(),
-                });
-            }
-            if let Some(tap) = &self.tap {
-                let tapped = Tapped {
-                    frame: frame.clone(),
-                    detections: self.pipeline.detections().to_vec(),
-                    tracks: self.pipeline.tracks().to_vec(),
-                    held,
-                    events: out.iter().map(|o| o.event.clone()).collect(),
-                };
-                if tap.send(tapped).await.is_err() {
-                    self.tap = None;
+            match next {
+                Next::Frame(None) => open = false,
+                Next::Frame(Some(frame)) => match self.look(frame, &mut rgb) {
+                    Looked::Held(frame, out) => {
+                        if !self.deliver(&frame, out, true).await {
+                            break;
+                        }
+                    }
+                    Looked::Detect(frame) => {
+                        let answer = tokio::spawn(self.detector.detect(frame.clone()));
+                        waiting.push_back(Answer::Pending(frame, answer));
+                    }
+                    Looked::NoPicture => waiting.push_back(Answer::NoPicture),
+                },
+                Next::NoPicture => {
+                    waiting.pop_front();
+                    self.pipeline.detected(Detected::Skipped);
                 }
-            }
-            if !self.emit(out, Some(&frame)).await {
-                break;
+                Next::Answered(answer) => {
+                    let Some(Answer::Pending(frame, _)) = waiting.pop_front() else {
+                        unreachable!("an answer comes only for a frame at the detector");
+                    };
+                    match answer {
+                        Ok(found) => {
+                            let out = self.pipeline.detected(Detected::Found {
+                                detections: found.detections,
+                                inference: found.elapsed,
+                            });
+                            if !self.deliver(&frame, out, false).await {
+                                break;
+                            }
+                        }
+                        Err(ServiceError::Died(reason)) => {
+                            died = Some(format!("the detector thread died: {reason}"));
+                            break;
+                        }
+                        Err(ServiceError::Stopped) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "detection failed; frame skipped");
+                            self.pipeline.detected(Detected::Skipped);
+                        }
+                    }
+                }
             }
         }
         self.snapshots.end();
@@ -301,6 +337,58 @@ impl<D: Detect> CameraTask<D> {
                 CameraExit::Done
             }
         }
+    }
+
+    /// Looks at a frame taken from the slot: the pipeline's scene model and motion
+    /// gate, then RGB only for a frame the detector sees, that is an event's evidence,
+    /// that a snapshot was asked for, or that a tap (a replay drawing every frame) takes.
+    fn look(&mut self, mut frame: Frame, rgb: &mut RgbMaker) -> Looked {
+        if let Some(position) = &self.position {
+            position.send_replace(frame.pts);
+        }
+        let step = self.pipeline.frame(&frame);
+        let wanted = self.tap.is_some()
+            || self.snapshots.waiting()
+            || match &step {
+                Step::Detect => true,
+                Step::Done(out) => self.evidence.is_some() && out.iter().any(|o| o.evidence),
+            };
+        let made = if wanted { frame.make_rgb(rgb) } else { Ok(()) };
+        frame.release_picture();
+        if let Err(e) = &made {
+            tracing::warn!(error = %e, "frame has no picture; skipped");
+        }
+        let frame = Arc::new(frame);
+        match step {
+            Step::Detect if made.is_err() => Looked::NoPicture,
+            Step::Detect => Looked::Detect(frame),
+            Step::Done(out) => Looked::Held(frame, out),
+        }
+    }
+
+    /// Hands on what the pipeline made of `frame`: snapshot requests, the tap, then
+    /// the events. `false` if the publisher is gone.
+    async fn deliver(&mut self, frame: &Arc<Frame>, out: Vec<Outgoing>, held: bool) -> bool {
+        if frame.has_rgb() {
+            self.snapshots.answer(|| Latest {
+                frame: frame.clone(),
+                masked: self.pipeline.masks(&[]),
+                method: self.pipeline.mask_method(),
+            });
+        }
+        if let Some(tap) = &self.tap {
+            let tapped = Tapped {
+                frame: frame.clone(),
+                detections: self.pipeline.detections().to_vec(),
+                tracks: self.pipeline.tracks().to_vec(),
+                held,
+                events: out.iter().map(|o| o.event.clone()).collect(),
+            };
+            if tap.send(tapped).await.is_err() {
+                self.tap = None;
+            }
+        }
+        self.emit(out, Some(frame)).await
     }
 
     fn died(&self, reason: String) -> CameraExit {
@@ -348,6 +436,14 @@ impl<D: Detect> CameraTask<D> {
         }
         true
     }
+}
+
+/// A detector answer from its task; a task that panicked or was cancelled is a
+/// detector that died.
+fn joined(
+    answer: Result<Result<DetectOutput, ServiceError>, tokio::task::JoinError>,
+) -> Result<DetectOutput, ServiceError> {
+    answer.unwrap_or_else(|e| Err(ServiceError::Died(format!("its answer was lost: {e}"))))
 }
 
 /// The evidence JPEG of `event`, at most `max_bytes`, encoded on a blocking thread;

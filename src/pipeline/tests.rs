@@ -376,3 +376,77 @@ fn a_cup_put_down_beside_a_parked_bicycle_is_litter_with_the_gate_off_and_on() {
     }
     assert_eq!(runs[0], runs[1], "the gate changes nothing");
 }
+
+#[test]
+fn without_the_gate_results_taken_behind_the_next_look_give_the_same_events() {
+    let parking = || {
+        vec![zone(
+            "id = \"kerb\"\npolygon = [[0, 0], [1, 0], [1, 1], [0, 1]]\n\
+             [illegal_parking]\nmin_stationary_s = 2\n",
+        )]
+    };
+    // A bicycle parks for 6 s; a person walks by meanwhile.
+    let found = |i: u64| -> Vec<Detection> {
+        let mut d = Vec::new();
+        if (5..35).contains(&i) {
+            d.push(bicycle());
+        }
+        if (10..20).contains(&i) {
+            d.push(person_at(10.0 * i as f32));
+        }
+        d
+    };
+    let summary = |out: &[Outgoing]| -> Vec<(String, Phase, f64)> {
+        out.iter()
+            .map(|o| (o.event.kind.clone(), o.event.phase, o.event.stream_time_s))
+            .collect()
+    };
+    let frames = 80;
+
+    // One frame at a time.
+    let mut one = Rig::new(options(false, parking()));
+    let mut one_out = Vec::new();
+    for i in 0..frames {
+        one_out.extend(one.step(&found(i)).1);
+    }
+
+    // Frame i+1 looked at before frame i's result is taken.
+    let mut ahead = Rig::new(options(false, parking()));
+    assert!(ahead.pipeline.looks_ahead());
+    assert!(!Rig::new(options(true, parking())).pipeline.looks_ahead());
+    let mut ahead_out = Vec::new();
+    let mut asked = std::collections::VecDeque::new();
+    for i in 0..frames {
+        let frame = ahead.frame(|_| {});
+        ahead.clock.advance(Duration::from_millis(1000 / FPS));
+        assert!(matches!(ahead.pipeline.frame(&frame), Step::Detect));
+        asked.push_back(i);
+        if asked.len() == 2 {
+            let j = asked.pop_front().unwrap();
+            ahead_out.extend(ahead.pipeline.detected(Detected::Found {
+                detections: found(j),
+                inference: Duration::from_millis(20),
+            }));
+        }
+    }
+    for j in asked {
+        ahead_out.extend(ahead.pipeline.detected(Detected::Found {
+            detections: found(j),
+            inference: Duration::from_millis(20),
+        }));
+    }
+    // A result with no frame waiting for it changes nothing.
+    assert!(ahead.pipeline.detected(Detected::Skipped).is_empty());
+
+    assert_eq!(
+        summary(&one_out),
+        [("illegal_parking".to_string(), Phase::Start, 3.0)],
+        "{one_out:?}"
+    );
+    assert_eq!(summary(&ahead_out), summary(&one_out));
+    let (a, o) = (ahead.stats.snapshot(), one.stats.snapshot());
+    assert_eq!(
+        (a.frames_analysed, a.detections),
+        (o.frames_analysed, o.detections)
+    );
+}

@@ -85,7 +85,7 @@ pub struct ServiceOptions {
     pub max_wait: Duration,
     /// Inferences that may run at once, each on a thread and session of its own (0: two
     /// on the CPU, one on any other provider). Another opens only when frames keep
-    /// waiting while every run is busy, so a lone camera never pays for it.
+    /// waiting while every run is busy, so a lone live camera never pays for it.
     pub runs: usize,
     /// How long, about, frames must keep waiting before another run opens: frames
     /// waited for more than half of a time that decays over this window. A burst (every
