@@ -273,6 +273,14 @@ impl CameraPipeline {
         self.observe(&looking)
     }
 
+    /// The frame just looked at ([`Step::Detect`]) has no picture to detect on: it
+    /// is skipped and waits for no result. Results for frames before it still come
+    /// to [`CameraPipeline::detected`]; like [`Detected::Skipped`], it changes nothing
+    /// but the scene model.
+    pub fn skip_newest(&mut self) {
+        self.looking.pop_back();
+    }
+
     /// Ends every open incident: the stream ended or the camera is stopping.
     pub fn finish(&mut self) -> Vec<Outgoing> {
         self.looking.clear();

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{CameraPipeline, Detected, Outgoing, Step};
@@ -58,25 +59,13 @@ impl Detect for DetectorService {
     }
 }
 
-/// A frame whose detector result the pipeline has yet to take, in the order frames
-/// were looked at.
-enum Answer {
-    /// At the detector.
-    Pending(
-        Arc<Frame>,
-        tokio::task::JoinHandle<Result<DetectOutput, ServiceError>>,
-    ),
-    /// No picture to detect on: skipped.
-    NoPicture,
-}
-
 /// What a frame taken from the slot became.
 enum Looked {
     /// The motion gate held it: its events.
     Held(Arc<Frame>, Vec<Outgoing>),
     /// It goes to the detector.
     Detect(Arc<Frame>),
-    /// It has no picture: skipped.
+    /// It has no picture: skipped, nothing waits for it.
     NoPicture,
 }
 
@@ -84,10 +73,8 @@ enum Looked {
 enum Next {
     /// A frame from the slot (`None`: the slot is closed).
     Frame(Option<Frame>),
-    /// The oldest waiting frame's answer came.
+    /// The oldest frame at the detector has its answer.
     Answered(Result<DetectOutput, ServiceError>),
-    /// The oldest waiting frame had no picture.
-    NoPicture,
 }
 
 /// A frame taken for a snapshot (it has RGB pixels) and what a snapshot of it masks.
@@ -259,15 +246,16 @@ impl<D: Detect> CameraTask<D> {
         } else {
             1
         };
-        let mut waiting = std::collections::VecDeque::new();
+        // The frames at the detector, oldest first, with their answers to come.
+        let mut waiting: std::collections::VecDeque<(Arc<Frame>, JoinHandle<_>)> =
+            std::collections::VecDeque::new();
         let mut open = true;
         loop {
             let room = open && waiting.len() < ahead;
             // The oldest answer first; a new frame while it is being worked on.
             let next = match waiting.front_mut() {
-                Some(Answer::NoPicture) => Next::NoPicture,
-                Some(Answer::Pending(_, answer)) if !room => Next::Answered(joined(answer.await)),
-                Some(Answer::Pending(_, answer)) => tokio::select! {
+                Some((_, answer)) if !room => Next::Answered(joined(answer.await)),
+                Some((_, answer)) => tokio::select! {
                     biased;
                     answer = answer => Next::Answered(joined(answer)),
                     frame = slot.take() => Next::Frame(frame),
@@ -285,16 +273,12 @@ impl<D: Detect> CameraTask<D> {
                     }
                     Looked::Detect(frame) => {
                         let answer = tokio::spawn(self.detector.detect(frame.clone()));
-                        waiting.push_back(Answer::Pending(frame, answer));
+                        waiting.push_back((frame, answer));
                     }
-                    Looked::NoPicture => waiting.push_back(Answer::NoPicture),
+                    Looked::NoPicture => {}
                 },
-                Next::NoPicture => {
-                    waiting.pop_front();
-                    self.pipeline.detected(Detected::Skipped);
-                }
                 Next::Answered(answer) => {
-                    let Some(Answer::Pending(frame, _)) = waiting.pop_front() else {
+                    let Some((frame, _)) = waiting.pop_front() else {
                         unreachable!("an answer comes only for a frame at the detector");
                     };
                     match answer {
@@ -360,7 +344,10 @@ impl<D: Detect> CameraTask<D> {
         }
         let frame = Arc::new(frame);
         match step {
-            Step::Detect if made.is_err() => Looked::NoPicture,
+            Step::Detect if made.is_err() => {
+                self.pipeline.skip_newest();
+                Looked::NoPicture
+            }
             Step::Detect => Looked::Detect(frame),
             Step::Done(out) => Looked::Held(frame, out),
         }
