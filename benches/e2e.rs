@@ -359,6 +359,22 @@ struct Round {
     eighty_cameras: usize,
 }
 
+impl Round {
+    /// Where the daemon run of `step` goes.
+    fn daemon(&mut self, step: &str) -> &mut Run {
+        match step {
+            "one" => &mut self.one,
+            "one-single" => &mut self.one_single,
+            "over" => &mut self.over,
+            "over-single" => &mut self.over_single,
+            "eighty" => &mut self.eighty,
+            "eighty-single" => &mut self.eighty_single,
+            "eighty-live" => &mut self.eighty_live,
+            _ => unreachable!("no daemon run is called {step}"),
+        }
+    }
+}
+
 fn bench(plan: &Plan) {
     let broker = harness::Mosquitto::start();
     let vtest = common::cached("media/vtest.avi");
@@ -394,67 +410,42 @@ fn bench(plan: &Plan) {
                         .as_deref()
                         .map(|py| run_python(py, VTEST_FRAMES, plan.threads))
                 }
-                "one" | "one-single" => {
-                    let single = step == "one-single";
-                    let cams = [(vtest.as_path(), 60.0, false)];
-                    let run =
-                        run_daemon(broker.port, plan.threads, usize::from(single), &cams, None);
-                    *if single {
-                        &mut round.one_single
-                    } else {
-                        &mut round.one
-                    } = run;
-                }
-                "over" | "over-single" => {
-                    let cams = vec![(vtest.as_path(), 5.0, true); plan.cameras];
-                    let single = step == "over-single";
-                    let run = run_daemon(
-                        broker.port,
-                        plan.threads,
-                        usize::from(single),
-                        &cams,
-                        Some(Duration::from_secs(plan.seconds)),
-                    );
-                    *if single {
-                        &mut round.over_single
-                    } else {
-                        &mut round.over
-                    } = run;
-                }
-                _ => {
-                    let capacity = round.one.fps();
-                    // Enough cameras that each takes at most 8 of the clip's 10 fps: a
-                    // camera asked for more than its source sends would make the load
-                    // less than 80 %.
-                    round.eighty_cameras = ((0.8 * capacity / 8.0).ceil() as usize).max(4);
-                    round.eighty_fps =
-                        ((0.8 * capacity / round.eighty_cameras as f64 * 10.0).round() / 10.0)
-                            .clamp(0.1, 60.0);
-                    let n = round.eighty_cameras;
-                    let (_watchers, urls) = match step {
-                        "eighty-live" => streams.watch(n),
+                daemon => {
+                    if daemon.starts_with("eighty") {
+                        let capacity = round.one.fps();
+                        // Enough cameras that each takes at most 8 of the clip's 10 fps: a
+                        // camera asked for more than its source sends would make the load
+                        // less than 80 %.
+                        round.eighty_cameras = ((0.8 * capacity / 8.0).ceil() as usize).max(4);
+                        round.eighty_fps =
+                            ((0.8 * capacity / round.eighty_cameras as f64 * 10.0).round() / 10.0)
+                                .clamp(0.1, 60.0);
+                    }
+                    // The watchers keep the live streams going for the run.
+                    let (_watchers, urls) = match daemon {
+                        "eighty-live" => streams.watch(round.eighty_cameras),
                         _ => (Watchers(Vec::new()), Vec::new()),
                     };
-                    let cams = match step {
-                        "eighty-live" => urls
-                            .iter()
-                            .map(|u| (Path::new(u), round.eighty_fps, false))
-                            .collect(),
-                        _ => vec![(vtest.as_path(), round.eighty_fps, true); n],
+                    let real_time = Some(Duration::from_secs(plan.seconds));
+                    let (cams, stop_after): (Vec<(&Path, f64, bool)>, _) = match daemon {
+                        "one" | "one-single" => (vec![(vtest.as_path(), 60.0, false)], None),
+                        "over" | "over-single" => {
+                            (vec![(vtest.as_path(), 5.0, true); plan.cameras], real_time)
+                        }
+                        "eighty-live" => (
+                            urls.iter()
+                                .map(|u| (Path::new(u), round.eighty_fps, false))
+                                .collect(),
+                            real_time,
+                        ),
+                        _ => (
+                            vec![(vtest.as_path(), round.eighty_fps, true); round.eighty_cameras],
+                            real_time,
+                        ),
                     };
-                    let single = step == "eighty-single";
-                    let run = run_daemon(
-                        broker.port,
-                        plan.threads,
-                        usize::from(single),
-                        &cams,
-                        Some(Duration::from_secs(plan.seconds)),
-                    );
-                    *match step {
-                        "eighty-single" => &mut round.eighty_single,
-                        "eighty-live" => &mut round.eighty_live,
-                        _ => &mut round.eighty,
-                    } = run;
+                    let runs = usize::from(daemon.ends_with("-single"));
+                    *round.daemon(daemon) =
+                        run_daemon(broker.port, plan.threads, runs, &cams, stop_after);
                 }
             }
         }
